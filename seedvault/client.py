@@ -1,0 +1,381 @@
+"""The client: publish, approve, admit, verify and load, composed from the pieces below.
+
+Every path into the vault goes through `Client.admit`: the envelope is judged under the
+local policy before a byte is copied, bytes land in a private staging directory, are
+checked against the signed manifest, and only then move into blobs and a snapshot.
+Loading re-judges the envelope (a key revoked since import takes effect) and hashes the
+very bytes it hands out.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from seedvault import hashing, weights
+from seedvault.errors import IntegrityError, NotFoundError, UnsafePathError, UnsafeWeightsError, UsageError
+from seedvault.manifest import (
+    FileEntry,
+    License,
+    LineageLink,
+    Manifest,
+    Origin,
+    Ref,
+    TorrentBinding,
+    check_path_set,
+    check_relative_path,
+    info_hash_v2,
+    torrent_name,
+)
+from seedvault.settings import DEFAULT_PIECE_LENGTH, Paths, paths
+from seedvault.signing import Envelope, PrivateKey, TrustPolicy, Verdict, evaluate
+from seedvault.vault import Vault
+
+Progress = Callable[[int], None]
+# Directories a model checkout carries that are not part of the model.
+IGNORED_DIRS = frozenset({".git", ".cache"})
+IGNORED_FILES = frozenset({".gitattributes", ".gitignore"})
+LICENSE_NAMES = ("LICENSE", "LICENSE.txt", "LICENSE.md", "LICENCE", "LICENCE.txt")
+
+
+@dataclass(frozen=True)
+class Admitted:
+    verdict: Verdict
+    snapshot: Path
+    envelope: Envelope
+
+
+def expected_files(manifest: Manifest) -> list[hashing.Expected]:
+    return [hashing.Expected(f.path, f.size, f.pieces_root) for f in manifest.files]
+
+
+def scan_model_dir(directory: Path) -> list[str]:
+    """Relative POSIX paths of the files to publish, sorted; refuses symlinks and specials."""
+    if not directory.is_dir():
+        raise UsageError(f"{directory}: expected a model directory, found "
+                         + ("a file" if directory.exists() else "nothing"))
+    found: list[str] = []
+    for root, dirs, files in os.walk(directory):
+        rel_root = Path(root).relative_to(directory)
+        for d in list(dirs):
+            if (Path(root) / d).is_symlink():
+                raise UnsafePathError(f"{rel_root / d}: symlinked directories are not published; "
+                                      "copy the files in instead")
+            if d in IGNORED_DIRS:
+                dirs.remove(d)
+        for name in files:
+            full = Path(root) / name
+            rel = (rel_root / name).as_posix()
+            if full.is_symlink():
+                raise UnsafePathError(f"{rel}: expected a regular file, found a symlink")
+            if not full.is_file():
+                raise UnsafePathError(f"{rel}: expected a regular file, found a special file")
+            if name in IGNORED_FILES and rel_root == Path("."):
+                continue
+            found.append(check_relative_path(rel, "file"))
+    if not found:
+        raise UsageError(f"{directory}: expected model files, found none")
+    found.sort(key=lambda p: p.split("/"))
+    check_path_set(found, str(directory))
+    return found
+
+
+def check_exact_files(base: Path, manifest: Manifest) -> None:
+    """The directory holds exactly the manifest's files: none missing, none extra."""
+    present = set()
+    for root, _dirs, files in os.walk(base):
+        for name in files:
+            present.add((Path(root) / name).relative_to(base).as_posix())
+    wanted = {f.path for f in manifest.files}
+    extra, missing = sorted(present - wanted), sorted(wanted - present)
+    if extra or missing:
+        raise IntegrityError(
+            f"{manifest.ref}: expected exactly the {len(wanted)} files the manifest lists; "
+            + (f"missing: {missing}" if missing else "")
+            + ("; " if extra and missing else "")
+            + (f"not in the manifest: {extra}" if extra else ""),
+            hint="a file was added, removed or renamed after signing",
+        )
+
+
+def check_weights(base: Path, manifest: Manifest) -> None:
+    """Strict safetensors validation of verified files; pickle only if the manifest allows."""
+    for f in manifest.files:
+        if f.is_safetensors:
+            weights.read_header(base / f.path, f.path)
+        elif f.is_pickle and not manifest.allow_pickle:
+            raise UnsafeWeightsError(f"{f.path}: pickle files can run code on load; refused")
+
+
+class Client:
+    """One user's view: their config, their trust policy, their vault."""
+
+    def __init__(self, home: str | os.PathLike[str] | None = None) -> None:
+        self.paths: Paths = paths(home)
+        self._vault: Vault | None = None
+
+    @property
+    def vault(self) -> Vault:
+        if self._vault is None:
+            self._vault = Vault(self.paths.vault_dir)
+        return self._vault
+
+    def close(self) -> None:
+        if self._vault is not None:
+            self._vault.close()
+            self._vault = None
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @property
+    def policy(self) -> TrustPolicy:
+        return TrustPolicy.load(self.paths.policy_file)
+
+    def save_policy(self, policy: TrustPolicy) -> None:
+        policy.save(self.paths.policy_file)
+
+    # ---- publish ------------------------------------------------------------------------
+    def publish(
+        self,
+        directory: Path,
+        *,
+        name: str,
+        version: str,
+        license: str,
+        key: PrivateKey,
+        publisher: str = "",
+        source_url: str | None = None,
+        source_revision: str | None = None,
+        notes: str | None = None,
+        lineage: Sequence[tuple[str, str]] = (),
+        expires: datetime | None = None,
+        allow_pickle: bool = False,
+        license_file: str | None = None,
+        piece_length: int = DEFAULT_PIECE_LENGTH,
+        progress: Progress | None = None,
+    ) -> Admitted:
+        """Hash, describe and sign a model directory, and store it in the vault.
+
+        Each file is read once: the bytes are copied into staging while hashed, so the
+        signed digests are of exactly the copy that enters the vault.
+        """
+        directory = Path(directory)
+        files = scan_model_dir(directory)
+        pickles = [p for p in files if FileEntry(p, 0, "", None).is_pickle]
+        if pickles and not allow_pickle:
+            raise UnsafeWeightsError(
+                f"{directory}: {pickles} are pickle files, which run code when loaded; expected "
+                "safetensors",
+                hint="convert them to safetensors, or pass --allow-pickle to publish them anyway",
+            )
+        links = [self._lineage_link(relation, ref) for relation, ref in lineage]
+        license_path = license_file or next((n for n in LICENSE_NAMES if n in files), None)
+        if license_path is not None and license_path not in files:
+            raise UsageError(f"license file {license_path!r} is not among the model's files")
+        with self.vault.staging("publish") as staged:
+            targets = [staged / p for p in files]
+            for t in targets:
+                t.parent.mkdir(parents=True, exist_ok=True)
+            digests = hashing.hash_files(
+                [directory / p for p in files], piece_length, progress, copy_to=targets
+            )
+            entries = []
+            for path, target, d in zip(files, targets, digests, strict=True):
+                summary = None
+                if path.lower().endswith(".safetensors"):
+                    summary = weights.read_header(target, path).summary()
+                entries.append(FileEntry(path, d.size, d.sha256, d.pieces_root, summary))
+            by_path = {e.path: e for e in entries}
+            info_hash = info_hash_v2(torrent_name(name, version), entries, piece_length)
+            manifest = Manifest(
+                name=name,
+                version=version,
+                created=datetime.now(UTC).replace(microsecond=0),
+                files=tuple(entries),
+                license=License(
+                    license,
+                    license_path,
+                    by_path[license_path].sha256 if license_path else None,
+                ),
+                origin=Origin(publisher or key.key_id[:16], source_url, source_revision, notes),
+                torrent=TorrentBinding(piece_length, info_hash),
+                lineage=tuple(links),
+                expires=expires,
+                allow_pickle=allow_pickle,
+            )
+            # Round-trip through the parser so we never sign what we would refuse to read.
+            manifest = Manifest.from_dict(manifest.to_dict())
+            envelope = Envelope(manifest.to_payload()).sign(key)
+            snapshot = self.vault.add(envelope, manifest, staged)
+        self._record_snapshot(snapshot, manifest, envelope.digest)
+        verdict = Verdict(manifest, envelope.digest, (), 0, 0)
+        return Admitted(verdict, snapshot, envelope)
+
+    def _lineage_link(self, relation: str, ref: str) -> LineageLink:
+        digest = None
+        with contextlib.suppress(NotFoundError):  # a base from outside this vault is named, not pinned
+            digest = self.vault.resolve(Ref.parse(ref)).digest
+        return LineageLink.from_dict(
+            {"relation": relation, "ref": ref, **({"manifest_digest": digest} if digest else {})},
+            "lineage",
+        )
+
+    # ---- approve ------------------------------------------------------------------------
+    def approve(self, ref: str, key: PrivateKey) -> Envelope:
+        """Countersign a stored manifest's exact payload with an approver key."""
+        entry = self.vault.resolve(ref)
+        signed = Envelope(entry.envelope.payload, entry.envelope.payload_type).sign(key)
+        return self.vault.add_signatures(signed)
+
+    # ---- admit --------------------------------------------------------------------------
+    def judge(self, envelope: Envelope) -> Verdict:
+        """Policy verdict plus the vault's memory (substitution of a seen name@version)."""
+        verdict = evaluate(envelope, self.policy)
+        self.vault.check_not_substituted(verdict.manifest, envelope.digest)
+        return verdict
+
+    def admit(
+        self,
+        envelope: Envelope,
+        fill: Callable[[Manifest, Path], None],
+        progress: Progress | None = None,
+    ) -> Admitted:
+        """Judge, stage, verify, then store. `fill` writes the manifest's files into staging."""
+        verdict = self.judge(envelope)  # before any byte is fetched or copied
+        manifest = verdict.manifest
+        with self.vault.staging(envelope.digest) as staged:
+            fill(manifest, staged)
+            check_exact_files(staged, manifest)
+            hashing.verify_files(staged, expected_files(manifest), manifest.torrent.piece_length, progress)
+            check_weights(staged, manifest)
+            snapshot = self.vault.add(envelope, manifest, staged)
+        self._record_snapshot(snapshot, manifest, envelope.digest)
+        return Admitted(verdict, snapshot, envelope)
+
+    def _record_snapshot(self, snapshot: Path, manifest: Manifest, digest: str) -> None:
+        for f in manifest.files:
+            p = snapshot / f.path
+            self.vault.record_verified(p, digest, f.pieces_root, p.stat())
+
+    # ---- verify, locate, load ---------------------------------------------------------
+    def verify(self, ref: str, *, fast: bool = False, progress: Progress | None = None) -> Verdict:
+        """Re-judge the stored envelope under the current policy and check every file."""
+        entry = self.vault.resolve(ref)
+        verdict = evaluate(entry.envelope, self.policy)
+        manifest = verdict.manifest
+        snapshot = self.vault.snapshot_dir(manifest)
+        if not snapshot.is_dir():
+            raise IntegrityError(f"{manifest.ref}: snapshot directory {snapshot} is missing",
+                                 hint="import or pull the model again")
+        check_exact_files(snapshot, manifest)
+        todo = [f for f in manifest.files
+                if not (fast and self.vault.has_valid_record(snapshot / f.path, entry.digest, f.pieces_root))]
+        hashing.verify_files(
+            snapshot,
+            [hashing.Expected(f.path, f.size, f.pieces_root) for f in todo],
+            manifest.torrent.piece_length,
+            progress,
+        )
+        for f in todo:
+            p = snapshot / f.path
+            self.vault.record_verified(p, entry.digest, f.pieces_root, p.stat())
+        return verdict
+
+    def verify_dir(self, directory: Path, envelope: Envelope, progress: Progress | None = None) -> Verdict:
+        """Check a loose directory (not in the vault) against an envelope, under policy."""
+        verdict = evaluate(envelope, self.policy)
+        check_exact_files(directory, verdict.manifest)
+        hashing.verify_files(
+            directory, expected_files(verdict.manifest), verdict.manifest.torrent.piece_length, progress
+        )
+        check_weights(directory, verdict.manifest)
+        return verdict
+
+    def snapshot_path(self, ref: str, *, fast: bool = True) -> Path:
+        """The verified snapshot directory, for loaders that take a path (transformers...).
+
+        Fast by default: files unchanged since their last full verification (same size,
+        mtime, inode and ctime) are not re-hashed; any change triggers a full check.
+        """
+        verdict = self.verify(ref, fast=fast)
+        return self.vault.snapshot_dir(verdict.manifest)
+
+    def load(
+        self,
+        ref: str,
+        *,
+        framework: str = "numpy",
+        per_file: bool = False,
+        fast: bool = False,
+    ) -> dict[str, Any]:
+        """Tensors of a verified model. The bytes hashed are the bytes returned.
+
+        `fast=True` skips hashing files whose verification record still matches.
+        """
+        entry = self.vault.resolve(ref)
+        verdict = evaluate(entry.envelope, self.policy)
+        manifest = verdict.manifest
+        snapshot = self.vault.snapshot_dir(manifest)
+        tensor_files = [f for f in manifest.files if f.is_safetensors]
+        refused = [f.path for f in manifest.files if f.is_pickle]
+        if refused:
+            raise UnsafeWeightsError(f"{manifest.ref}: refusing to load pickle files {refused}")
+        if not tensor_files:
+            raise NotFoundError(f"{manifest.ref} has no safetensors files to load",
+                                hint=f"its files are under {snapshot}")
+        out: dict[str, Any] = {}
+        per: dict[str, Any] = {}
+        for f in tensor_files:
+            path = snapshot / f.path
+            trusted = fast and self.vault.has_valid_record(path, entry.digest, f.pieces_root)
+            buf = hashing.read_verified(
+                path, hashing.Expected(f.path, f.size, f.pieces_root),
+                manifest.torrent.piece_length, check=not trusted,
+            )
+            tensors = weights.tensors_from_buffer(buf, f.path, framework)
+            if not trusted:
+                self.vault.record_verified(path, entry.digest, f.pieces_root, path.stat())
+            if per_file:
+                per[f.path] = tensors
+                continue
+            clash = set(tensors) & set(out)
+            if clash:
+                raise UsageError(f"{manifest.ref}: tensor names {sorted(clash)[:3]} appear in several "
+                                 "files", hint="load with per_file=True")
+            out.update(tensors)
+        return per if per_file else out
+
+    # ---- listing ------------------------------------------------------------------------
+    def show(self, ref: str) -> tuple[Manifest, Envelope, Verdict | Exception]:
+        """The stored statement and its verdict under the local policy (or why it fails)."""
+        entry = self.vault.resolve(ref)
+        try:
+            verdict: Verdict | Exception = evaluate(entry.envelope, self.policy)
+        except Exception as exc:
+            verdict = exc
+        return entry.manifest, entry.envelope, verdict
+
+
+def copy_files(source: Path, manifest: Manifest, staged: Path) -> None:
+    """Fill staging from a plain directory (a bundle's files/ or a loose model dir)."""
+    for f in manifest.files:
+        src = source / f.path
+        if src.is_symlink() or not src.is_file():
+            raise IntegrityError(
+                f"{manifest.ref}: expected regular file {f.path!r}, found "
+                + ("a symlink" if src.is_symlink() else "nothing" if not src.exists() else "a non-file"),
+                path=f.path,
+            )
+        dst = staged / f.path
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(src, dst)

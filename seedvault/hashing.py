@@ -1,0 +1,355 @@
+"""File hashing: SHA-256 and the BitTorrent v2 pieces root (BEP 52) in one read pass.
+
+The pieces root is the root of a binary SHA-256 merkle tree over 16 KiB blocks of the file,
+with zero hashes padding the leaves to a power of two. Leaves are independent, so:
+
+- publishing hashes each file once: the main thread feeds SHA-256 while pool threads hash
+  the leaves of the same chunk (hashlib releases the GIL), so even a single file uses two
+  cores;
+- verifying checks sizes and pieces roots only, split into piece-aligned spans hashed in
+  parallel across all cores, also within one large file. The pieces root is a SHA-256
+  merkle root pinned by the signature, so it binds the bytes as tightly as the whole-file
+  SHA-256 does.
+
+Memory stays bounded: at most a few chunks of `READ_CHUNK` bytes per worker.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import threading
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO
+
+import numpy as np
+
+from seedvault.errors import IntegrityError
+from seedvault.settings import MERKLE_BLOCK_SIZE, READ_CHUNK, worker_count
+
+_ZERO_LEAF = bytes(32)
+_pool_lock = threading.Lock()
+_pool: ThreadPoolExecutor | None = None
+
+
+def _leaf_pool() -> ThreadPoolExecutor:
+    """One process-wide pool for leaf hashing: threads, because hashlib drops the GIL."""
+    global _pool
+    with _pool_lock:
+        if _pool is None:
+            _pool = ThreadPoolExecutor(worker_count(), thread_name_prefix="seedvault-hash")
+        return _pool
+
+
+def _pad_hash(height: int) -> bytes:
+    """Root of a subtree of 2**height zero leaves."""
+    node = _ZERO_LEAF
+    for _ in range(height):
+        node = hashlib.sha256(node + node).digest()
+    return node
+
+
+def merkle_root(nodes: Sequence[bytes], width: int, pad: bytes = _ZERO_LEAF) -> bytes:
+    """Root over `nodes` padded with `pad` to `width` (a power of two) entries."""
+    if width & (width - 1) or width < max(1, len(nodes)):
+        raise ValueError(f"merkle width must be a power of two >= {len(nodes)}, got {width}")
+    layer = list(nodes)
+    while width > 1:
+        if len(layer) % 2:
+            layer.append(pad)
+        sha = hashlib.sha256
+        layer = [sha(layer[i] + layer[i + 1]).digest() for i in range(0, len(layer), 2)]
+        pad = hashlib.sha256(pad + pad).digest()
+        width //= 2
+    return layer[0] if layer else pad
+
+
+def _next_pow2(n: int) -> int:
+    return 1 << max(0, (n - 1).bit_length())
+
+
+def _piece_hashes(buf: memoryview, piece_length: int, *, file_size: int | None = None) -> list[bytes]:
+    """Subtree roots for each piece in `buf` (which starts on a piece boundary).
+
+    A file shorter than one piece has no piece layer: its root pads the leaves only to the
+    next power of two (BEP 52), so pass `file_size` to get that root instead.
+    """
+    sha = hashlib.sha256
+    blocks_per_piece = piece_length // MERKLE_BLOCK_SIZE
+    out = []
+    for start in range(0, len(buf), piece_length):
+        piece = buf[start : start + piece_length]
+        leaves = [
+            sha(piece[i : i + MERKLE_BLOCK_SIZE]).digest()
+            for i in range(0, len(piece), MERKLE_BLOCK_SIZE)
+        ]
+        short = file_size is not None and file_size < piece_length
+        out.append(merkle_root(leaves, _next_pow2(len(leaves)) if short else blocks_per_piece))
+    return out
+
+
+def file_root(pieces: Sequence[bytes], size: int, piece_length: int) -> bytes | None:
+    """Pieces root from the piece hashes of a file (for a file within one piece, its only hash)."""
+    if size == 0:
+        return None
+    if size <= piece_length:
+        return pieces[0]
+    pad = _pad_hash((piece_length // MERKLE_BLOCK_SIZE).bit_length() - 1)
+    return merkle_root(pieces, _next_pow2(len(pieces)), pad)
+
+
+def _read_full(f: BinaryIO, view: memoryview) -> int:
+    """readinto until the view is full or the file ends (short reads break piece alignment)."""
+    done = 0
+    while done < len(view):
+        n = f.readinto(view[done:])
+        if not n:
+            break
+        done += n
+    return done
+
+
+@dataclass(frozen=True)
+class FileDigest:
+    size: int
+    sha256: str
+    pieces_root: str | None  # None for an empty file (BEP 52 gives it no root)
+    piece_layer: bytes  # concatenated piece hashes; empty unless size > piece_length
+
+
+def _chunk_size(piece_length: int) -> int:
+    # Piece-aligned so every chunk's pieces can be hashed independently.
+    return max(piece_length, READ_CHUNK // piece_length * piece_length)
+
+
+def hash_file(
+    path: str | os.PathLike[str],
+    piece_length: int,
+    progress: Callable[[int], None] | None = None,
+    copy_to: Path | None = None,
+) -> FileDigest:
+    """SHA-256, pieces root and piece layer of one file, reading it exactly once.
+
+    With `copy_to`, the bytes are also written there (and fsynced): the digest is then of
+    exactly the bytes of the copy, whatever happens to the source afterwards.
+    """
+    sink = open(copy_to, "xb", buffering=0) if copy_to is not None else None  # noqa: SIM115
+    try:
+        return _hash_file(path, piece_length, progress, sink)
+    finally:
+        if sink is not None:
+            os.fsync(sink.fileno())
+            sink.close()
+
+
+def _hash_file(
+    path: str | os.PathLike[str],
+    piece_length: int,
+    progress: Callable[[int], None] | None,
+    sink: BinaryIO | None,
+) -> FileDigest:
+    pool = _leaf_pool()
+    sha = hashlib.sha256()
+    pieces: list[bytes] = []
+    pending: deque[Future[list[bytes]]] = deque()
+    chunk_size = _chunk_size(piece_length)
+    size = 0
+    with open(path, "rb", buffering=0) as f:
+        while True:
+            buf = bytearray(chunk_size)
+            n = _read_full(f, memoryview(buf))
+            if not n:
+                break
+            view = memoryview(buf)[:n]
+            # A first chunk shorter than a piece is the whole file: BEP 52's short-file root.
+            whole = n if size == 0 and n < piece_length else None
+            pending.append(pool.submit(_piece_hashes, view, piece_length, file_size=whole))
+            sha.update(view)  # runs beside the pool's leaf hashing
+            if sink is not None:
+                sink.write(view)
+            size += n
+            if progress:
+                progress(n)
+            while len(pending) > 2:  # bound memory: a few chunks in flight
+                pieces.extend(pending.popleft().result())
+    while pending:
+        pieces.extend(pending.popleft().result())
+    root = file_root(pieces, size, piece_length)
+    layer = b"".join(pieces) if size > piece_length else b""
+    return FileDigest(size, sha.hexdigest(), root.hex() if root else None, layer)
+
+
+def hash_files(
+    paths: Sequence[Path],
+    piece_length: int,
+    progress: Callable[[int], None] | None = None,
+    copy_to: Sequence[Path] | None = None,
+) -> list[FileDigest]:
+    """Hash several files, several at a time; results in input order."""
+    targets: Sequence[Path | None] = copy_to if copy_to is not None else [None] * len(paths)
+    if len(paths) != len(targets):
+        raise ValueError("copy_to must name one target per path")
+    jobs = list(zip(paths, targets, strict=True))
+    if len(jobs) <= 1:
+        return [hash_file(p, piece_length, progress, t) for p, t in jobs]
+    with ThreadPoolExecutor(min(len(jobs), worker_count()), thread_name_prefix="seedvault-file") as ex:
+        return list(ex.map(lambda job: hash_file(job[0], piece_length, progress, job[1]), jobs))
+
+
+# ---- verification -------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Expected:
+    """What a file must be, as the signed manifest says."""
+
+    path: str
+    size: int
+    pieces_root: str | None
+
+
+def _span_pieces(path: Path, offset: int, length: int, piece_length: int, file_size: int) -> list[bytes]:
+    """Piece hashes of one piece-aligned span of a file, read with pread (no shared offset)."""
+    out: list[bytes] = []
+    chunk_size = _chunk_size(piece_length)
+    buf = bytearray(min(chunk_size, length))
+    with open(path, "rb", buffering=0) as f:
+        f.seek(offset)
+        done = 0
+        while done < length:
+            view = memoryview(buf)[: min(chunk_size, length - done)]
+            got = _read_full(f, view)
+            if got != len(view):
+                raise IntegrityError(
+                    f"file {path.name!r}: expected {file_size} bytes, it ended at {offset + done + got}",
+                    path=str(path),
+                )
+            out.extend(_piece_hashes(view, piece_length, file_size=file_size))
+            done += got
+    return out
+
+
+def _spans(size: int, piece_length: int, parts: int) -> Iterator[tuple[int, int]]:
+    pieces = -(-size // piece_length)
+    per_span = max(1, -(-pieces // parts))
+    for first in range(0, pieces, per_span):
+        start = first * piece_length
+        yield start, min(size, start + per_span * piece_length) - start
+
+
+def _check_size(path: Path, expected: Expected) -> None:
+    try:
+        size = path.stat().st_size
+    except FileNotFoundError:
+        raise IntegrityError(
+            f"file {expected.path!r}: expected {expected.size} bytes, found no file",
+            path=expected.path,
+            hint="the copy is incomplete; fetch or import it again",
+        ) from None
+    if size != expected.size:
+        raise IntegrityError(
+            f"file {expected.path!r}: expected {expected.size} bytes, found {size}",
+            path=expected.path,
+            expected=str(expected.size),
+            found=str(size),
+        )
+
+
+def root_mismatch(path: str, expected: str | None, found: str | None) -> IntegrityError:
+    return IntegrityError(
+        f"file {path!r}: content does not match the signed manifest; "
+        f"expected pieces root {expected}, found {found}",
+        path=path,
+        expected=expected,
+        found=found,
+        hint="the bytes were changed or corrupted; do not use this copy",
+    )
+
+
+def verify_files(
+    base: Path,
+    expected: Iterable[Expected],
+    piece_length: int,
+    progress: Callable[[int], None] | None = None,
+) -> None:
+    """Check every file under `base` against its size and pieces root, in parallel.
+
+    Raises IntegrityError for the first file (in manifest order) that differs.
+    """
+    items = list(expected)
+    for item in items:
+        _check_size(base / item.path, item)
+    total = sum(item.size for item in items)
+    # Split large files into spans so that even one big file keeps every core busy.
+    target = max(piece_length, total // (worker_count() * 4))
+    pool = _leaf_pool()
+    jobs: list[tuple[Expected, list[Future[list[bytes]]]]] = []
+    for item in items:
+        parts = max(1, item.size // target)
+        futures = [
+            pool.submit(_span_pieces, base / item.path, off, length, piece_length, item.size)
+            for off, length in _spans(item.size, piece_length, parts)
+        ]
+        jobs.append((item, futures))
+    failure: IntegrityError | None = None
+    for item, futures in jobs:
+        try:
+            pieces = [h for fut in futures for h in fut.result()]
+        except IntegrityError as exc:
+            failure = failure or exc
+            continue
+        if progress:
+            progress(item.size)
+        root = file_root(pieces, item.size, piece_length)
+        found = root.hex() if root else None
+        if failure is None and found != item.pieces_root:
+            failure = root_mismatch(item.path, item.pieces_root, found)
+    if failure:
+        raise failure
+
+
+def read_verified(path: Path, expected: Expected, piece_length: int, *, check: bool = True) -> np.ndarray:
+    """Read a whole file into memory and verify exactly those bytes.
+
+    The buffer is hashed, not the file, so nothing can change between check and use.
+    Reading and hashing overlap: each chunk is hashed by the pool while the next is read.
+    `check=False` only reads (fast mode, after the caller matched a verification record).
+    """
+    _check_size(path, expected)
+    # Uninitialized memory: zero-filling a large bytearray first costs as much as reading.
+    buf = np.empty(expected.size, dtype=np.uint8)
+    view = memoryview(buf)
+    pool = _leaf_pool()
+    chunk_size = _chunk_size(piece_length)
+    futures: list[Future[list[bytes]]] = []
+    with open(path, "rb", buffering=0) as f:
+        done = 0
+        while done < expected.size:
+            n = _read_full(f, view[done : done + chunk_size])
+            if not n:
+                break
+            if check:
+                chunk = view[done : done + n]
+                futures.append(pool.submit(_piece_hashes, chunk, piece_length, file_size=expected.size))
+            done += n
+        if done != expected.size or f.read(1):
+            raise IntegrityError(
+                f"file {expected.path!r}: expected {expected.size} bytes, it changed size while read",
+                path=expected.path,
+            )
+    if not check:
+        return buf
+    root = file_root([h for fut in futures for h in fut.result()], expected.size, piece_length)
+    found = root.hex() if root else None
+    if found != expected.pieces_root:
+        raise root_mismatch(expected.path, expected.pieces_root, found)
+    return buf
+
+
+def sha256_file(path: str | os.PathLike[str]) -> str:
+    with open(path, "rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()

@@ -1,0 +1,603 @@
+"""The manifest: pure data, parsing and validation. No I/O.
+
+A manifest is an in-toto Statement v1 whose subjects are the model's files and whose
+predicate carries the model's name, version, license, origin, lineage, per-file sizes and
+safetensors summaries, and the BitTorrent v2 binding. The normative text is
+`manifests/README.md`; this module implements it.
+
+Parsing validates every rule (paths, names, digests, consistency between subjects and
+files) and raises `ManifestError` / `UnsafePathError` naming the field, what was expected
+and what was found. Unknown fields are carried through unchanged, so a newer publisher's
+additions survive a round trip through an older client.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from seedvault._bencode import bencode
+from seedvault.errors import ManifestError, UnsafePathError, UnsafeWeightsError, UsageError
+from seedvault.settings import MAX_FILES_PER_MANIFEST, MERKLE_BLOCK_SIZE
+
+STATEMENT_TYPE = "https://in-toto.io/Statement/v1"
+PREDICATE_TYPE = "https://seedvault.dev/manifest/v1"
+PAYLOAD_TYPE = "application/vnd.in-toto+json"
+# Digest-set key for a file's BitTorrent v2 pieces root (BEP 52 merkle root, hex).
+PIECES_ROOT_KEY = "btv2-pieces-root"
+
+LINEAGE_RELATIONS = frozenset(
+    {"fine-tuned-from", "distilled-from", "quantized-from", "merged-from", "converted-from"}
+)
+# Formats that run code when loaded (pickle). Refused unless the publisher opts in.
+PICKLE_SUFFIXES = frozenset({".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle"})
+
+_HEX64 = re.compile(r"^[0-9a-f]{64}$")
+_NAME_PART = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9._-]{0,94}[A-Za-z0-9])?$")
+_VERSION = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9._+-]{0,62}[A-Za-z0-9])?$")
+_SPDX = re.compile(r"^[A-Za-z0-9.+\-() :]{1,256}$")
+_MAX_PATH_BYTES = 4096
+_MAX_COMPONENT_BYTES = 255
+
+
+def _fail(field_name: str, expected: str, found: object) -> ManifestError:
+    return ManifestError(f"manifest field {field_name}: expected {expected}, found {found!r}")
+
+
+def _require(data: Mapping[str, Any], key: str, kind: type, where: str) -> Any:
+    if key not in data:
+        raise ManifestError(f"manifest field {where}.{key}: expected {kind.__name__}, found nothing")
+    value = data[key]
+    if (kind is int and isinstance(value, bool)) or not isinstance(value, kind):
+        raise _fail(f"{where}.{key}", kind.__name__, value)
+    return value
+
+
+def _optional(data: Mapping[str, Any], key: str, kind: type, where: str) -> Any:
+    if data.get(key) is None:
+        return None
+    return _require(data, key, kind, where)
+
+
+def _extra(data: Mapping[str, Any], known: set[str]) -> dict[str, Any]:
+    return {k: v for k, v in data.items() if k not in known}
+
+
+def check_hex_digest(value: object, where: str) -> str:
+    if not isinstance(value, str) or not _HEX64.match(value):
+        length = len(value) if isinstance(value, str) else "no"
+        raise ManifestError(
+            f"manifest field {where}: expected 64 lowercase hex characters (SHA-256), "
+            f"found {value!r} ({length} characters)"
+        )
+    return value
+
+
+def check_model_name(name: str) -> str:
+    """`namespace/name`, each part of letters, digits, `.`, `_`, `-`, no `..`."""
+    parts = name.split("/")
+    if len(parts) != 2 or not all(_NAME_PART.match(p) and ".." not in p for p in parts):
+        raise ManifestError(
+            f"model name: expected 'namespace/name' (letters, digits, '.', '_', '-'; "
+            f"no '..'; each part 1-96 characters), found {name!r}"
+        )
+    return name
+
+
+def check_version(version: str) -> str:
+    if not _VERSION.match(version) or ".." in version:
+        raise ManifestError(
+            "version: expected a label of letters, digits, '.', '_', '+', '-' "
+            f"(1-64 characters, no '..'), such as 1.2.0, 2024-05-01 or 3f2a9c1; found {version!r}"
+        )
+    return version
+
+
+def check_relative_path(path: object, where: str = "path") -> str:
+    """Refuse any path that could escape the model directory or collide on disk."""
+    if not isinstance(path, str) or not path:
+        raise UnsafePathError(f"{where}: expected a relative POSIX path, found {path!r}")
+    reasons = []
+    if "\x00" in path or any(ord(c) < 0x20 for c in path):
+        reasons.append("contains NUL or a control character")
+    if "\\" in path:
+        reasons.append("contains a backslash")
+    if path.startswith("/") or re.match(r"^[A-Za-z]:", path):
+        reasons.append("is absolute")
+    parts = path.split("/")
+    if any(p in ("", ".", "..") for p in parts):
+        reasons.append("has an empty, '.' or '..' component")
+    if len(path.encode()) > _MAX_PATH_BYTES or any(
+        len(p.encode()) > _MAX_COMPONENT_BYTES for p in parts
+    ):
+        reasons.append("is too long")
+    if reasons:
+        raise UnsafePathError(
+            f"{where}: expected a relative POSIX path inside the model directory, "
+            f"found {path!r}, which {' and '.join(reasons)}"
+        )
+    return path
+
+
+def check_path_set(paths: Sequence[str], where: str = "subject") -> None:
+    """No duplicates after case folding; no file that is also another file's directory."""
+    seen: dict[str, str] = {}
+    for p in paths:
+        folded = p.casefold()
+        if folded in seen:
+            raise UnsafePathError(
+                f"{where}: expected each path once (compared case-insensitively), "
+                f"found {p!r} and {seen[folded]!r}"
+            )
+        seen[folded] = p
+    for p in paths:
+        parts = p.casefold().split("/")
+        for i in range(1, len(parts)):
+            prefix = "/".join(parts[:i])
+            if prefix in seen:
+                raise UnsafePathError(
+                    f"{where}: {seen[prefix]!r} is a file, but {p!r} needs it to be a directory"
+                )
+
+
+def parse_time(value: str, where: str) -> datetime:
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        raise _fail(where, "an RFC 3339 time such as 2026-01-31T12:00:00Z", value) from None
+    if parsed.tzinfo is None:
+        raise _fail(where, "a time with a UTC offset (e.g. ending in Z)", value)
+    return parsed.astimezone(UTC)
+
+
+def format_time(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@dataclass(frozen=True)
+class SafetensorsSummary:
+    tensors: int
+    parameters: int
+    dtypes: dict[str, int]
+    header_sha256: str
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], where: str) -> SafetensorsSummary:
+        dtypes = _require(data, "dtypes", dict, where)
+        if not all(isinstance(k, str) and isinstance(v, int) for k, v in dtypes.items()):
+            raise _fail(f"{where}.dtypes", "a map of dtype name to tensor count", dtypes)
+        return cls(
+            tensors=_require(data, "tensors", int, where),
+            parameters=_require(data, "parameters", int, where),
+            dtypes=dict(dtypes),
+            header_sha256=check_hex_digest(data.get("header_sha256"), f"{where}.header_sha256"),
+            extra=_extra(data, {"tensors", "parameters", "dtypes", "header_sha256"}),
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "tensors": self.tensors,
+            "parameters": self.parameters,
+            "dtypes": dict(sorted(self.dtypes.items())),
+            "header_sha256": self.header_sha256,
+            **self.extra,
+        }
+
+
+@dataclass(frozen=True)
+class FileEntry:
+    """One file of the model: where it goes, how big it is, and what its bytes hash to."""
+
+    path: str
+    size: int
+    sha256: str
+    pieces_root: str | None  # BEP 52 merkle root; absent for empty files
+    safetensors: SafetensorsSummary | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def is_pickle(self) -> bool:
+        return any(self.path.lower().endswith(s) for s in PICKLE_SUFFIXES)
+
+    @property
+    def is_safetensors(self) -> bool:
+        return self.path.lower().endswith(".safetensors")
+
+
+@dataclass(frozen=True)
+class License:
+    spdx: str
+    file: str | None = None
+    sha256: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> License:
+        spdx = _require(data, "spdx", str, "predicate.license")
+        if not _SPDX.match(spdx):
+            raise _fail("predicate.license.spdx", "an SPDX license expression", spdx)
+        file = _optional(data, "file", str, "predicate.license")
+        digest = data.get("sha256")
+        if file is not None:
+            check_relative_path(file, "predicate.license.file")
+            check_hex_digest(digest, "predicate.license.sha256")
+        elif digest is not None:
+            raise _fail("predicate.license.sha256", "nothing unless license.file is set", digest)
+        return cls(spdx, file, digest, _extra(data, {"spdx", "file", "sha256"}))
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"spdx": self.spdx}
+        if self.file is not None:
+            out["file"] = self.file
+            out["sha256"] = self.sha256
+        return {**out, **self.extra}
+
+
+@dataclass(frozen=True)
+class Origin:
+    publisher: str
+    source_url: str | None = None
+    source_revision: str | None = None
+    notes: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Origin:
+        where = "predicate.origin"
+        return cls(
+            publisher=_require(data, "publisher", str, where),
+            source_url=_optional(data, "source_url", str, where),
+            source_revision=_optional(data, "source_revision", str, where),
+            notes=_optional(data, "notes", str, where),
+            extra=_extra(data, {"publisher", "source_url", "source_revision", "notes"}),
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"publisher": self.publisher}
+        for key in ("source_url", "source_revision", "notes"):
+            if getattr(self, key) is not None:
+                out[key] = getattr(self, key)
+        return {**out, **self.extra}
+
+
+@dataclass(frozen=True)
+class LineageLink:
+    relation: str
+    ref: str
+    manifest_digest: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], where: str) -> LineageLink:
+        relation = _require(data, "relation", str, where)
+        if relation not in LINEAGE_RELATIONS:
+            raise _fail(f"{where}.relation", f"one of {sorted(LINEAGE_RELATIONS)}", relation)
+        digest = data.get("manifest_digest")
+        if digest is not None:
+            check_hex_digest(digest, f"{where}.manifest_digest")
+        return cls(
+            relation,
+            _require(data, "ref", str, where),
+            digest,
+            _extra(data, {"relation", "ref", "manifest_digest"}),
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"relation": self.relation, "ref": self.ref}
+        if self.manifest_digest is not None:
+            out["manifest_digest"] = self.manifest_digest
+        return {**out, **self.extra}
+
+
+@dataclass(frozen=True)
+class TorrentBinding:
+    """The BitTorrent v2 torrent every node derives from this manifest, pinned by info-hash."""
+
+    piece_length: int
+    info_hash_v2: str
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> TorrentBinding:
+        piece_length = _require(data, "piece_length", int, "predicate.torrent")
+        if piece_length < MERKLE_BLOCK_SIZE or piece_length & (piece_length - 1):
+            raise _fail(
+                "predicate.torrent.piece_length",
+                f"a power of two of at least {MERKLE_BLOCK_SIZE}",
+                piece_length,
+            )
+        info_hash = check_hex_digest(data.get("info_hash_v2"), "predicate.torrent.info_hash_v2")
+        return cls(piece_length, info_hash)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"piece_length": self.piece_length, "info_hash_v2": self.info_hash_v2}
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """The signed statement about one version of one model."""
+
+    name: str
+    version: str
+    created: datetime
+    files: tuple[FileEntry, ...]
+    license: License
+    origin: Origin
+    torrent: TorrentBinding
+    lineage: tuple[LineageLink, ...] = ()
+    expires: datetime | None = None
+    allow_pickle: bool = False
+    extra_predicate: dict[str, Any] = field(default_factory=dict)
+    extra_statement: dict[str, Any] = field(default_factory=dict)
+
+    # ---- identity -------------------------------------------------------------------
+    @property
+    def ref(self) -> str:
+        return f"{self.name}@{self.version}"
+
+    @property
+    def torrent_name(self) -> str:
+        """Top-level name in the torrent: deterministic, filesystem-safe."""
+        return torrent_name(self.name, self.version)
+
+    @property
+    def total_size(self) -> int:
+        return sum(f.size for f in self.files)
+
+    def file(self, path: str) -> FileEntry:
+        for entry in self.files:
+            if entry.path == path:
+                return entry
+        raise ManifestError(f"manifest of {self.ref} has no file {path!r}")
+
+    def is_expired(self, now: datetime | None = None) -> bool:
+        return self.expires is not None and (now or datetime.now(UTC)) >= self.expires
+
+    # ---- BitTorrent v2 binding --------------------------------------------------------
+    def v2_info_dict(self) -> dict[str, Any]:
+        return v2_info_dict(self.torrent_name, self.files, self.torrent.piece_length)
+
+    def computed_info_hash_v2(self) -> str:
+        return info_hash_v2(self.torrent_name, self.files, self.torrent.piece_length)
+
+    # ---- serialization ------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        subject = []
+        for f in self.files:
+            digest = {"sha256": f.sha256}
+            if f.pieces_root is not None:
+                digest[PIECES_ROOT_KEY] = f.pieces_root
+            subject.append({"name": f.path, "digest": digest})
+        files = []
+        for f in self.files:
+            entry: dict[str, Any] = {"path": f.path, "size": f.size}
+            if f.safetensors is not None:
+                entry["safetensors"] = f.safetensors.to_dict()
+            files.append({**entry, **f.extra})
+        predicate: dict[str, Any] = {
+            "name": self.name,
+            "version": self.version,
+            "created": format_time(self.created),
+        }
+        if self.expires is not None:
+            predicate["expires"] = format_time(self.expires)
+        predicate["license"] = self.license.to_dict()
+        predicate["origin"] = self.origin.to_dict()
+        predicate["lineage"] = [link.to_dict() for link in self.lineage]
+        predicate["files"] = files
+        predicate["torrent"] = self.torrent.to_dict()
+        if self.allow_pickle:
+            predicate["allow_pickle"] = True
+        return {
+            "_type": STATEMENT_TYPE,
+            "subject": subject,
+            "predicateType": PREDICATE_TYPE,
+            "predicate": {**predicate, **self.extra_predicate},
+            **self.extra_statement,
+        }
+
+    def to_payload(self) -> bytes:
+        """The exact bytes that get signed. DSSE signs bytes, so no canonical form is needed."""
+        return json.dumps(self.to_dict(), indent=2, sort_keys=False, ensure_ascii=False).encode()
+
+    @classmethod
+    def from_payload(cls, payload: bytes) -> Manifest:
+        try:
+            data = json.loads(payload)
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise ManifestError(f"manifest payload: expected JSON, found invalid data ({exc})") from None
+        if not isinstance(data, dict):
+            raise _fail("(statement)", "a JSON object", type(data).__name__)
+        return cls.from_dict(data)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Manifest:
+        if data.get("_type") != STATEMENT_TYPE:
+            raise _fail("_type", STATEMENT_TYPE, data.get("_type"))
+        if data.get("predicateType") != PREDICATE_TYPE:
+            raise _fail("predicateType", PREDICATE_TYPE, data.get("predicateType"))
+        subject = _require(data, "subject", list, "statement")
+        pred = _require(data, "predicate", dict, "statement")
+        if not subject or len(subject) > MAX_FILES_PER_MANIFEST:
+            raise _fail("subject", f"1 to {MAX_FILES_PER_MANIFEST} files", f"{len(subject)} entries")
+
+        digests: dict[str, tuple[str, str | None]] = {}
+        order: list[str] = []
+        for i, item in enumerate(subject):
+            where = f"subject[{i}]"
+            if not isinstance(item, dict):
+                raise _fail(where, "an object with name and digest", item)
+            path = check_relative_path(item.get("name"), f"{where}.name")
+            digest = _require(item, "digest", dict, where)
+            sha = check_hex_digest(digest.get("sha256"), f"{where}.digest.sha256")
+            root = digest.get(PIECES_ROOT_KEY)
+            if root is not None:
+                check_hex_digest(root, f"{where}.digest.{PIECES_ROOT_KEY}")
+            if path in digests:
+                raise UnsafePathError(f"subject: expected each path once, found {path!r} twice")
+            digests[path] = (sha, root)
+            order.append(path)
+        check_path_set(order)
+
+        raw_files = _require(pred, "files", list, "predicate")
+        sizes: dict[str, tuple[int, SafetensorsSummary | None, dict[str, Any]]] = {}
+        for i, item in enumerate(raw_files):
+            where = f"predicate.files[{i}]"
+            if not isinstance(item, dict):
+                raise _fail(where, "an object with path and size", item)
+            path = check_relative_path(item.get("path"), f"{where}.path")
+            size = _require(item, "size", int, where)
+            if size < 0:
+                raise _fail(f"{where}.size", "a size >= 0", size)
+            summary = None
+            if item.get("safetensors") is not None:
+                summary = SafetensorsSummary.from_dict(
+                    _require(item, "safetensors", dict, where), f"{where}.safetensors"
+                )
+            if path in sizes:
+                raise UnsafePathError(f"predicate.files: expected each path once, found {path!r} twice")
+            sizes[path] = (size, summary, _extra(item, {"path", "size", "safetensors"}))
+        if set(sizes) != set(digests):
+            only_subject = sorted(set(digests) - set(sizes))
+            only_files = sorted(set(sizes) - set(digests))
+            raise ManifestError(
+                "manifest: expected subject and predicate.files to list the same paths; "
+                f"only in subject: {only_subject}, only in files: {only_files}"
+            )
+
+        files = []
+        for path in order:
+            sha, root = digests[path]
+            size, summary, extra = sizes[path]
+            if (size == 0) != (root is None):
+                raise ManifestError(
+                    f"file {path!r}: expected a {PIECES_ROOT_KEY} digest exactly when the file is "
+                    f"not empty; found size {size} and {'a' if root else 'no'} pieces root"
+                )
+            files.append(FileEntry(path, size, sha, root, summary, extra))
+
+        name = check_model_name(_require(pred, "name", str, "predicate"))
+        version = check_version(_require(pred, "version", str, "predicate"))
+        created = parse_time(_require(pred, "created", str, "predicate"), "predicate.created")
+        expires_raw = _optional(pred, "expires", str, "predicate")
+        expires = parse_time(expires_raw, "predicate.expires") if expires_raw else None
+        allow_pickle = pred.get("allow_pickle", False)
+        if not isinstance(allow_pickle, bool):
+            raise _fail("predicate.allow_pickle", "true or false", allow_pickle)
+        lineage_raw = pred.get("lineage") or []
+        if not isinstance(lineage_raw, list):
+            raise _fail("predicate.lineage", "a list", lineage_raw)
+
+        manifest = cls(
+            name=name,
+            version=version,
+            created=created,
+            files=tuple(files),
+            license=License.from_dict(_require(pred, "license", dict, "predicate")),
+            origin=Origin.from_dict(_require(pred, "origin", dict, "predicate")),
+            torrent=TorrentBinding.from_dict(_require(pred, "torrent", dict, "predicate")),
+            lineage=tuple(
+                LineageLink.from_dict(link, f"predicate.lineage[{i}]") if isinstance(link, dict)
+                else _raise(_fail(f"predicate.lineage[{i}]", "an object", link))
+                for i, link in enumerate(lineage_raw)
+            ),
+            expires=expires,
+            allow_pickle=allow_pickle,
+            extra_predicate=_extra(pred, _PREDICATE_KEYS),
+            extra_statement=_extra(data, {"_type", "subject", "predicateType", "predicate"}),
+        )
+        manifest.validate()
+        return manifest
+
+    def validate(self) -> None:
+        """Cross-field rules, also applied to manifests built in code before signing."""
+        check_model_name(self.name)
+        check_version(self.version)
+        for f in self.files:
+            check_relative_path(f.path)
+        check_path_set([f.path for f in self.files])
+        if self.license.file is not None:
+            entry = next((f for f in self.files if f.path == self.license.file), None)
+            if entry is None or entry.sha256 != self.license.sha256:
+                raise ManifestError(
+                    f"license file {self.license.file!r}: expected a listed file with sha256 "
+                    f"{self.license.sha256}, found "
+                    + ("no such file" if entry is None else f"sha256 {entry.sha256}")
+                )
+        if not self.allow_pickle:
+            pickles = [f.path for f in self.files if f.is_pickle]
+            if pickles:
+                raise UnsafeWeightsError(
+                    f"manifest of {self.ref} lists pickle files {pickles}, which can run code when "
+                    "loaded; expected none unless the publisher set allow_pickle"
+                )
+        computed = self.computed_info_hash_v2()
+        if computed != self.torrent.info_hash_v2:
+            raise ManifestError(
+                "predicate.torrent.info_hash_v2: expected the v2 info-hash derived from the "
+                f"listed files, {computed}, found {self.torrent.info_hash_v2}"
+            )
+
+
+_PREDICATE_KEYS = {
+    "name", "version", "created", "expires", "license", "origin", "lineage", "files",
+    "torrent", "allow_pickle",
+}
+
+
+def _raise(exc: Exception) -> Any:
+    raise exc
+
+
+def torrent_name(name: str, version: str) -> str:
+    return f"{name.replace('/', '--')}--{version}"
+
+
+def v2_info_dict(name: str, files: Sequence[FileEntry], piece_length: int) -> dict[str, Any]:
+    """BEP 52 info dictionary: a file tree keyed by path components; leaves under key ''."""
+    tree: dict[str, Any] = {}
+    for f in files:
+        node = tree
+        parts = f.path.split("/")
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+        leaf: dict[str, Any] = {"length": f.size}
+        if f.pieces_root is not None:
+            leaf["pieces root"] = bytes.fromhex(f.pieces_root)
+        node[parts[-1]] = {"": leaf}
+    return {"file tree": tree, "meta version": 2, "name": name, "piece length": piece_length}
+
+
+def info_hash_v2(name: str, files: Sequence[FileEntry], piece_length: int) -> str:
+    """SHA-256 of the bencoded v2 info dictionary: the torrent's v2 info-hash."""
+    return hashlib.sha256(bencode(v2_info_dict(name, files, piece_length))).hexdigest()
+
+
+@dataclass(frozen=True)
+class Ref:
+    """`namespace/name@version`, or `namespace/name` for the newest trusted version."""
+
+    name: str
+    version: str | None = None
+
+    @classmethod
+    def parse(cls, text: str) -> Ref:
+        name, sep, version = text.partition("@")
+        try:
+            check_model_name(name)
+            if sep:
+                check_version(version)
+        except ManifestError as exc:
+            raise UsageError(
+                f"model reference: expected NAMESPACE/NAME or NAMESPACE/NAME@VERSION, found {text!r}",
+                hint=str(exc),
+            ) from None
+        return cls(name, version if sep else None)
+
+    def __str__(self) -> str:
+        return f"{self.name}@{self.version}" if self.version else self.name

@@ -1,0 +1,66 @@
+"""Where seedvault keeps its state, and the limits it enforces.
+
+`SEEDVAULT_HOME` puts everything (config, keys, vault) under one directory; without it,
+the platform's user directories are used (XDG on Linux).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import platformdirs
+
+APP_NAME = "seedvault"
+
+# A safetensors header is JSON; safetensors itself refuses headers above 100 MB.
+MAX_SAFETENSORS_HEADER = 100 * 1024 * 1024
+# An envelope pins files by digest; even a model of 100k shards stays far below this.
+MAX_ENVELOPE_BYTES = 16 * 1024 * 1024
+MAX_FILES_PER_MANIFEST = 100_000
+# BitTorrent v2 leaf size (BEP 52); fixed by the protocol.
+MERKLE_BLOCK_SIZE = 16 * 1024
+DEFAULT_PIECE_LENGTH = 4 * 1024 * 1024
+# Files are read in chunks of this size: bounded memory, large enough to amortize syscalls.
+READ_CHUNK = 8 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Paths:
+    """All on-disk locations, derived from one or two roots."""
+
+    config_dir: Path
+    data_dir: Path
+
+    @property
+    def policy_file(self) -> Path:
+        return self.config_dir / "policy.toml"
+
+    @property
+    def keys_dir(self) -> Path:
+        return self.config_dir / "keys"
+
+    @property
+    def vault_dir(self) -> Path:
+        return self.data_dir / "vault"
+
+
+def paths(home: str | os.PathLike[str] | None = None) -> Paths:
+    """Resolve state locations: explicit home, then $SEEDVAULT_HOME, then platform dirs."""
+    root = home if home is not None else os.environ.get("SEEDVAULT_HOME")
+    if root:
+        base = Path(root).expanduser().absolute()
+        return Paths(config_dir=base / "config", data_dir=base / "data")
+    return Paths(
+        config_dir=Path(platformdirs.user_config_dir(APP_NAME)),
+        data_dir=Path(platformdirs.user_data_dir(APP_NAME)),
+    )
+
+
+def worker_count() -> int:
+    """Threads for hashing: hashlib releases the GIL, so one per core is the limit."""
+    override = os.environ.get("SEEDVAULT_WORKERS")
+    if override and override.isdigit() and int(override) > 0:
+        return int(override)
+    return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1))

@@ -1,0 +1,163 @@
+"""Signing keys: Ed25519 (default) and ECDSA P-256, as PEM files.
+
+The key id is the hex SHA-256 of the public key's DER SubjectPublicKeyInfo, so anyone
+holding the public key computes the same id without trusting whoever sent it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519
+
+from seedvault.errors import NotFoundError, UsageError
+
+KeyType = Literal["ed25519", "p256"]
+KEY_TYPES: tuple[KeyType, ...] = ("ed25519", "p256")
+
+_PrivateKey = ed25519.Ed25519PrivateKey | ec.EllipticCurvePrivateKey
+_PublicKey = ed25519.Ed25519PublicKey | ec.EllipticCurvePublicKey
+
+
+@dataclass(frozen=True)
+class PublicKey:
+    """A public key that can check signatures; compares equal by key id."""
+
+    key: _PublicKey
+
+    @property
+    def spki_der(self) -> bytes:
+        return self.key.public_bytes(
+            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+
+    @property
+    def key_id(self) -> str:
+        return hashlib.sha256(self.spki_der).hexdigest()
+
+    @property
+    def key_type(self) -> KeyType:
+        return "ed25519" if isinstance(self.key, ed25519.Ed25519PublicKey) else "p256"
+
+    def pem(self) -> str:
+        return self.key.public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        ).decode()
+
+    def verify(self, signature: bytes, data: bytes) -> bool:
+        try:
+            if isinstance(self.key, ed25519.Ed25519PublicKey):
+                self.key.verify(signature, data)
+            else:
+                self.key.verify(signature, data, ec.ECDSA(hashes.SHA256()))
+        except InvalidSignature:
+            return False
+        return True
+
+    @classmethod
+    def from_pem(cls, pem: bytes | str, source: str = "public key") -> PublicKey:
+        raw = pem.encode() if isinstance(pem, str) else pem
+        try:
+            key = serialization.load_pem_public_key(raw)
+        except (ValueError, UnsupportedAlgorithm) as exc:
+            raise UsageError(f"{source}: expected a PEM public key, found unreadable data ({exc})") from None
+        return cls(_check_public(key, source))
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str]) -> PublicKey:
+        return cls.from_pem(_read(path), str(path))
+
+
+@dataclass(frozen=True)
+class PrivateKey:
+    key: _PrivateKey
+
+    @property
+    def public(self) -> PublicKey:
+        return PublicKey(self.key.public_key())
+
+    @property
+    def key_id(self) -> str:
+        return self.public.key_id
+
+    def sign(self, data: bytes) -> bytes:
+        if isinstance(self.key, ed25519.Ed25519PrivateKey):
+            return self.key.sign(data)
+        return self.key.sign(data, ec.ECDSA(hashes.SHA256()))  # DER, as OMS and DSSE tooling expect
+
+    def pem(self, passphrase: bytes | None = None) -> bytes:
+        encryption: serialization.KeySerializationEncryption = (
+            serialization.BestAvailableEncryption(passphrase)
+            if passphrase
+            else serialization.NoEncryption()
+        )
+        return self.key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, encryption
+        )
+
+    @classmethod
+    def generate(cls, key_type: KeyType = "ed25519") -> PrivateKey:
+        if key_type == "ed25519":
+            return cls(ed25519.Ed25519PrivateKey.generate())
+        if key_type == "p256":
+            return cls(ec.generate_private_key(ec.SECP256R1()))
+        raise UsageError(f"key type: expected one of {', '.join(KEY_TYPES)}, found {key_type!r}")
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str], passphrase: bytes | None = None) -> PrivateKey:
+        raw = _read(path)
+        try:
+            key = serialization.load_pem_private_key(raw, password=passphrase)
+        except TypeError:
+            raise UsageError(
+                f"private key {path}: it is encrypted and no passphrase was given"
+                if passphrase is None
+                else f"private key {path}: it is not encrypted, but a passphrase was given",
+                hint="set SEEDVAULT_KEY_PASSPHRASE or pass --passphrase-file",
+            ) from None
+        except (ValueError, UnsupportedAlgorithm) as exc:
+            raise UsageError(
+                f"private key {path}: expected a PEM private key (Ed25519 or ECDSA P-256), "
+                f"found unreadable data or a wrong passphrase ({exc})"
+            ) from None
+        if isinstance(key, ed25519.Ed25519PrivateKey):
+            return cls(key)
+        if isinstance(key, ec.EllipticCurvePrivateKey) and isinstance(key.curve, ec.SECP256R1):
+            return cls(key)
+        raise UsageError(f"private key {path}: expected Ed25519 or ECDSA P-256, found {type(key).__name__}")
+
+    def save(self, path: Path, passphrase: bytes | None = None) -> Path:
+        """Write FILE (private, mode 0600) and FILE.pub; refuse to overwrite either."""
+        pub_path = path.with_name(path.name + ".pub")
+        for target in (path, pub_path):
+            if target.exists():
+                raise UsageError(f"{target} already exists; refusing to overwrite a key")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "wb") as f:
+            f.write(self.pem(passphrase))
+        pub_path.write_text(self.public.pem())
+        return pub_path
+
+
+def _check_public(key: object, source: str) -> _PublicKey:
+    if isinstance(key, ed25519.Ed25519PublicKey):
+        return key
+    if isinstance(key, ec.EllipticCurvePublicKey) and isinstance(key.curve, ec.SECP256R1):
+        return key
+    raise UsageError(f"{source}: expected an Ed25519 or ECDSA P-256 public key, found {type(key).__name__}")
+
+
+def _read(path: str | os.PathLike[str]) -> bytes:
+    try:
+        return Path(path).read_bytes()
+    except FileNotFoundError:
+        raise NotFoundError(f"key file {path} does not exist") from None
+    except IsADirectoryError:
+        raise UsageError(f"key file {path}: expected a file, found a directory") from None

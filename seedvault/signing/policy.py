@@ -1,0 +1,168 @@
+"""The local trust policy: which keys count, for what, where; and what else must hold.
+
+Stored as TOML in the config directory. Roles are `publisher` and `approver`; each key is
+trusted only for the namespaces its scopes match (`acme/*`, `acme/model`, `*`). An empty
+policy trusts nothing. Unknown roles and malformed entries are refused on load, never
+silently ignored.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import os
+import re
+import tomllib
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any, Literal
+
+import tomli_w
+
+from seedvault.errors import NotFoundError, UsageError
+from seedvault.signing.keys import PublicKey
+
+Role = Literal["publisher", "approver"]
+ROLES: tuple[Role, ...] = ("publisher", "approver")
+_SCOPE = re.compile(r"^(\*|[A-Za-z0-9._*-]+/[A-Za-z0-9._*-]+)$")
+
+
+def check_scope(scope: str) -> str:
+    if not _SCOPE.match(scope):
+        raise UsageError(f"scope: expected '*', 'namespace/*' or 'namespace/name', found {scope!r}")
+    return scope
+
+
+@dataclass(frozen=True)
+class TrustedKey:
+    key: PublicKey
+    role: Role
+    scopes: tuple[str, ...] = ("*",)
+    name: str = ""
+
+    @property
+    def key_id(self) -> str:
+        return self.key.key_id
+
+    @property
+    def label(self) -> str:
+        return self.name or self.key_id[:16]
+
+    def covers(self, model_name: str) -> bool:
+        return any(fnmatch.fnmatchcase(model_name, s) for s in self.scopes)
+
+
+@dataclass(frozen=True)
+class TrustPolicy:
+    keys: tuple[TrustedKey, ...] = ()
+    revoked: frozenset[str] = frozenset()
+    publisher_threshold: int = 1
+    required_approvals: int = 0
+    allowed_licenses: tuple[str, ...] | None = None  # None: any license
+
+    def keys_by_id(self, key_id: str) -> list[TrustedKey]:
+        return [k for k in self.keys if k.key_id == key_id]
+
+    def with_key(self, trusted: TrustedKey) -> TrustPolicy:
+        """Add a key for a role; adding the same key and role again replaces that entry."""
+        others = tuple(k for k in self.keys if (k.key_id, k.role) != (trusted.key_id, trusted.role))
+        return replace(self, keys=(*others, trusted))
+
+    def revoke(self, key_id: str) -> TrustPolicy:
+        return replace(self, revoked=self.revoked | {key_id})
+
+    def license_allowed(self, expression: str) -> bool:
+        """Allowed if the whole expression is listed, or every license id in it is."""
+        if self.allowed_licenses is None:
+            return True
+        if expression in self.allowed_licenses:
+            return True
+        ids = [t for t in re.split(r"[\s()]+", expression) if t and t not in ("AND", "OR", "WITH")]
+        return bool(ids) and all(i in self.allowed_licenses for i in ids)
+
+    # ---- TOML ---------------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "version": 1,
+            "publisher_threshold": self.publisher_threshold,
+            "required_approvals": self.required_approvals,
+        }
+        if self.allowed_licenses is not None:
+            out["allowed_licenses"] = list(self.allowed_licenses)
+        out["revoked"] = sorted(self.revoked)
+        out["keys"] = [
+            {
+                "id": k.key_id,
+                "name": k.name,
+                "role": k.role,
+                "scopes": list(k.scopes),
+                "public_key": k.key.pem(),
+            }
+            for k in self.keys
+        ]
+        return out
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], source: str = "policy") -> TrustPolicy:
+        if data.get("version", 1) != 1:
+            raise UsageError(f"{source}: expected policy version 1, found {data.get('version')!r}")
+        keys = []
+        for i, entry in enumerate(data.get("keys", [])):
+            where = f"{source}: keys[{i}]"
+            if not isinstance(entry, dict):
+                raise UsageError(f"{where}: expected a table")
+            role = entry.get("role")
+            if role not in ROLES:
+                raise UsageError(f"{where}: expected role {' or '.join(ROLES)}, found {role!r}")
+            key = PublicKey.from_pem(str(entry.get("public_key", "")), where)
+            if entry.get("id") not in (None, key.key_id):
+                raise UsageError(
+                    f"{where}: id {entry.get('id')} does not match its public key, whose id is {key.key_id}"
+                )
+            scopes = entry.get("scopes", ["*"])
+            if not isinstance(scopes, list) or not scopes:
+                raise UsageError(f"{where}: expected a non-empty list of scopes, found {scopes!r}")
+            keys.append(
+                TrustedKey(key, role, tuple(check_scope(str(s)) for s in scopes), str(entry.get("name", "")))
+            )
+        licenses = data.get("allowed_licenses")
+        thresholds = {
+            k: data.get(k, default) for k, default in (("publisher_threshold", 1), ("required_approvals", 0))
+        }
+        for k, v in thresholds.items():
+            if not isinstance(v, int) or isinstance(v, bool) or v < 0:
+                raise UsageError(f"{source}: expected {k} to be an integer >= 0, found {v!r}")
+        if thresholds["publisher_threshold"] < 1:
+            raise UsageError(f"{source}: publisher_threshold must be at least 1 (fail closed)")
+        return cls(
+            keys=tuple(keys),
+            revoked=frozenset(str(r) for r in data.get("revoked", [])),
+            publisher_threshold=thresholds["publisher_threshold"],
+            required_approvals=thresholds["required_approvals"],
+            allowed_licenses=tuple(str(x) for x in licenses) if licenses is not None else None,
+        )
+
+    @classmethod
+    def load(cls, path: Path) -> TrustPolicy:
+        """Read the policy; a missing file is the empty policy, which trusts nothing."""
+        try:
+            raw = path.read_bytes()
+        except FileNotFoundError:
+            return cls()
+        try:
+            data = tomllib.loads(raw.decode())
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+            raise UsageError(f"trust policy {path}: expected TOML, found invalid data ({exc})") from None
+        return cls.from_dict(data, str(path))
+
+    def save(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        tmp.write_bytes(tomli_w.dumps(self.to_dict()).encode())
+        os.replace(tmp, path)
+
+    def find(self, key_id_prefix: str) -> list[TrustedKey]:
+        matches = [k for k in self.keys if k.key_id.startswith(key_id_prefix)]
+        if not matches:
+            raise NotFoundError(f"no trusted key with id starting {key_id_prefix!r}")
+        return matches
+

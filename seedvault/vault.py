@@ -1,0 +1,323 @@
+"""The local store: content-addressed blobs, one snapshot per name@version, and SQLite.
+
+Layout under the vault directory:
+
+    index.db                     manifests, envelopes, first-seen digests, latest, records
+    blobs/sha256/<hex>           file contents, named by SHA-256, read-only
+    snapshots/<ns>/<name>/<ver>/ hard links to blobs, exactly the manifest's files
+    incoming/<digest>/           staging for bytes not yet verified (never a snapshot)
+
+The vault stores what it is given after the caller verified it; it enforces the rules
+that need its memory: a name@version keeps the first digest ever seen (rollback and
+substitution), and `latest` never moves to an older release. Snapshot directories appear
+by one atomic rename, so a reader sees either nothing or the complete verified set.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import sqlite3
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from packaging.version import InvalidVersion, Version
+
+from seedvault.errors import NotFoundError, RollbackError, UsageError
+from seedvault.manifest import Manifest, Ref, format_time
+from seedvault.signing.dsse import Envelope
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS manifests (
+    digest TEXT PRIMARY KEY,
+    name TEXT NOT NULL,
+    version TEXT NOT NULL,
+    created TEXT NOT NULL,
+    envelope BLOB NOT NULL,
+    added_at TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS first_seen (
+    name TEXT NOT NULL,
+    version TEXT NOT NULL,
+    digest TEXT NOT NULL,
+    seen_at TEXT NOT NULL,
+    PRIMARY KEY (name, version)
+);
+CREATE TABLE IF NOT EXISTS latest (
+    name TEXT PRIMARY KEY,
+    version TEXT NOT NULL,
+    digest TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS records (
+    path TEXT PRIMARY KEY,
+    digest TEXT NOT NULL,
+    size INTEGER NOT NULL,
+    mtime_ns INTEGER NOT NULL,
+    ino INTEGER NOT NULL,
+    ctime_ns INTEGER NOT NULL,
+    pieces_root TEXT,
+    verified_at TEXT NOT NULL
+);
+"""
+
+
+def is_newer(candidate: Manifest, current: Manifest) -> bool:
+    """Whether `candidate` is a newer release than `current` of the same model.
+
+    When both versions parse as PEP 440 / semantic versions (1.2.0, 2.0.0rc1, 2024.5.1),
+    their order decides. Otherwise (dates with dashes, commit ids) the signed `created`
+    time decides, and equal times fall back to comparing the labels.
+    """
+    try:
+        a, b = Version(candidate.version), Version(current.version)
+    except InvalidVersion:
+        pass
+    else:
+        if a != b:
+            return a > b
+    if candidate.created != current.created:
+        return candidate.created > current.created
+    return candidate.version > current.version
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One stored manifest with its envelope."""
+
+    digest: str
+    envelope: Envelope
+    manifest: Manifest
+    added_at: str
+
+
+@dataclass(frozen=True)
+class FileRecord:
+    size: int
+    mtime_ns: int
+    ino: int
+    ctime_ns: int
+
+    @classmethod
+    def of(cls, st: os.stat_result) -> FileRecord:
+        return cls(st.st_size, st.st_mtime_ns, st.st_ino, st.st_ctime_ns)
+
+
+class Vault:
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.blobs = root / "blobs" / "sha256"
+        self.snapshots = root / "snapshots"
+        self.incoming = root / "incoming"
+        for d in (self.blobs, self.snapshots, self.incoming):
+            d.mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(root / "index.db", timeout=30, isolation_level=None)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.executescript(_SCHEMA)
+
+    def close(self) -> None:
+        self._db.close()
+
+    def __enter__(self) -> Vault:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @contextlib.contextmanager
+    def _tx(self) -> Iterator[sqlite3.Connection]:
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            yield self._db
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")
+
+    # ---- paths --------------------------------------------------------------------------
+    def snapshot_dir(self, manifest: Manifest) -> Path:
+        ns, name = manifest.name.split("/")
+        return self.snapshots / ns / name / manifest.version
+
+    def blob_path(self, sha256: str) -> Path:
+        return self.blobs / sha256
+
+    @contextlib.contextmanager
+    def staging(self, digest: str) -> Iterator[Path]:
+        """A private directory for unverified bytes; removed whatever happens."""
+        path = self.incoming / f"{digest}.{uuid.uuid4().hex[:8]}"
+        path.mkdir(parents=True)
+        try:
+            yield path
+        finally:
+            shutil.rmtree(path, ignore_errors=True)
+
+    # ---- rollback and substitution ----------------------------------------------------
+    def check_not_substituted(self, manifest: Manifest, digest: str) -> None:
+        """Refuse a manifest whose name@version was first seen with another digest."""
+        row = self._db.execute(
+            "SELECT digest, seen_at FROM first_seen WHERE name=? AND version=?",
+            (manifest.name, manifest.version),
+        ).fetchone()
+        if row and row[0] != digest:
+            raise RollbackError(
+                f"{manifest.ref}: this vault first saw manifest digest {row[0]} (at {row[1]}); "
+                f"refusing a different manifest with digest {digest} for the same name@version",
+                hint="a release is immutable; the publisher must use a new version",
+            )
+
+    # ---- adding -------------------------------------------------------------------------
+    def add(self, envelope: Envelope, manifest: Manifest, staged: Path) -> Path:
+        """Move verified staged files into blobs and publish the snapshot atomically.
+
+        The caller has verified `staged` against `manifest` and the envelope under policy.
+        """
+        digest = envelope.digest
+        self.check_not_substituted(manifest, digest)
+        final = self.snapshot_dir(manifest)
+        for f in manifest.files:
+            blob = self.blob_path(f.sha256)
+            src = staged / f.path
+            # Always the freshly verified copy: an older blob of the same name could have
+            # been damaged on disk since, and snapshots already linked keep their inode.
+            os.chmod(src, 0o444)
+            os.replace(src, blob)
+        if not final.exists():
+            tmp = final.parent / f".tmp-{final.name}-{uuid.uuid4().hex[:8]}"
+            try:
+                for f in manifest.files:
+                    target = tmp / f.path
+                    target.parent.mkdir(parents=True, exist_ok=True)
+                    _link_or_copy(self.blob_path(f.sha256), target)
+                _fsync_dir(tmp)
+                os.rename(tmp, final)  # atomic: the snapshot appears complete or not at all
+            finally:
+                shutil.rmtree(tmp, ignore_errors=True)
+        self._record(envelope, manifest)
+        return final
+
+    def _record(self, envelope: Envelope, manifest: Manifest) -> None:
+        now = format_time(datetime.now(UTC))
+        digest = envelope.digest
+        with self._tx() as db:
+            row = db.execute("SELECT envelope FROM manifests WHERE digest=?", (digest,)).fetchone()
+            if row:
+                envelope = Envelope.from_json(row[0]).merge(envelope)
+            db.execute(
+                "INSERT INTO manifests (digest, name, version, created, envelope, added_at) "
+                "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(digest) DO UPDATE SET envelope=excluded.envelope",
+                (digest, manifest.name, manifest.version, format_time(manifest.created),
+                 envelope.to_json(), now),
+            )
+            db.execute(
+                "INSERT OR IGNORE INTO first_seen (name, version, digest, seen_at) VALUES (?, ?, ?, ?)",
+                (manifest.name, manifest.version, digest, now),
+            )
+            current = db.execute("SELECT digest FROM latest WHERE name=?", (manifest.name,)).fetchone()
+            if current is None or is_newer(manifest, self._entry(current[0]).manifest):
+                db.execute(
+                    "INSERT INTO latest (name, version, digest) VALUES (?, ?, ?) "
+                    "ON CONFLICT(name) DO UPDATE SET version=excluded.version, digest=excluded.digest",
+                    (manifest.name, manifest.version, digest),
+                )
+
+    def add_signatures(self, envelope: Envelope) -> Envelope:
+        """Merge countersignatures into a stored envelope over the same payload."""
+        entry = self.get(envelope.digest)
+        merged = entry.envelope.merge(envelope)
+        with self._tx() as db:
+            db.execute("UPDATE manifests SET envelope=? WHERE digest=?", (merged.to_json(), envelope.digest))
+        return merged
+
+    # ---- reading ------------------------------------------------------------------------
+    def _entry(self, digest: str) -> Entry:
+        row = self._db.execute(
+            "SELECT envelope, added_at FROM manifests WHERE digest=?", (digest,)
+        ).fetchone()
+        if row is None:
+            raise NotFoundError(f"no manifest with digest {digest} in the vault")
+        envelope = Envelope.from_json(row[0], f"stored envelope {digest}")
+        return Entry(digest, envelope, Manifest.from_payload(envelope.payload), row[1])
+
+    def get(self, digest: str) -> Entry:
+        return self._entry(digest)
+
+    def resolve(self, ref: Ref | str) -> Entry:
+        """`ns/name@version` to its stored entry; `ns/name` to the newest release."""
+        ref = Ref.parse(ref) if isinstance(ref, str) else ref
+        if ref.version is None:
+            row = self._db.execute("SELECT digest FROM latest WHERE name=?", (ref.name,)).fetchone()
+        else:
+            row = self._db.execute(
+                "SELECT digest FROM manifests WHERE name=? AND version=?", (ref.name, ref.version)
+            ).fetchone()
+        if row is None:
+            known = [v for (v,) in self._db.execute(
+                "SELECT version FROM manifests WHERE name=? ORDER BY created", (ref.name,))]
+            raise NotFoundError(
+                f"{ref} is not in the vault"
+                + (f"; versions present: {', '.join(known)}" if known else ""),
+                hint="import a bundle or pull it first (seedvault list shows what is here)",
+            )
+        return self._entry(row[0])
+
+    def entries(self) -> list[Entry]:
+        rows = self._db.execute("SELECT digest FROM manifests ORDER BY name, created").fetchall()
+        return [self._entry(d) for (d,) in rows]
+
+    def latest_version(self, name: str) -> str | None:
+        row = self._db.execute("SELECT version FROM latest WHERE name=?", (name,)).fetchone()
+        return row[0] if row else None
+
+    # ---- verification records (fast mode) -------------------------------------------
+    def record_verified(self, path: Path, digest: str, pieces_root: str | None, st: os.stat_result) -> None:
+        rec = FileRecord.of(st)
+        with self._tx() as db:
+            db.execute(
+                "INSERT OR REPLACE INTO records VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (str(path), digest, rec.size, rec.mtime_ns, rec.ino, rec.ctime_ns, pieces_root,
+                 format_time(datetime.now(UTC))),
+            )
+
+    def has_valid_record(self, path: Path, digest: str, pieces_root: str | None) -> bool:
+        """True only if the file is unchanged since a full verification of these bytes."""
+        row = self._db.execute(
+            "SELECT digest, size, mtime_ns, ino, ctime_ns, pieces_root FROM records WHERE path=?",
+            (str(path),),
+        ).fetchone()
+        if row is None:
+            return False
+        try:
+            current = FileRecord.of(path.stat())
+        except FileNotFoundError:
+            return False
+        return (row[0], row[5]) == (digest, pieces_root) and FileRecord(*row[1:5]) == current
+
+    def forget_records(self, snapshot: Path) -> None:
+        with self._tx() as db:
+            db.execute("DELETE FROM records WHERE path LIKE ?", (f"{snapshot}/%",))
+
+
+def _link_or_copy(src: Path, dst: Path) -> None:
+    try:
+        os.link(src, dst)
+    except OSError:
+        shutil.copyfile(src, dst)
+        os.chmod(dst, 0o444)
+
+
+def _fsync_dir(path: Path) -> None:
+    for dirpath, _dirs, _files in os.walk(path):
+        fd = os.open(dirpath, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def check_writable(path: Path) -> None:
+    if not os.access(path, os.W_OK):
+        raise UsageError(f"vault directory {path} is not writable")
