@@ -1,1 +1,79 @@
-"""seedvault"""
+"""seedvault: signed, verifiable open-weight models, shared peer to peer.
+
+The small public API. Every function uses the state under $SEEDVAULT_HOME (or the
+platform's user directories) unless `home` is given, and verifies before it returns:
+
+    import seedvault
+    tensors = seedvault.load("acme/tiny@1.0")          # dict name -> numpy array
+    path = seedvault.snapshot_path("acme/tiny")         # verified directory, newest version
+    verdict = seedvault.verify("acme/tiny@1.0")         # signers, roles, digest
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from seedvault.client import Admitted, Client
+from seedvault.errors import (
+    Error,
+    IntegrityError,
+    NotFoundError,
+    PolicyError,
+    SignatureError,
+    TransferError,
+    UsageError,
+    VerificationError,
+)
+from seedvault.manifest import Manifest, Ref
+from seedvault.signing import Verdict
+
+__all__ = [
+    "Admitted", "Client", "Error", "IntegrityError", "Manifest", "NotFoundError", "PolicyError", "Ref",
+    "SignatureError", "TransferError", "UsageError", "Verdict", "VerificationError", "export_bundle",
+    "import_bundle", "load", "snapshot_path", "verify",
+]  # fmt: skip
+
+Home = str | os.PathLike[str] | None
+
+
+def load(
+    ref: str, framework: str = "numpy", *, per_file: bool = False, fast: bool = False, home: Home = None
+) -> dict[str, Any]:
+    """Tensors of a verified model: `{name: array}`, or `{file: {name: array}}` with per_file.
+
+    Verifies the signatures under the local policy and hashes the exact bytes it returns.
+    `fast=True` trusts a file's verification record while its size, mtime, inode and ctime
+    are unchanged (any change means a full check). framework: "numpy" or "pt" (torch).
+    """
+    with Client(home) as client:
+        return client.load(ref, framework=framework, per_file=per_file, fast=fast)
+
+
+def snapshot_path(ref: str, *, fast: bool = True, home: Home = None) -> Path:
+    """The verified snapshot directory of `ref`, for path-based loaders (transformers...)."""
+    with Client(home) as client:
+        return client.snapshot_path(ref, fast=fast)
+
+
+def verify(ref: str, *, fast: bool = False, home: Home = None) -> Verdict:
+    """Re-check signatures under the current policy and every file's bytes."""
+    with Client(home) as client:
+        return client.verify(ref, fast=fast)
+
+
+def import_bundle(bundle: str | os.PathLike[str], *, home: Home = None) -> Admitted:
+    """Verify an air-gap bundle (directory or tar) under the local policy and store it."""
+    from seedvault.bundle import import_bundle as _import
+
+    with Client(home) as client:
+        return _import(client, Path(bundle))
+
+
+def export_bundle(ref: str, dest: str | os.PathLike[str], *, tar: bool = False, home: Home = None) -> Path:
+    """Write a verified release as a self-contained bundle for carrying across an air gap."""
+    from seedvault.bundle import export_bundle as _export
+
+    with Client(home) as client:
+        return _export(client, ref, Path(dest), as_tar=tar)
