@@ -1,0 +1,189 @@
+"""Model commands: publish, approve, verify, show, list, export, import."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import click
+
+from seedvault.bundle import export_bundle, import_bundle
+from seedvault.cli._common import DATE, REF, byte_progress, emit, json_option, key_options, load_private_key
+from seedvault.client import Client, scan_model_dir
+from seedvault.manifest import LINEAGE_RELATIONS, Manifest, format_time
+from seedvault.signing import Envelope, Verdict
+
+
+def _verdict_text(verdict: Verdict) -> str:
+    lines = [f"verified {verdict.manifest.ref}", f"  digest    {verdict.digest}"]
+    lines += [f"  signer    {s.describe()}" for s in verdict.signers]
+    return "\n".join(lines)
+
+
+def _manifest_summary(m: Manifest) -> dict[str, Any]:
+    return {
+        "ref": m.ref,
+        "created": format_time(m.created),
+        "expires": format_time(m.expires) if m.expires else None,
+        "license": m.license.spdx,
+        "publisher": m.origin.publisher,
+        "files": len(m.files),
+        "size": m.total_size,
+        "parameters": sum(f.safetensors.parameters for f in m.files if f.safetensors),
+    }
+
+
+@click.command()
+@click.argument("directory", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--name", required=True, help="Model name, NAMESPACE/NAME.")
+@click.option("--version", required=True, help="Release label: 1.2.0, 2024-05-01, 3f2a9c1 ...")
+@click.option("--license", "license_", required=True, help="SPDX license expression, e.g. Apache-2.0.")
+@key_options
+@click.option("--publisher", default="", help="Publisher display name.")
+@click.option("--origin-url", help="Where the model comes from (source repository URL).")
+@click.option("--revision", help="Source revision (commit) the files were taken from.")
+@click.option("--notes", help="Free-form training or provenance notes.")
+@click.option("--base", "base_ref", help="The model this one derives from (REF).")
+@click.option("--relation", type=click.Choice(sorted(LINEAGE_RELATIONS)), help="How it derives from --base.")
+@click.option("--expires", type=DATE, help="Refuse this manifest after this date.")
+@click.option("--allow-pickle", is_flag=True, help="Publish pickle files (.bin .pt ...) although they run code.")
+@json_option
+@click.pass_obj
+def publish(
+    client: Client, directory: Path, name: str, version: str, license_: str, key_path: Path,
+    passphrase_file: Path | None, publisher: str, origin_url: str | None, revision: str | None,
+    notes: str | None, base_ref: str | None, relation: str | None, expires: datetime | None,
+    allow_pickle: bool, as_json: bool,
+) -> None:
+    """Sign DIRECTORY as NAME@VERSION and store it in the vault."""
+    if bool(base_ref) != bool(relation):
+        raise click.UsageError("--base and --relation go together")
+    key = load_private_key(key_path, passphrase_file)
+    total = sum((directory / p).stat().st_size for p in scan_model_dir(directory))
+    with byte_progress(f"publishing {name}@{version}", total, not as_json) as progress:
+        result = client.publish(
+            directory, name=name, version=version, license=license_, key=key, publisher=publisher,
+            source_url=origin_url, source_revision=revision, notes=notes,
+            lineage=[(relation, base_ref)] if base_ref and relation else [],
+            expires=expires, allow_pickle=allow_pickle, progress=progress,
+        )
+    m = result.verdict.manifest
+    emit(
+        {**_manifest_summary(m), "digest": result.envelope.digest, "key_id": key.key_id,
+         "snapshot": str(result.snapshot), "info_hash_v2": m.torrent.info_hash_v2},
+        as_json,
+        lambda: f"published {m.ref}\n  digest    {result.envelope.digest}\n  files     {len(m.files)} "
+        f"({m.total_size} bytes)\n  signed by {key.key_id}\n  snapshot  {result.snapshot}",
+    )
+
+
+@click.command()
+@click.argument("ref", type=REF)
+@key_options
+@json_option
+@click.pass_obj
+def approve(client: Client, ref: str, key_path: Path, passphrase_file: Path | None, as_json: bool) -> None:
+    """Countersign REF's manifest as an approver."""
+    key = load_private_key(key_path, passphrase_file)
+    envelope = client.approve(ref, key)
+    emit({"ref": ref, "digest": envelope.digest, "key_id": key.key_id, "signatures": len(envelope.signatures)},
+         as_json, f"approved {ref} with {key.key_id} ({len(envelope.signatures)} signatures)")
+
+
+@click.command()
+@click.argument("target")
+@click.option("--envelope", "envelope_path", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Verify a directory TARGET against this envelope instead of a vault REF.")
+@click.option("--fast", is_flag=True, help="Trust files unchanged since their last full verification.")
+@json_option
+@click.pass_obj
+def verify(client: Client, target: str, envelope_path: Path | None, fast: bool, as_json: bool) -> None:
+    """Verify a model in the vault (REF) or a directory (with --envelope)."""
+    if envelope_path is not None:
+        envelope = Envelope.from_json(envelope_path.read_bytes(), str(envelope_path))
+        directory = Path(target)
+        if not directory.is_dir():
+            raise click.UsageError(f"with --envelope, TARGET must be a directory; {target} is not")
+        verdict = client.verify_dir(directory, envelope)
+    else:
+        verdict = client.verify(REF.convert(target, None, None), fast=fast)
+    emit(verdict.to_dict(), as_json, lambda: _verdict_text(verdict))
+
+
+@click.command()
+@click.argument("ref", type=REF)
+@json_option
+@click.pass_obj
+def show(client: Client, ref: str, as_json: bool) -> None:
+    """Show a stored manifest, its signers and roles, and the verdict under your policy."""
+    manifest, envelope, verdict = client.show(ref)
+    ok = isinstance(verdict, Verdict)
+    data = {
+        "digest": envelope.digest,
+        "statement": manifest.to_dict(),
+        "signatures": [s.keyid for s in envelope.signatures],
+        "verdict": verdict.to_dict() if isinstance(verdict, Verdict) else {"refused": str(verdict)},
+    }
+
+    def text() -> str:
+        s = _manifest_summary(manifest)
+        lines = [f"{manifest.ref}  ({envelope.digest})",
+                 f"  publisher  {s['publisher']}   license {s['license']}   created {s['created']}"]
+        if manifest.origin.source_url:
+            lines.append(f"  origin     {manifest.origin.source_url} {manifest.origin.source_revision or ''}")
+        lines += [f"  lineage    {link.relation} {link.ref}" for link in manifest.lineage]
+        lines += [f"  file       {f.path}  {f.size} bytes" + (
+            f"  {f.safetensors.tensors} tensors, {f.safetensors.parameters} params" if f.safetensors else "")
+            for f in manifest.files]
+        if isinstance(verdict, Verdict):
+            lines += [f"  signer     {r.describe()}" for r in verdict.signers]
+            lines.append("  verdict    trusted under your policy")
+        else:
+            lines.append(f"  verdict    REFUSED: {verdict}")
+        return "\n".join(lines)
+
+    emit(data, as_json, text)
+    if not ok:
+        raise click.exceptions.Exit(3)
+
+
+@click.command("list")
+@json_option
+@click.pass_obj
+def list_(client: Client, as_json: bool) -> None:
+    """List the models in the vault."""
+    entries = client.vault.entries()
+    data = [{**_manifest_summary(e.manifest), "digest": e.digest,
+             "latest": client.vault.latest_version(e.manifest.name) == e.manifest.version} for e in entries]
+    emit(data, as_json, lambda: "\n".join(
+        f"{d['ref']:<40} {d['license']:<14} {d['size']:>14} bytes  {d['digest'][:16]}"
+        + ("  (latest)" if d["latest"] else "") for d in data) or "the vault is empty")
+
+
+@click.command("export")
+@click.argument("ref", type=REF)
+@click.argument("dest", type=click.Path(path_type=Path))
+@click.option("--tar", "as_tar", is_flag=True, help="Write one tar file instead of a directory.")
+@click.pass_obj
+def export(client: Client, ref: str, dest: Path, as_tar: bool) -> None:
+    """Write REF as a self-contained bundle (envelope, files, signers' public keys)."""
+    path = export_bundle(client, ref, dest, as_tar=as_tar)
+    click.echo(f"exported {ref} to {path}")
+
+
+@click.command("import")
+@click.argument("bundle", type=click.Path(exists=True, path_type=Path))
+@json_option
+@click.pass_obj
+def import_(client: Client, bundle: Path, as_json: bool) -> None:
+    """Verify BUNDLE under your policy, then add it to the vault."""
+    result = import_bundle(client, bundle)
+    emit({**result.verdict.to_dict(), "snapshot": str(result.snapshot)}, as_json,
+         lambda: _verdict_text(result.verdict) + f"\n  snapshot  {result.snapshot}")
+
+
+def register_model_commands(group: click.Group) -> None:
+    for command in (publish, approve, verify, show, list_, export, import_):
+        group.add_command(command)
+
