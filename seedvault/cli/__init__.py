@@ -17,6 +17,7 @@ from typing import Any
 import click
 
 from seedvault.cli._common import emit, json_option
+from seedvault.cli.demo import demo
 from seedvault.cli.models import register_model_commands
 from seedvault.cli.trust import trust
 from seedvault.client import Client
@@ -57,6 +58,7 @@ def keygen(client: Client, key_type: str, out: Path | None, passphrase_file: Pat
 
 
 cli.add_command(trust)
+cli.add_command(demo)
 register_model_commands(cli)
 
 
