@@ -217,6 +217,7 @@ class Client:
             manifest = Manifest.from_dict(manifest.to_dict())
             envelope = Envelope(manifest.to_payload()).sign(key)
             snapshot = self.vault.add(envelope, manifest, staged)
+        self.vault.save_layers(manifest, {p: d.piece_layer for p, d in zip(files, digests, strict=True)})
         self._record_snapshot(snapshot, manifest, envelope.digest)
         verdict = Verdict(manifest, envelope.digest, (), 0, 0)
         return Admitted(verdict, snapshot, envelope)
@@ -252,13 +253,23 @@ class Client:
     ) -> Admitted:
         """Judge, stage, verify, then store. `fill` writes the manifest's files into staging."""
         verdict = self.judge(envelope)  # before any byte is fetched or copied
-        manifest = verdict.manifest
         with self.vault.staging(envelope.digest) as staged:
-            fill(manifest, staged)
-            check_exact_files(staged, manifest)
-            hashing.verify_files(staged, expected_files(manifest), manifest.torrent.piece_length, progress)
-            check_weights(staged, manifest)
-            snapshot = self.vault.add(envelope, manifest, staged)
+            fill(verdict.manifest, staged)
+            return self.admit_staged(envelope, verdict, staged, progress)
+
+    def admit_staged(
+        self, envelope: Envelope, verdict: Verdict, staged: Path, progress: Progress | None = None
+    ) -> Admitted:
+        """Verify files already in a staging directory and move them into the vault.
+
+        The caller judged `envelope` (see `judge`) before putting bytes in `staged`.
+        """
+        manifest = verdict.manifest
+        check_exact_files(staged, manifest)
+        layers = hashing.verify_files(staged, expected_files(manifest), manifest.torrent.piece_length, progress)
+        check_weights(staged, manifest)
+        snapshot = self.vault.add(envelope, manifest, staged)
+        self.vault.save_layers(manifest, layers)
         self._record_snapshot(snapshot, manifest, envelope.digest)
         return Admitted(verdict, snapshot, envelope)
 
@@ -280,12 +291,13 @@ class Client:
         check_exact_files(snapshot, manifest)
         todo = [f for f in manifest.files
                 if not (fast and self.vault.has_valid_record(snapshot / f.path, entry.digest, f.pieces_root))]
-        hashing.verify_files(
+        layers = hashing.verify_files(
             snapshot,
             [hashing.Expected(f.path, f.size, f.pieces_root) for f in todo],
             manifest.torrent.piece_length,
             progress,
         )
+        self.vault.save_layers(manifest, layers)
         for f in todo:
             p = snapshot / f.path
             self.vault.record_verified(p, entry.digest, f.pieces_root, p.stat())

@@ -275,10 +275,12 @@ def verify_files(
     expected: Iterable[Expected],
     piece_length: int,
     progress: Callable[[int], None] | None = None,
-) -> None:
+) -> dict[str, bytes]:
     """Check every file under `base` against its size and pieces root, in parallel.
 
-    Raises IntegrityError for the first file (in manifest order) that differs.
+    Returns the verified piece layers (path -> concatenated piece hashes) of the files
+    larger than one piece, which seeding needs. Raises IntegrityError for the first file
+    (in manifest order) that differs.
     """
     items = list(expected)
     for item in items:
@@ -296,6 +298,7 @@ def verify_files(
         ]
         jobs.append((item, futures))
     failure: IntegrityError | None = None
+    layers: dict[str, bytes] = {}
     for item, futures in jobs:
         try:
             pieces = [h for fut in futures for h in fut.result()]
@@ -308,8 +311,11 @@ def verify_files(
         found = root.hex() if root else None
         if failure is None and found != item.pieces_root:
             failure = root_mismatch(item.path, item.pieces_root, found)
+        if item.size > piece_length:
+            layers[item.path] = b"".join(pieces)
     if failure:
         raise failure
+    return layers
 
 
 def read_verified(path: Path, expected: Expected, piece_length: int, *, check: bool = True) -> np.ndarray:

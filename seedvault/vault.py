@@ -5,6 +5,7 @@ Layout under the vault directory:
     index.db                     manifests, envelopes, first-seen digests, latest, records
     blobs/sha256/<hex>           file contents, named by SHA-256, read-only
     snapshots/<ns>/<name>/<ver>/ hard links to blobs, exactly the manifest's files
+    layers/<pieces root>         verified BitTorrent v2 piece layers, for seeding without re-reading
     incoming/<digest>/           staging for bytes not yet verified (never a snapshot)
 
 The vault stores what it is given after the caller verified it; it enforces the rules
@@ -112,7 +113,8 @@ class Vault:
         self.blobs = root / "blobs" / "sha256"
         self.snapshots = root / "snapshots"
         self.incoming = root / "incoming"
-        for d in (self.blobs, self.snapshots, self.incoming):
+        self.layers = root / "layers"
+        for d in (self.blobs, self.snapshots, self.incoming, self.layers):
             d.mkdir(parents=True, exist_ok=True)
         self._db = sqlite3.connect(root / "index.db", timeout=30, isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")
@@ -271,6 +273,26 @@ class Vault:
     def latest_version(self, name: str) -> str | None:
         row = self._db.execute("SELECT version FROM latest WHERE name=?", (name,)).fetchone()
         return row[0] if row else None
+
+    # ---- piece layers -------------------------------------------------------------------
+    def save_layers(self, manifest: Manifest, layers: dict[str, bytes]) -> None:
+        """Keep verified piece layers, named by the pieces root they hash up to."""
+        for f in manifest.files:
+            layer = layers.get(f.path)
+            if layer is None or f.pieces_root is None:
+                continue
+            target = self.layers / f.pieces_root
+            if not target.exists():
+                tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex[:8]}")
+                tmp.write_bytes(layer)
+                os.replace(tmp, target)
+
+    def load_layer(self, pieces_root: str) -> bytes | None:
+        """A stored piece layer; the caller checks it against the signed root before use."""
+        try:
+            return (self.layers / pieces_root).read_bytes()
+        except FileNotFoundError:
+            return None
 
     # ---- verification records (fast mode) -------------------------------------------
     def record_verified(self, path: Path, digest: str, pieces_root: str | None, st: os.stat_result) -> None:
