@@ -279,7 +279,7 @@ class Vault:
         """Keep verified piece layers, named by the pieces root they hash up to."""
         for f in manifest.files:
             layer = layers.get(f.path)
-            if layer is None or f.pieces_root is None:
+            if not layer or f.pieces_root is None:  # files within one piece have no layer
                 continue
             target = self.layers / f.pieces_root
             if not target.exists():

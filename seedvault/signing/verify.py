@@ -30,7 +30,8 @@ class SignerReport:
         return {"key_id": self.key_id, "status": self.status, "role": self.role, "label": self.label}
 
     def describe(self) -> str:
-        who = f"{self.label} ({self.key_id[:16]})" if self.label else self.key_id[:16]
+        short = self.key_id[:16]
+        who = f"{self.label} ({short})" if self.label and self.label != short else short
         return {
             "valid": f"{who}: valid signature, counted as {self.role}",
             "untrusted": f"{who}: key not in the local trust policy",
@@ -109,7 +110,9 @@ def evaluate(envelope: Envelope, policy: TrustPolicy, now: datetime | None = Non
     details = "; ".join(r.describe() for r in reports)
 
     if publishers < policy.publisher_threshold:
-        kind = PolicyError if any(r.status in ("revoked", "out-of-scope") for r in reports) else SignatureError
+        # Some trusted signature verified, but the policy wants more: a policy refusal.
+        policy_refusal = publishers > 0 or any(r.status in ("revoked", "out-of-scope") for r in reports)
+        kind = PolicyError if policy_refusal else SignatureError
         raise kind(
             f"{manifest.ref}: expected {policy.publisher_threshold} valid signature(s) by trusted "
             f"publisher keys for {manifest.name}, found {publishers}. Signatures: {details}",

@@ -1,0 +1,210 @@
+"""One download in a swarm: progress, byte accounting by source, resume data.
+
+This module moves bytes and reports what happened; it never decides whether the bytes are
+trusted. libtorrent checks every piece against the merkle roots in the (signed-manifest
+derived) torrent and bans peers that send bad data; the caller still verifies the files
+itself at the end, because libtorrent trusts its resume data without reading the disk.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import libtorrent as lt
+
+from seedvault.errors import TransferError
+from seedvault.p2p.session import Endpoint, Swarm, format_endpoint, write_atomic
+from seedvault.settings import MERKLE_BLOCK_SIZE
+
+RESUME_EVERY = 2.0  # seconds between resume-data saves: what a kill -9 can cost
+STATUS_EVERY = 0.5
+
+
+@dataclass
+class TransferStats:
+    """What a download has done so far; all byte counts are payload bytes."""
+
+    total: int = 0
+    done: int = 0
+    rate: float = 0.0
+    peers: int = 0
+    seeds: int = 0
+    from_seeds: int = 0  # peers that had the whole model when first seen
+    from_peers: int = 0  # peers that were downloading too
+    from_web: int = 0  # HTTP web seeds
+    uploaded: int = 0
+    downloaded: int = 0  # payload received in this run (includes rejected pieces)
+    resumed: int = 0  # already on disk when this run started
+    hash_failures: int = 0
+    banned: list[str] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+    elapsed: float = 0.0
+    state: str = "starting"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: getattr(self, k) for k in self.__dataclass_fields__}
+
+
+class Download:
+    """A torrent being fetched into a staging directory, with resume data beside it."""
+
+    def __init__(
+        self,
+        swarm: Swarm,
+        ti: lt.torrent_info,
+        staging: Path,
+        resume_path: Path,
+        *,
+        peers: Iterable[Endpoint] = (),
+        web_seeds: Iterable[str] = (),
+        trackers: Iterable[str] = (),
+    ) -> None:
+        self.swarm = swarm
+        self.resume_path = resume_path
+        self.peers = list(peers)
+        resume = resume_path.read_bytes() if resume_path.exists() else None
+        self.handle = swarm.add(
+            ti, staging, resume_data=resume, peers=self.peers, web_seeds=web_seeds, trackers=trackers
+        )
+        self.stats = TransferStats()
+        self._blocks: dict[tuple[int, int], str] = {}
+        self._kinds: dict[str, str] = {}  # endpoint -> "seed", "peer" or "web", fixed when first seen
+        self._origin = {format_endpoint(p) for p in self.peers}
+        self._started = time.monotonic()
+        self._last_resume = 0.0
+        self._first_status = True
+
+    # ---- the loop ----------------------------------------------------------------------
+    def wait_finished(self, deadline: float, on_status: Callable[[TransferStats], None] | None = None) -> None:
+        """Pump alerts until libtorrent reports every piece; TransferError at the deadline."""
+        last_status = 0.0
+        while True:
+            now = time.monotonic()
+            if now - last_status >= STATUS_EVERY:
+                self._refresh()
+                last_status = now
+                if on_status:
+                    on_status(self.stats)
+                if self.stats.total and self.stats.done >= self.stats.total and self.handle.status().is_finished:
+                    self.stats.state = "finished"
+                    self.save_resume()
+                    return
+            if now - self._last_resume >= RESUME_EVERY:
+                self._request_resume()
+            if now >= deadline:
+                self.save_resume()
+                raise TransferError(
+                    f"download timed out with {self.stats.done} of {self.stats.total} bytes "
+                    f"from {self.stats.peers} peer(s)",
+                    hint="what arrived is kept; run the same pull again to resume "
+                    "(check --peer / --web-seed / --registry if no peer answered)",
+                )
+            for alert in self.swarm.pop_alerts(wait=0.2):
+                self._on_alert(alert)
+
+    def _on_alert(self, alert: Any) -> None:
+        if isinstance(alert, lt.block_downloading_alert):
+            # Attribute each 16 KiB block to the kind of peer last asked for it. Counting from
+            # alerts, not peer counters, keeps peers that disconnected before a poll.
+            # (libtorrent 2.1's Python bindings never post block_finished_alert.)
+            kind = self._kind(format_endpoint(_endpoint(alert.endpoint)))
+            self._blocks[(alert.piece_index, alert.block_index)] = kind
+        elif isinstance(alert, lt.hash_failed_alert):
+            self.stats.hash_failures += 1
+        elif isinstance(alert, lt.peer_ban_alert):
+            self.stats.banned.append(format_endpoint(_endpoint(alert.endpoint)))
+        elif isinstance(alert, lt.save_resume_data_alert):
+            write_atomic(self.resume_path, lt.write_resume_data_buf(alert.params))
+        elif isinstance(alert, lt.file_error_alert | lt.torrent_error_alert):
+            self.stats.errors.append(alert.message())
+            raise TransferError(
+                f"writing the download failed: {alert.message()}",
+                hint="check free disk space and permissions of the vault; what arrived is kept",
+            )
+
+    def _refresh(self) -> None:
+        st = self.handle.status()
+        if self._first_status and st.state not in (lt.torrent_status.checking_files,
+                                                   lt.torrent_status.checking_resume_data):
+            self.stats.resumed = st.total_wanted_done
+            self._first_status = False
+        self.stats.total = st.total_wanted  # excludes the virtual pad files
+        self.stats.done = st.total_wanted_done
+        self.stats.rate = float(st.download_payload_rate)
+        self.stats.peers = st.num_peers
+        self.stats.seeds = st.num_seeds
+        self.stats.uploaded = st.total_payload_upload
+        self.stats.downloaded = st.total_payload_download
+        self.stats.state = str(st.state).rsplit(".", 1)[-1]
+        self.stats.elapsed = time.monotonic() - self._started
+        self._classify_peers()
+        counts = {"seed": 0, "peer": 0, "web": 0}
+        for kind in self._blocks.values():
+            counts[kind] += 1
+        # Block counts times the block size; the last block of a file may be shorter.
+        share = [min(counts[k] * MERKLE_BLOCK_SIZE, self.stats.total) for k in ("seed", "peer", "web")]
+        self.stats.from_seeds, self.stats.from_peers, self.stats.from_web = share
+
+    def _classify_peers(self) -> None:
+        for peer in self.handle.get_peer_info():
+            key = format_endpoint(_endpoint(peer.ip))
+            if key not in self._kinds:
+                web = peer.connection_type in (lt.peer_info.web_seed, lt.peer_info.http_seed)
+                seeding = peer.flags & lt.peer_info.seed or key in self._origin
+                self._kinds[key] = "web" if web else "seed" if seeding else "peer"
+
+    def _kind(self, key: str) -> str:
+        if key not in self._kinds:
+            self._classify_peers()
+        return self._kinds.get(key, "peer")
+
+    # ---- resume data ---------------------------------------------------------------------
+    def _request_resume(self) -> None:
+        self._last_resume = time.monotonic()
+        if self.handle.is_valid() and self.handle.need_save_resume_data():
+            self.handle.save_resume_data(lt.save_resume_flags_t.flush_disk_cache)
+
+    def save_resume(self, timeout: float = 5.0) -> None:
+        """Write resume data now and wait for it (bounded)."""
+        if not self.handle.is_valid():
+            return
+        self.handle.save_resume_data(lt.save_resume_flags_t.flush_disk_cache)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for alert in self.swarm.pop_alerts(wait=0.1):
+                if isinstance(alert, lt.save_resume_data_alert):
+                    write_atomic(self.resume_path, lt.write_resume_data_buf(alert.params))
+                    return
+                if isinstance(alert, lt.save_resume_data_failed_alert):
+                    return
+
+    # ---- after completion ---------------------------------------------------------------
+    def pause(self, timeout: float = 10.0) -> None:
+        """Stop transfers and flush files, so the caller can read them safely."""
+        self.handle.unset_flags(lt.torrent_flags.auto_managed)
+        self.handle.pause()
+        self.handle.flush_cache()
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if any(isinstance(a, lt.cache_flushed_alert | lt.torrent_paused_alert) for a in self.swarm.pop_alerts(0.1)):
+                return
+
+    def recheck(self) -> None:
+        """Re-hash what is on disk (our final check failed) and fetch what is bad."""
+        self.resume_path.unlink(missing_ok=True)
+        self.handle.force_recheck()
+        self.handle.resume()
+
+    def remove(self) -> None:
+        if self.handle.is_valid():
+            self.swarm.remove(self.handle)
+
+
+def _endpoint(value: Any) -> Endpoint:
+    if isinstance(value, tuple):
+        return str(value[0]), int(value[1])
+    return str(value.address), int(value.port)

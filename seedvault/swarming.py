@@ -1,0 +1,217 @@
+"""Pull and seed: the client-side decisions around swarm transfers.
+
+`pull` judges the envelope under the local policy before it opens a single connection,
+downloads into a resumable staging directory (libtorrent checks each piece against the
+signed merkle roots), verifies the finished files itself, and only then moves them into
+the vault. `Seeder` serves verified snapshots and refuses to serve any that no longer
+verify.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tarfile
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import libtorrent as lt
+
+from seedvault.client import Admitted, Client
+from seedvault.errors import Error, IntegrityError, NotFoundError, TransferError, UsageError
+from seedvault.manifest import Manifest, Ref
+from seedvault.p2p.session import Endpoint, Swarm, SwarmConfig
+from seedvault.p2p.torrent import bound_torrent, check_binding, checked_layers, load_torrent
+from seedvault.p2p.transfer import Download, TransferStats
+from seedvault.settings import MAX_ENVELOPE_BYTES
+from seedvault.signing import Envelope, Verdict
+
+FINAL_CHECK_ATTEMPTS = 3
+
+
+@dataclass
+class PullReport:
+    ref: str
+    digest: str
+    snapshot: str
+    already_present: bool
+    stats: TransferStats
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"ref": self.ref, "digest": self.digest, "snapshot": self.snapshot,
+                "already_present": self.already_present, **self.stats.to_dict()}
+
+
+def check_requested(ref: Ref, manifest: Manifest) -> None:
+    """The envelope must be for the model the user asked for (no substitution)."""
+    if ref.name != manifest.name or (ref.version is not None and ref.version != manifest.version):
+        raise IntegrityError(
+            f"asked for {ref}, but the envelope is for {manifest.ref}",
+            hint="the source offered a different model; check the envelope or registry",
+        )
+
+
+def _present(client: Client, verdict: Verdict, digest: str) -> bool:
+    try:
+        entry = client.vault.resolve(Ref(verdict.manifest.name, verdict.manifest.version))
+    except NotFoundError:
+        return False
+    if entry.digest != digest:
+        return False
+    try:
+        client.verify(verdict.manifest.ref, fast=True)
+    except IntegrityError:
+        return False  # damaged on disk: fetch it again
+    return True
+
+
+def pull(
+    client: Client,
+    ref: str,
+    envelope: Envelope,
+    *,
+    config: SwarmConfig | None = None,
+    peers: Sequence[Endpoint] = (),
+    web_seeds: Sequence[str] = (),
+    trackers: Sequence[str] = (),
+    torrent: bytes | None = None,
+    timeout: float = 600.0,
+    on_status: Callable[[TransferStats], None] | None = None,
+    swarm: Swarm | None = None,
+) -> PullReport:
+    """Fetch a model from the swarm into the vault, verified. See the module docstring.
+
+    `torrent` (e.g. from a registry) is used only if it matches the signed binding; its
+    piece layers save a round of hash requests. Pass `swarm` to reuse a session (and keep
+    seeding from it afterwards).
+    """
+    verdict = client.judge(envelope)  # before any connection: untrusted means no bytes
+    manifest = verdict.manifest
+    check_requested(Ref.parse(ref), manifest)
+    if _present(client, verdict, envelope.digest):
+        client.vault.add_signatures(envelope)
+        snapshot = client.vault.snapshot_dir(manifest)
+        stats = TransferStats(total=manifest.total_size, done=manifest.total_size, state="already present")
+        return PullReport(manifest.ref, envelope.digest, str(snapshot), True, stats)
+    if torrent is not None:
+        ti = load_torrent(torrent, f"torrent for {manifest.ref}")
+        check_binding(ti, manifest, f"torrent for {manifest.ref}")
+    else:
+        ti = bound_torrent(manifest)
+    if not (peers or web_seeds or trackers or (config and (config.lan or config.dht_nodes))):
+        raise UsageError(
+            f"no source of bytes for {manifest.ref}",
+            hint="give --peer HOST:PORT, --web-seed URL, --registry URL, --lan or --dht-node",
+        )
+    staging = client.vault.incoming / envelope.digest
+    staging.mkdir(parents=True, exist_ok=True)
+    resume_path = client.vault.incoming / f"{envelope.digest}.resume"
+    own_swarm = swarm is None
+    active = swarm or Swarm(config)
+    deadline = time.monotonic() + timeout
+    download = Download(active, ti, staging, resume_path, peers=peers, web_seeds=web_seeds, trackers=trackers)
+    try:
+        admitted = _finish(client, envelope, verdict, download, staging, deadline, on_status)
+    except BaseException:
+        download.save_resume()  # interrupted or failed: keep what arrived for the next run
+        raise
+    finally:
+        download.remove()
+        if own_swarm:
+            active.close()
+    shutil.rmtree(staging, ignore_errors=True)
+    resume_path.unlink(missing_ok=True)
+    return PullReport(manifest.ref, envelope.digest, str(admitted.snapshot), False, download.stats)
+
+
+def _finish(
+    client: Client,
+    envelope: Envelope,
+    verdict: Verdict,
+    download: Download,
+    staging: Path,
+    deadline: float,
+    on_status: Callable[[TransferStats], None] | None,
+) -> Admitted:
+    """Wait for libtorrent, then verify ourselves; on a mismatch re-check and re-fetch."""
+    failure: IntegrityError | None = None
+    for _attempt in range(FINAL_CHECK_ATTEMPTS):
+        download.wait_finished(deadline, on_status)
+        download.pause()
+        try:
+            return client.admit_staged(envelope, verdict, staging)
+        except IntegrityError as exc:
+            failure = exc  # e.g. a file damaged on disk behind libtorrent's resume data
+            download.recheck()
+    assert failure is not None
+    raise failure
+
+
+# ---- seeding ---------------------------------------------------------------------------
+
+
+@dataclass
+class SeedReport:
+    seeding: list[str] = field(default_factory=list)
+    refused: list[tuple[str, str]] = field(default_factory=list)
+    handles: dict[str, lt.torrent_handle] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"seeding": self.seeding, "refused": [{"ref": r, "reason": why} for r, why in self.refused]}
+
+
+def stored_layers(client: Client, manifest: Manifest) -> dict[str, bytes]:
+    stored = {}
+    for f in manifest.files:
+        layer = client.vault.load_layer(f.pieces_root) if f.pieces_root else None
+        if layer is not None:
+            stored[f.path] = layer
+    return checked_layers(manifest, stored)
+
+
+def seed_torrent(client: Client, ref: str, *, fast: bool = True) -> tuple[Manifest, lt.torrent_info, Path]:
+    """Verify a stored model and build its torrent with verified piece layers (from the vault)."""
+    manifest = client.verify(ref, fast=fast).manifest
+    layers = stored_layers(client, manifest)
+    if any(f.path not in layers for f in manifest.files if f.size > manifest.torrent.piece_length):
+        client.verify(ref, fast=False)  # recomputes and stores the layers
+        layers = stored_layers(client, manifest)
+    return manifest, bound_torrent(manifest, layers), client.vault.snapshot_dir(manifest)
+
+
+def start_seeding(client: Client, swarm: Swarm, refs: Iterable[str] | None = None, *, fast: bool = True) -> SeedReport:
+    """Serve the named models (default: every model in the vault) that still verify."""
+    report = SeedReport()
+    names = list(refs) if refs else [e.manifest.ref for e in client.vault.entries()]
+    for ref in names:
+        try:
+            manifest, ti, snapshot = seed_torrent(client, ref, fast=fast)
+        except Error as exc:
+            report.refused.append((ref, str(exc)))
+            continue
+        report.handles[manifest.ref] = swarm.add(ti, snapshot, seed=True)
+        report.seeding.append(manifest.ref)
+    return report
+
+
+def read_envelope_source(source: Path) -> Envelope:
+    """An envelope from a JSON file, or from a bundle directory or tar."""
+    if source.is_dir():
+        source = source / "envelope.json"
+    elif source.is_file() and tarfile.is_tarfile(source):
+        with tarfile.open(source) as tar:
+            try:
+                member = tar.getmember("envelope.json")
+            except KeyError:
+                raise UsageError(f"{source}: expected envelope.json in the bundle, found none") from None
+            f = tar.extractfile(member) if member.isfile() else None
+            if f is None:
+                raise UsageError(f"{source}: expected a regular envelope.json in the bundle")
+            return Envelope.from_json(f.read(MAX_ENVELOPE_BYTES + 1), f"{source}:envelope.json")
+    if not source.is_file():
+        raise NotFoundError(f"envelope {source} does not exist")
+    if source.stat().st_size > MAX_ENVELOPE_BYTES:
+        raise TransferError(f"{source}: expected an envelope of at most {MAX_ENVELOPE_BYTES} bytes")
+    return Envelope.from_json(source.read_bytes(), str(source))
