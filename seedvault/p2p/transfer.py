@@ -116,7 +116,9 @@ class Download:
         elif isinstance(alert, lt.hash_failed_alert):
             self.stats.hash_failures += 1
         elif isinstance(alert, lt.peer_ban_alert):
-            self.stats.banned.append(format_endpoint(_endpoint(alert.endpoint)))
+            banned = format_endpoint(_endpoint(alert.endpoint))
+            if banned not in self.stats.banned:
+                self.stats.banned.append(banned)
         elif isinstance(alert, lt.save_resume_data_alert):
             write_atomic(self.resume_path, lt.write_resume_data_buf(alert.params))
         elif isinstance(alert, lt.file_error_alert | lt.torrent_error_alert):

@@ -1,0 +1,5 @@
+"""`python -m seedvault` runs the CLI."""
+
+from seedvault.cli import main
+
+main()
