@@ -64,12 +64,25 @@ def _optional(data: Mapping[str, Any], key: str, kind: type, where: str) -> Any:
     return _require(data, key, kind, where)
 
 
+def _is_count(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            raise ManifestError(f"manifest payload: expected each key once per object, found {key!r} twice")
+        out[key] = value
+    return out
+
+
 def _extra(data: Mapping[str, Any], known: set[str]) -> dict[str, Any]:
     return {k: v for k, v in data.items() if k not in known}
 
 
 def check_hex_digest(value: object, where: str) -> str:
-    if not isinstance(value, str) or not _HEX64.match(value):
+    if not isinstance(value, str) or not _HEX64.fullmatch(value):
         length = len(value) if isinstance(value, str) else "no"
         raise ManifestError(
             f"manifest field {where}: expected 64 lowercase hex characters (SHA-256), "
@@ -81,7 +94,7 @@ def check_hex_digest(value: object, where: str) -> str:
 def check_model_name(name: str) -> str:
     """`namespace/name`, each part of letters, digits, `.`, `_`, `-`, no `..`."""
     parts = name.split("/")
-    if len(parts) != 2 or not all(_NAME_PART.match(p) and ".." not in p for p in parts):
+    if len(parts) != 2 or not all(_NAME_PART.fullmatch(p) and ".." not in p for p in parts):
         raise ManifestError(
             f"model name: expected 'namespace/name' (letters, digits, '.', '_', '-'; "
             f"no '..'; each part 1-96 characters), found {name!r}"
@@ -90,7 +103,7 @@ def check_model_name(name: str) -> str:
 
 
 def check_version(version: str) -> str:
-    if not _VERSION.match(version) or ".." in version:
+    if not _VERSION.fullmatch(version) or ".." in version:
         raise ManifestError(
             "version: expected a label of letters, digits, '.', '_', '+', '-' "
             f"(1-64 characters, no '..'), such as 1.2.0, 2024-05-01 or 3f2a9c1; found {version!r}"
@@ -156,7 +169,8 @@ def parse_time(value: str, where: str) -> datetime:
 
 
 def format_time(moment: datetime) -> str:
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    # isoformat, not strftime: strftime("%Y") drops the zero padding of years before 1000.
+    return moment.astimezone(UTC).replace(microsecond=0, tzinfo=None).isoformat() + "Z"
 
 
 @dataclass(frozen=True)
@@ -170,11 +184,15 @@ class SafetensorsSummary:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], where: str) -> SafetensorsSummary:
         dtypes = _require(data, "dtypes", dict, where)
-        if not all(isinstance(k, str) and isinstance(v, int) for k, v in dtypes.items()):
-            raise _fail(f"{where}.dtypes", "a map of dtype name to tensor count", dtypes)
+        if not all(isinstance(k, str) and _is_count(v) for k, v in dtypes.items()):
+            raise _fail(f"{where}.dtypes", "a map of dtype name to tensor count (integer >= 0)", dtypes)
+        counts = {k: _require(data, k, int, where) for k in ("tensors", "parameters")}
+        for k, v in counts.items():
+            if not _is_count(v):
+                raise _fail(f"{where}.{k}", "an integer >= 0", v)
         return cls(
-            tensors=_require(data, "tensors", int, where),
-            parameters=_require(data, "parameters", int, where),
+            tensors=counts["tensors"],
+            parameters=counts["parameters"],
             dtypes=dict(dtypes),
             header_sha256=check_hex_digest(data.get("header_sha256"), f"{where}.header_sha256"),
             extra=_extra(data, {"tensors", "parameters", "dtypes", "header_sha256"}),
@@ -199,7 +217,9 @@ class FileEntry:
     sha256: str
     pieces_root: str | None  # BEP 52 merkle root; absent for empty files
     safetensors: SafetensorsSummary | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)  # unknown keys of its predicate.files entry
+    subject_extra: dict[str, Any] = field(default_factory=dict)  # unknown keys of its subject entry
+    digest_extra: dict[str, Any] = field(default_factory=dict)  # other algorithms in its digest set
 
     @property
     def is_pickle(self) -> bool:
@@ -220,7 +240,7 @@ class License:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> License:
         spdx = _require(data, "spdx", str, "predicate.license")
-        if not _SPDX.match(spdx):
+        if not _SPDX.fullmatch(spdx):
             raise _fail("predicate.license.spdx", "an SPDX license expression", spdx)
         file = _optional(data, "file", str, "predicate.license")
         digest = data.get("sha256")
@@ -281,9 +301,17 @@ class LineageLink:
         digest = data.get("manifest_digest")
         if digest is not None:
             check_hex_digest(digest, f"{where}.manifest_digest")
+        ref = _require(data, "ref", str, where)
+        name, _, version = ref.partition("@")
+        try:
+            check_model_name(name)
+            if version:
+                check_version(version)
+        except ManifestError:
+            raise _fail(f"{where}.ref", "NAMESPACE/NAME or NAMESPACE/NAME@VERSION", ref) from None
         return cls(
             relation,
-            _require(data, "ref", str, where),
+            ref,
             digest,
             _extra(data, {"relation", "ref", "manifest_digest"}),
         )
@@ -301,6 +329,7 @@ class TorrentBinding:
 
     piece_length: int
     info_hash_v2: str
+    extra: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> TorrentBinding:
@@ -312,10 +341,10 @@ class TorrentBinding:
                 piece_length,
             )
         info_hash = check_hex_digest(data.get("info_hash_v2"), "predicate.torrent.info_hash_v2")
-        return cls(piece_length, info_hash)
+        return cls(piece_length, info_hash, _extra(data, {"piece_length", "info_hash_v2"}))
 
     def to_dict(self) -> dict[str, Any]:
-        return {"piece_length": self.piece_length, "info_hash_v2": self.info_hash_v2}
+        return {"piece_length": self.piece_length, "info_hash_v2": self.info_hash_v2, **self.extra}
 
 
 @dataclass(frozen=True)
@@ -372,7 +401,7 @@ class Manifest:
             digest = {"sha256": f.sha256}
             if f.pieces_root is not None:
                 digest[PIECES_ROOT_KEY] = f.pieces_root
-            subject.append({"name": f.path, "digest": digest})
+            subject.append({"name": f.path, "digest": {**digest, **f.digest_extra}, **f.subject_extra})
         files = []
         for f in self.files:
             entry: dict[str, Any] = {"path": f.path, "size": f.size}
@@ -408,7 +437,9 @@ class Manifest:
     @classmethod
     def from_payload(cls, payload: bytes) -> Manifest:
         try:
-            data = json.loads(payload)
+            # UTF-8 only, and a key given twice is refused: parsers that keep the first
+            # and parsers that keep the last would otherwise read different manifests.
+            data = json.loads(payload.decode("utf-8"), object_pairs_hook=_unique_keys)
         except (UnicodeDecodeError, json.JSONDecodeError) as exc:
             raise ManifestError(f"manifest payload: expected JSON, found invalid data ({exc})") from None
         if not isinstance(data, dict):
@@ -426,7 +457,7 @@ class Manifest:
         if not subject or len(subject) > MAX_FILES_PER_MANIFEST:
             raise _fail("subject", f"1 to {MAX_FILES_PER_MANIFEST} files", f"{len(subject)} entries")
 
-        digests: dict[str, tuple[str, str | None]] = {}
+        digests: dict[str, tuple[str, str | None, dict[str, Any], dict[str, Any]]] = {}
         order: list[str] = []
         for i, item in enumerate(subject):
             where = f"subject[{i}]"
@@ -440,7 +471,9 @@ class Manifest:
                 check_hex_digest(root, f"{where}.digest.{PIECES_ROOT_KEY}")
             if path in digests:
                 raise UnsafePathError(f"subject: expected each path once, found {path!r} twice")
-            digests[path] = (sha, root)
+            digests[path] = (
+                sha, root, _extra(digest, {"sha256", PIECES_ROOT_KEY}), _extra(item, {"name", "digest"})
+            )
             order.append(path)
         check_path_set(order)
 
@@ -472,24 +505,24 @@ class Manifest:
 
         files = []
         for path in order:
-            sha, root = digests[path]
+            sha, root, digest_extra, subject_extra = digests[path]
             size, summary, extra = sizes[path]
             if (size == 0) != (root is None):
                 raise ManifestError(
                     f"file {path!r}: expected a {PIECES_ROOT_KEY} digest exactly when the file is "
                     f"not empty; found size {size} and {'a' if root else 'no'} pieces root"
                 )
-            files.append(FileEntry(path, size, sha, root, summary, extra))
+            files.append(FileEntry(path, size, sha, root, summary, extra, subject_extra, digest_extra))
 
         name = check_model_name(_require(pred, "name", str, "predicate"))
         version = check_version(_require(pred, "version", str, "predicate"))
         created = parse_time(_require(pred, "created", str, "predicate"), "predicate.created")
         expires_raw = _optional(pred, "expires", str, "predicate")
-        expires = parse_time(expires_raw, "predicate.expires") if expires_raw else None
+        expires = parse_time(expires_raw, "predicate.expires") if expires_raw is not None else None
         allow_pickle = pred.get("allow_pickle", False)
         if not isinstance(allow_pickle, bool):
             raise _fail("predicate.allow_pickle", "true or false", allow_pickle)
-        lineage_raw = pred.get("lineage") or []
+        lineage_raw = pred.get("lineage", [])
         if not isinstance(lineage_raw, list):
             raise _fail("predicate.lineage", "a list", lineage_raw)
 

@@ -3,7 +3,7 @@
 Layout under the vault directory:
 
     index.db                     manifests, envelopes, first-seen digests, latest, records
-    blobs/sha256/<hex>           file contents, named by SHA-256, read-only
+    blobs/<pieces root>          file contents, named by their verified BEP 52 merkle root, read-only
     snapshots/<ns>/<name>/<ver>/ hard links to blobs, exactly the manifest's files
     layers/<pieces root>         verified BitTorrent v2 piece layers, for seeding without re-reading
     incoming/<digest>/           staging for bytes not yet verified (never a snapshot)
@@ -29,8 +29,10 @@ from pathlib import Path
 from packaging.version import InvalidVersion, Version
 
 from seedvault.errors import NotFoundError, RollbackError, UsageError
-from seedvault.manifest import Manifest, Ref, format_time
+from seedvault.manifest import FileEntry, Manifest, Ref, format_time
 from seedvault.signing.dsse import Envelope
+
+EMPTY_SHA256 = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS manifests (
@@ -110,7 +112,7 @@ class FileRecord:
 class Vault:
     def __init__(self, root: Path) -> None:
         self.root = root
-        self.blobs = root / "blobs" / "sha256"
+        self.blobs = root / "blobs"
         self.snapshots = root / "snapshots"
         self.incoming = root / "incoming"
         self.layers = root / "layers"
@@ -144,8 +146,11 @@ class Vault:
         ns, name = manifest.name.split("/")
         return self.snapshots / ns / name / manifest.version
 
-    def blob_path(self, sha256: str) -> Path:
-        return self.blobs / sha256
+    def blob_path(self, entry: FileEntry) -> Path:
+        """Blobs are named by what verification checks, the pieces root, not by the
+        manifest's whole-file SHA-256 (which is carried for other tools and not re-hashed):
+        a manifest cannot make two different contents share a blob name."""
+        return self.blobs / (entry.pieces_root or EMPTY_SHA256)
 
     @contextlib.contextmanager
     def staging(self, digest: str) -> Iterator[Path]:
@@ -181,7 +186,7 @@ class Vault:
         self.check_not_substituted(manifest, digest)
         final = self.snapshot_dir(manifest)
         for f in manifest.files:
-            blob = self.blob_path(f.sha256)
+            blob = self.blob_path(f)
             src = staged / f.path
             # Always the freshly verified copy: an older blob of the same name could have
             # been damaged on disk since, and snapshots already linked keep their inode.
@@ -193,7 +198,7 @@ class Vault:
                 for f in manifest.files:
                     target = tmp / f.path
                     target.parent.mkdir(parents=True, exist_ok=True)
-                    _link_or_copy(self.blob_path(f.sha256), target)
+                    _link_or_copy(self.blob_path(f), target)
                 _fsync_dir(tmp)
                 os.rename(tmp, final)  # atomic: the snapshot appears complete or not at all
             finally:

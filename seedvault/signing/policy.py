@@ -27,7 +27,7 @@ _SCOPE = re.compile(r"^(\*|[A-Za-z0-9._*-]+/[A-Za-z0-9._*-]+)$")
 
 
 def check_scope(scope: str) -> str:
-    if not _SCOPE.match(scope):
+    if not _SCOPE.fullmatch(scope):
         raise UsageError(f"scope: expected '*', 'namespace/*' or 'namespace/name', found {scope!r}")
     return scope
 
@@ -125,6 +125,10 @@ class TrustPolicy:
                 TrustedKey(key, role, tuple(check_scope(str(s)) for s in scopes), str(entry.get("name", "")))
             )
         licenses = data.get("allowed_licenses")
+        revoked = data.get("revoked", [])
+        for key, value in (("revoked", revoked), ("allowed_licenses", licenses)):
+            if value is not None and not (isinstance(value, list) and all(isinstance(v, str) for v in value)):
+                raise UsageError(f"{source}: expected {key} to be a list of strings, found {value!r}")
         thresholds = {
             k: data.get(k, default) for k, default in (("publisher_threshold", 1), ("required_approvals", 0))
         }
@@ -135,7 +139,7 @@ class TrustPolicy:
             raise UsageError(f"{source}: publisher_threshold must be at least 1 (fail closed)")
         return cls(
             keys=tuple(keys),
-            revoked=frozenset(str(r) for r in data.get("revoked", [])),
+            revoked=frozenset(revoked),
             publisher_threshold=thresholds["publisher_threshold"],
             required_approvals=thresholds["required_approvals"],
             allowed_licenses=tuple(str(x) for x in licenses) if licenses is not None else None,

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from seedvault.errors import ExpiredError, PolicyError, SignatureError
+from seedvault.errors import ExpiredError, PolicyError, SignatureError, UsageError
 from seedvault.manifest import Manifest, format_time
 from seedvault.signing.dsse import Envelope
 from seedvault.signing.policy import TrustPolicy
@@ -105,8 +105,10 @@ def evaluate(envelope: Envelope, policy: TrustPolicy, now: datetime | None = Non
     if not envelope.signatures:
         raise SignatureError(f"{manifest.ref}: expected at least one signature, found none")
     reports = _signer_reports(envelope, manifest, policy)
-    publishers = sum(1 for r in reports if r.status == "valid" and r.role == "publisher")
-    approvers = sum(1 for r in reports if r.status == "valid" and r.role == "approver")
+    publisher_keys = {r.key_id for r in reports if r.status == "valid" and r.role == "publisher"}
+    publishers = len(publisher_keys)
+    # An approval is a second party's: a key already counted as publisher does not approve.
+    approvers = len({r.key_id for r in reports if r.status == "valid" and r.role == "approver"} - publisher_keys)
     details = "; ".join(r.describe() for r in reports)
 
     if publishers < policy.publisher_threshold:
@@ -130,6 +132,8 @@ def evaluate(envelope: Envelope, policy: TrustPolicy, now: datetime | None = Non
             f"{', '.join(policy.allowed_licenses or ())}",
             hint="allow it with: seedvault trust licenses allow SPDX",
         )
+    if now is not None and now.tzinfo is None:
+        raise UsageError("evaluation time: expected a timezone-aware datetime, found a naive one")
     moment = now or datetime.now(UTC)
     if manifest.is_expired(moment):
         assert manifest.expires is not None
