@@ -3,17 +3,17 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import Any
 
-Bencodable = int | bytes | str | Sequence["Bencodable"] | Mapping[bytes | str, "Bencodable"]
 
-
-def bencode(value: Bencodable) -> bytes:
+def bencode(value: Any) -> bytes:
+    """int, bytes, str, sequences and mappings (str or bytes keys), nested."""
     out: list[bytes] = []
     _encode(value, out)
     return b"".join(out)
 
 
-def _encode(value: Bencodable, out: list[bytes]) -> None:
+def _encode(value: Any, out: list[bytes]) -> None:
     if isinstance(value, bool):
         raise TypeError("bencode has no booleans")
     if isinstance(value, int):

@@ -117,6 +117,7 @@ class Client:
     """One user's view: their config, their trust policy, their vault."""
 
     def __init__(self, home: str | os.PathLike[str] | None = None) -> None:
+        self.home = Path(home) if home is not None else None
         self.paths: Paths = paths(home)
         self._vault: Vault | None = None
 

@@ -100,7 +100,8 @@ def pull(
         check_binding(ti, manifest, f"torrent for {manifest.ref}")
     else:
         ti = bound_torrent(manifest)
-    if not (peers or web_seeds or trackers or (config and (config.lan or config.dht_nodes))):
+    sources = peers or web_seeds or trackers or ti.web_seeds() or ti.trackers()
+    if not (sources or (config and (config.lan or config.dht_nodes)) or (swarm and swarm.discovers)):
         raise UsageError(
             f"no source of bytes for {manifest.ref}",
             hint="give --peer HOST:PORT, --web-seed URL, --registry URL, --lan or --dht-node",

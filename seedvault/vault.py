@@ -20,6 +20,7 @@ import contextlib
 import os
 import shutil
 import sqlite3
+import threading
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -118,7 +119,10 @@ class Vault:
         self.layers = root / "layers"
         for d in (self.blobs, self.snapshots, self.incoming, self.layers):
             d.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(root / "index.db", timeout=30, isolation_level=None)
+        # Shared across threads (a server runs vault work in an executor); writes are
+        # serialized by the lock, and Python's sqlite3 here is built thread-safe.
+        self._db = sqlite3.connect(root / "index.db", timeout=30, isolation_level=None, check_same_thread=False)
+        self._lock = threading.RLock()
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.executescript(_SCHEMA)
 
@@ -133,13 +137,14 @@ class Vault:
 
     @contextlib.contextmanager
     def _tx(self) -> Iterator[sqlite3.Connection]:
-        self._db.execute("BEGIN IMMEDIATE")
-        try:
-            yield self._db
-        except BaseException:
-            self._db.execute("ROLLBACK")
-            raise
-        self._db.execute("COMMIT")
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._db
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
 
     # ---- paths --------------------------------------------------------------------------
     def snapshot_dir(self, manifest: Manifest) -> Path:
@@ -203,8 +208,26 @@ class Vault:
                 os.rename(tmp, final)  # atomic: the snapshot appears complete or not at all
             finally:
                 shutil.rmtree(tmp, ignore_errors=True)
+        else:
+            self._repair_snapshot(final, manifest)
         self._record(envelope, manifest)
         return final
+
+    def _repair_snapshot(self, snapshot: Path, manifest: Manifest) -> None:
+        """Admitting a release again repairs its snapshot: each file is relinked to its freshly
+        verified blob (one atomic rename per file), and files the manifest does not list go."""
+        for f in manifest.files:
+            target = snapshot / f.path
+            target.parent.mkdir(parents=True, exist_ok=True)
+            tmp = self.incoming / f".link-{uuid.uuid4().hex}"  # same filesystem, outside the snapshot
+            _link_or_copy(self.blob_path(f), tmp)
+            os.replace(tmp, target)
+        wanted = {f.path for f in manifest.files}
+        for dirpath, _dirs, files in os.walk(snapshot):
+            for name in files:
+                path = Path(dirpath) / name
+                if path.relative_to(snapshot).as_posix() not in wanted:
+                    path.unlink()
 
     def _record(self, envelope: Envelope, manifest: Manifest) -> None:
         now = format_time(datetime.now(UTC))

@@ -19,6 +19,7 @@ import click
 from seedvault.cli._common import emit, json_option
 from seedvault.cli.demo import demo
 from seedvault.cli.models import register_model_commands
+from seedvault.cli.registry import register_registry_commands
 from seedvault.cli.swarm import register_swarm_commands
 from seedvault.cli.trust import trust
 from seedvault.client import Client
@@ -62,6 +63,7 @@ cli.add_command(trust)
 cli.add_command(demo)
 register_model_commands(cli)
 register_swarm_commands(cli)
+register_registry_commands(cli)
 
 
 def main(argv: list[str] | None = None) -> Any:

@@ -42,7 +42,7 @@ def emit(data: Any, as_json: bool, text: str | Callable[[], str]) -> None:
         click.echo(text() if callable(text) else text)
 
 
-class RefType(click.ParamType):
+class RefType(click.ParamType[str]):
     name = "REF"
 
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> str:
@@ -52,7 +52,7 @@ class RefType(click.ParamType):
             self.fail(str(exc), param, ctx)
 
 
-class TimeType(click.ParamType):
+class TimeType(click.ParamType[datetime]):
     """A date (2027-01-31) or an RFC 3339 time; dates mean midnight UTC."""
 
     name = "DATE"

@@ -18,13 +18,15 @@ import click
 from seedvault.cli._common import REF, emit, json_option
 from seedvault.client import Client
 from seedvault.p2p import Swarm, SwarmConfig, TransferStats, format_endpoint, magnet_link, parse_endpoint, torrent_bytes
+from seedvault.registry.client import RegistryClient
+from seedvault.registry.resolve import resolve
 from seedvault.swarming import pull as pull_model
 from seedvault.swarming import read_envelope_source, seed_torrent, start_seeding, stored_layers
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 
-class EndpointType(click.ParamType):
+class EndpointType(click.ParamType[tuple[str, int]]):
     name = "HOST:PORT"
 
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> tuple[str, int]:
@@ -144,8 +146,9 @@ def _mb(n: int) -> str:
 
 @click.command()
 @click.argument("ref", type=REF)
-@click.option("--envelope", "envelope_path", type=click.Path(exists=True, path_type=Path), required=True,
+@click.option("--envelope", "envelope_path", type=click.Path(exists=True, path_type=Path),
               help="The signed envelope (JSON), or a bundle directory or tar holding one.")
+@click.option("--registry", help="A registry node to get the envelope and torrent from (it is not trusted).")
 @click.option("--peer", "peers", multiple=True, type=ENDPOINT, help="A peer to fetch from; repeatable.")
 @click.option("--web-seed", "web_seeds", multiple=True, help="HTTP web seed base URL (BEP 19); repeatable.")
 @click.option("--tracker", "trackers", multiple=True, help="BitTorrent tracker announce URL; repeatable.")
@@ -154,19 +157,34 @@ def _mb(n: int) -> str:
 @click.option("--timeout", type=float, default=600, show_default=True, help="Give up after this many seconds.")
 @json_option
 @click.pass_obj
-def pull(client: Client, ref: str, envelope_path: Path, peers: tuple[tuple[str, int], ...],
+def pull(client: Client, ref: str, envelope_path: Path | None, registry: str | None,
+         peers: tuple[tuple[str, int], ...],
          web_seeds: tuple[str, ...], trackers: tuple[str, ...], listen: str, lan: bool,
          dht_nodes: tuple[tuple[str, int], ...], upload_limit: int, keep_seeding: bool, timeout: float,
          as_json: bool) -> None:
-    """Fetch REF from peers, verified against its signed manifest, into the vault."""
-    envelope = read_envelope_source(envelope_path)
+    """Fetch REF from peers, verified against its signed manifest, into the vault.
+
+    The envelope comes from --envelope or --registry; either way it is judged under your
+    policy before any connection is made, and the bytes are verified before they are used.
+    """
+    if (envelope_path is None) == (registry is None):
+        raise click.UsageError("give exactly one of --envelope FILE or --registry URL")
+    torrent_data = None
+    if registry is not None:
+        node = RegistryClient(registry)
+        ref, envelope = resolve(client, node, ref)
+        name, _, version = ref.partition("@")
+        torrent_data = node.torrent(name, version)  # checked against the signed binding in pull
+    else:
+        assert envelope_path is not None
+        envelope = read_envelope_source(envelope_path)
     config = _config(listen, lan, dht_nodes, upload_limit)
     with _stop_on_signals() as stop, Swarm(config) as swarm, _Bar(f"pulling {ref}", not as_json) as bar:
         # A signal during the download interrupts it; resume data is written on the way out.
         previous = {s: signal.signal(s, _interrupt) for s in (signal.SIGINT, signal.SIGTERM)}
         try:
             report = pull_model(client, ref, envelope, peers=peers, web_seeds=web_seeds, trackers=trackers,
-                                timeout=timeout, on_status=bar.update, swarm=swarm)
+                                torrent=torrent_data, timeout=timeout, on_status=bar.update, swarm=swarm)
         finally:
             for signum, handler in previous.items():
                 signal.signal(signum, handler)

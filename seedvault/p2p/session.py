@@ -88,7 +88,7 @@ class Swarm:
 
     def __init__(self, config: SwarmConfig | None = None) -> None:
         self.config = config or SwarmConfig()
-        self.session = lt.session(self.config.settings())
+        self.session = lt.session(self.config.settings())  # type: ignore[call-overload]  # stubs lack dict
         for node in self.config.dht_nodes:
             self.session.add_dht_node(node)
         self._wait_listening()
@@ -107,6 +107,11 @@ class Swarm:
                 return
             time.sleep(0.02)
         raise TransferError(f"the BitTorrent session did not start listening on {self.config.listen} in {timeout}s")
+
+    @property
+    def discovers(self) -> bool:
+        """Whether this session finds peers by itself (LSD or DHT)."""
+        return self.config.lan or bool(self.config.dht_nodes)
 
     @property
     def port(self) -> int:
@@ -140,7 +145,7 @@ class Swarm:
         atp.flags = flags
         atp.url_seeds = list(web_seeds)
         atp.trackers = list(trackers)
-        handle = self.session.add_torrent(atp)
+        handle: lt.torrent_handle = self.session.add_torrent(atp)
         for peer in peers:
             handle.connect_peer(peer)
         return handle

@@ -33,7 +33,7 @@ class TransferStats:
     rate: float = 0.0
     peers: int = 0
     seeds: int = 0
-    from_seeds: int = 0  # peers that had the whole model when first seen
+    from_seeds: int = 0  # peers that had the whole model when first asked for a block
     from_peers: int = 0  # peers that were downloading too
     from_web: int = 0  # HTTP web seeds
     uploaded: int = 0
@@ -72,8 +72,7 @@ class Download:
         )
         self.stats = TransferStats()
         self._blocks: dict[tuple[int, int], str] = {}
-        self._kinds: dict[str, str] = {}  # endpoint -> "seed", "peer" or "web", fixed when first seen
-        self._origin = {format_endpoint(p) for p in self.peers}
+        self._kinds: dict[str, str] = {}  # endpoint -> "seed", "peer" or "web", fixed at its first block
         self._started = time.monotonic()
         self._last_resume = 0.0
         self._first_status = True
@@ -143,7 +142,6 @@ class Download:
         self.stats.downloaded = st.total_payload_download
         self.stats.state = str(st.state).rsplit(".", 1)[-1]
         self.stats.elapsed = time.monotonic() - self._started
-        self._classify_peers()
         counts = {"seed": 0, "peer": 0, "web": 0}
         for kind in self._blocks.values():
             counts[kind] += 1
@@ -151,18 +149,23 @@ class Download:
         share = [min(counts[k] * MERKLE_BLOCK_SIZE, self.stats.total) for k in ("seed", "peer", "web")]
         self.stats.from_seeds, self.stats.from_peers, self.stats.from_web = share
 
-    def _classify_peers(self) -> None:
-        for peer in self.handle.get_peer_info():
-            key = format_endpoint(_endpoint(peer.ip))
-            if key not in self._kinds:
-                web = peer.connection_type in (lt.peer_info.web_seed, lt.peer_info.http_seed)
-                seeding = peer.flags & lt.peer_info.seed or key in self._origin
-                self._kinds[key] = "web" if web else "seed" if seeding else "peer"
-
     def _kind(self, key: str) -> str:
-        if key not in self._kinds:
-            self._classify_peers()
-        return self._kinds.get(key, "peer")
+        """Whether `key` is a seed, a peer or a web seed, decided at the first block asked of it.
+
+        Not earlier: a peer listed before its bitfield arrives looks like an empty leecher,
+        and an address given with --peer may be a leecher as well as a seed. By the time a
+        block is requested, libtorrent knows which pieces the peer holds.
+        """
+        kind = self._kinds.get(key)
+        if kind is not None:
+            return kind
+        for peer in self.handle.get_peer_info():
+            if format_endpoint(_endpoint(peer.ip)) == key:
+                web = peer.connection_type in (lt.peer_info.web_seed, lt.peer_info.http_seed)
+                kind = "web" if web else "seed" if peer.flags & lt.peer_info.seed else "peer"
+                self._kinds[key] = kind
+                return kind
+        return "peer"  # already gone; not remembered, so a later connection is judged afresh
 
     # ---- resume data ---------------------------------------------------------------------
     def _request_resume(self) -> None:

@@ -1,0 +1,115 @@
+"""Registry commands: serve, push, search, mirror."""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import click
+from aiohttp import web
+
+from seedvault.cli._common import REF, emit, json_option
+from seedvault.client import Client
+from seedvault.registry import NodeConfig, RegistryClient, SyncReport, create_app, sync
+from seedvault.registry.index import Index
+
+
+def load_config(config_path: Path | None, client: Client, host: str | None, port: int | None) -> NodeConfig:
+    """The config file (if any), then the command line; the node's home is the CLI's."""
+    config = NodeConfig.load(config_path) if config_path else NodeConfig()
+    return replace(
+        config,
+        host=host if host is not None else config.host,
+        port=port if port is not None else config.port,
+        home=config.home or client.home,
+    )
+
+
+@click.command()
+@click.option("--host", help="Address to listen on (default 127.0.0.1).")
+@click.option("--port", type=click.IntRange(0, 65535), help="Port (default 8470).")
+@click.option("--config", "config_path", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Node config (TOML): host, port, public_url, admin_token, upstreams, mirror_interval ...")
+@click.pass_obj
+def serve(client: Client, host: str | None, port: int | None, config_path: Path | None) -> None:
+    """Run a registry node: API, web seed, tracker, and a seed of every model it holds.
+
+    It accepts, serves and mirrors only what the trust policy of its home accepts.
+    """
+    config = load_config(config_path, client, host, port)
+    client.close()  # the node opens its own handles on the same home
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    click.echo(f"registry node on {config.base_url} (Ctrl-C to stop)", err=True)
+    web.run_app(create_app(config), host=config.host, port=config.port, print=None, shutdown_timeout=10)
+
+
+@click.command()
+@click.argument("ref", type=REF)
+@click.option("--registry", required=True, help="Registry node URL.")
+@json_option
+@click.pass_obj
+def push(client: Client, ref: str, registry: str, as_json: bool) -> None:
+    """Upload a release from the vault to a registry node."""
+    entry = client.vault.resolve(ref)
+    client.verify(entry.manifest.ref, fast=True)  # never push bytes that no longer verify
+    result = RegistryClient(registry).push(entry.envelope, client.vault.snapshot_dir(entry.manifest))
+    emit(result, as_json, f"{entry.manifest.ref}: {result['status']} on {registry}")
+
+
+@click.command()
+@click.argument("text", required=False)
+@click.option("--registry", required=True, help="Registry node URL.")
+@click.option("--publisher", help="Only releases signed by this publisher key id (or prefix).")
+@click.option("--license", "license_", help="Only releases under this SPDX license.")
+@json_option
+def search(text: str | None, registry: str, publisher: str | None, license_: str | None, as_json: bool) -> None:
+    """Search a registry node (what it lists is not trusted until you pull and verify)."""
+    models = RegistryClient(registry).search(text, publisher=publisher, license=license_)
+    emit(models, as_json, lambda: "\n".join(
+        f"{m['name']}@{m['version']:<12} {m['license']:<14} {m['size']:>14} bytes  {m['publisher']}"
+        for m in models) or "no matches")
+
+
+@click.command()
+@click.option("--upstream", "upstreams", multiple=True, help="Upstream node URL (repeatable; default: config).")
+@click.option("--once", "once", is_flag=True, help="Sync once and exit (default).")
+@click.option("--interval", type=click.FloatRange(min=1), help="Sync every S seconds until stopped.")
+@click.option("--config", "config_path", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--timeout", type=float, default=600, show_default=True, help="Per-release download bound.")
+@json_option
+@click.pass_obj
+def mirror(client: Client, upstreams: tuple[str, ...], once: bool, interval: float | None,
+           config_path: Path | None, timeout: float, as_json: bool) -> None:
+    """Copy from upstream nodes what this node's policy approves (run on the node's home)."""
+    config = load_config(config_path, client, None, None)
+    sources = upstreams or config.upstreams
+    if not sources:
+        raise click.UsageError("no upstream: give --upstream URL or set upstreams in --config")
+    index = Index(client.paths.data_dir / "registry.db")
+    try:
+        while True:
+            for upstream in sources:
+                report = sync(client, index, upstream, timeout=timeout)
+                emit(report.to_dict(), as_json, _sync_text(report))
+            if interval is None or once:
+                return
+            time.sleep(interval)
+    finally:
+        index.close()
+
+
+def _sync_text(r: SyncReport) -> str:
+    return "\n".join(
+        [f"{r.upstream}: {len(r.added)} added, {len(r.present)} already here, "
+         f"{len(r.refused)} refused, {len(r.failed)} failed"]
+        + [f"  added   {x}" for x in r.added]
+        + [f"  refused {x}: {why}" for x, why in r.refused]
+        + [f"  failed  {x}: {why}" for x, why in r.failed]
+    )
+
+
+def register_registry_commands(group: click.Group) -> None:
+    for command in (serve, push, search, mirror):
+        group.add_command(command)

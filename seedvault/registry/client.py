@@ -1,0 +1,143 @@
+"""A small synchronous client for a registry node's JSON API.
+
+The node is never trusted: envelopes it returns are judged under the caller's policy,
+torrents are checked against the signed binding, bytes are verified. This client only
+moves data; every transport failure becomes a TransferError, and every response is read
+with a size bound.
+"""
+
+from __future__ import annotations
+
+import json
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote, urlencode, urlsplit
+
+from seedvault.errors import NotFoundError, PolicyError, TransferError, UsageError, VerificationError
+from seedvault.manifest import Manifest
+from seedvault.settings import MAX_ENVELOPE_BYTES, READ_CHUNK
+from seedvault.signing import Envelope
+
+MAX_JSON_RESPONSE = 64 * 1024 * 1024
+TIMEOUT = 30.0
+
+
+class RegistryClient:
+    def __init__(self, base_url: str, timeout: float = TIMEOUT) -> None:
+        parts = urlsplit(base_url)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise UsageError(f"registry URL: expected http(s)://HOST[:PORT], found {base_url!r}")
+        self.base_url = base_url.rstrip("/")
+        self.timeout = timeout
+
+    # ---- transport --------------------------------------------------------------------------
+    def _request(self, method: str, path: str, *, body: bytes | None = None, headers: dict[str, str] | None = None,
+                 limit: int = MAX_JSON_RESPONSE, data_stream: Any = None, length: int | None = None) -> bytes:
+        url = self.base_url + path
+        hdrs = dict(headers or {})
+        payload: Any = body if data_stream is None else data_stream
+        if length is not None:
+            hdrs["Content-Length"] = str(length)
+        req = urllib.request.Request(url, data=payload, method=method, headers=hdrs)
+        try:
+            with urllib.request.urlopen(req, timeout=self.timeout) as resp:
+                data = resp.read(limit + 1)
+        except urllib.error.HTTPError as exc:
+            raise _http_error(exc, method, url) from None
+        except (urllib.error.URLError, OSError) as exc:
+            raise TransferError(f"{method} {url}: the registry did not answer ({exc})",
+                                hint="check the --registry URL and that the node is running") from None
+        if len(data) > limit:
+            raise TransferError(f"{method} {url}: expected at most {limit} bytes, the response is longer")
+        return bytes(data)
+
+    def _json(self, method: str, path: str, **kw: Any) -> Any:
+        raw = self._request(method, path, **kw)
+        try:
+            return json.loads(raw)
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            raise TransferError(f"{method} {self.base_url}{path}: expected JSON, found {raw[:80]!r}") from None
+
+    # ---- reading ----------------------------------------------------------------------------
+    def search(self, text: str | None = None, *, publisher: str | None = None, license: str | None = None,
+               limit: int = 100) -> list[dict[str, Any]]:
+        query = {k: v for k, v in {"q": text, "publisher": publisher, "license": license,
+                                   "limit": str(limit)}.items() if v}
+        return list(self._json("GET", "/v1/models?" + urlencode(query))["models"])
+
+    def versions(self, name: str) -> list[dict[str, Any]]:
+        return list(self._json("GET", f"/v1/models/{_q(name)}")["versions"])
+
+    def envelope(self, name: str, version: str) -> Envelope:
+        raw = self._request("GET", f"/v1/models/{_q(name)}/{quote(version, safe='')}/envelope",
+                            limit=MAX_ENVELOPE_BYTES)
+        return Envelope.from_json(raw, f"envelope from {self.base_url}")
+
+    def torrent(self, name: str, version: str) -> bytes:
+        return self._request("GET", f"/v1/models/{_q(name)}/{quote(version, safe='')}/torrent",
+                             limit=MAX_ENVELOPE_BYTES)
+
+    # ---- writing ----------------------------------------------------------------------------
+    def push(
+        self, envelope: Envelope, files_dir: Path, progress: Callable[[int], None] | None = None
+    ) -> dict[str, Any]:
+        """Upload an envelope, then each file the node still needs, streamed."""
+        manifest = Manifest.from_payload(envelope.payload)
+        result = self._json("POST", "/v1/envelopes", body=envelope.to_json(),
+                            headers={"Content-Type": "application/json"})
+        for item in result.get("needed", []):
+            path = str(item["path"])
+            manifest.file(path)  # the node may only ask for files the manifest lists
+            with open(files_dir / path, "rb") as f:
+                result = self._json("PUT", f"/v1/uploads/{result['digest']}/{quote(path)}",
+                                    data_stream=_Chunks(f, progress), length=(files_dir / path).stat().st_size,
+                                    headers={"Content-Type": "application/octet-stream"})
+        return dict(result)
+
+    def approve(self, name: str, version: str, envelope: Envelope) -> dict[str, Any]:
+        return dict(self._json("POST", f"/v1/models/{_q(name)}/{quote(version, safe='')}/approvals",
+                               body=envelope.to_json(), headers={"Content-Type": "application/json"}))
+
+    def yank(self, name: str, version: str, token: str) -> dict[str, Any]:
+        return dict(self._json("DELETE", f"/v1/models/{_q(name)}/{quote(version, safe='')}",
+                               headers={"Authorization": f"Bearer {token}"}))
+
+
+class _Chunks:
+    """A file as an iterable of chunks, so urllib streams it instead of reading it whole."""
+
+    def __init__(self, f: Any, progress: Callable[[int], None] | None) -> None:
+        self.f = f
+        self.progress = progress
+
+    def __iter__(self) -> Any:
+        while chunk := self.f.read(READ_CHUNK):
+            if self.progress:
+                self.progress(len(chunk))
+            yield chunk
+
+
+def _q(name: str) -> str:
+    ns, _, model = name.partition("/")
+    return f"{quote(ns, safe='')}/{quote(model, safe='')}"
+
+
+def _http_error(exc: urllib.error.HTTPError, method: str, url: str) -> Exception:
+    try:
+        body = json.loads(exc.read(MAX_ENVELOPE_BYTES))["error"]
+        message, hint = str(body.get("message")), body.get("hint")
+    except (ValueError, KeyError, TypeError):
+        message, hint = exc.reason, None
+    text = f"registry refused {method} {url} ({exc.code}): {message}"
+    if exc.code == 404:
+        return NotFoundError(text, hint=hint)
+    if exc.code == 403:
+        return PolicyError(text, hint=hint)
+    if exc.code in (409, 422):
+        return VerificationError(text, hint=hint)
+    if exc.code in (400, 413):
+        return UsageError(text, hint=hint)
+    return TransferError(text, hint=hint)

@@ -1,0 +1,137 @@
+"""The node's search index (SQLite, embedded): one row per accepted release.
+
+The vault holds the envelopes and bytes; this index holds what a registry needs to list
+and search quickly, and the node's own state (yanked releases).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from seedvault.manifest import Manifest, format_time
+from seedvault.signing import Verdict
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS releases (
+    digest TEXT PRIMARY KEY,
+    name TEXT NOT NULL,
+    version TEXT NOT NULL,
+    created TEXT NOT NULL,
+    license TEXT NOT NULL,
+    publisher TEXT NOT NULL,
+    publisher_keys TEXT NOT NULL,
+    approver_keys TEXT NOT NULL,
+    size INTEGER NOT NULL,
+    text TEXT NOT NULL,
+    yanked INTEGER NOT NULL DEFAULT 0,
+    UNIQUE (name, version)
+);
+CREATE INDEX IF NOT EXISTS releases_name ON releases (name);
+"""
+
+
+@dataclass(frozen=True)
+class Release:
+    digest: str
+    name: str
+    version: str
+    created: str
+    license: str
+    publisher: str
+    publisher_keys: tuple[str, ...]
+    approver_keys: tuple[str, ...]
+    size: int
+    yanked: bool
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name, "version": self.version, "digest": self.digest, "created": self.created,
+            "license": self.license, "publisher": self.publisher, "publisher_keys": list(self.publisher_keys),
+            "approver_keys": list(self.approver_keys), "size": self.size, "yanked": self.yanked,
+        }  # fmt: skip
+
+
+class Index:
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.executescript(_SCHEMA)
+        self._lock = threading.Lock()
+
+    def close(self) -> None:
+        self._db.close()
+
+    def put(self, manifest: Manifest, verdict: Verdict) -> None:
+        pubs = " ".join(s.key_id for s in verdict.signers if s.status == "valid" and s.role == "publisher")
+        apps = " ".join(s.key_id for s in verdict.signers if s.status == "valid" and s.role == "approver")
+        text = " ".join(filter(None, [manifest.name, manifest.origin.publisher, manifest.origin.source_url,
+                                      manifest.origin.notes, manifest.license.spdx])).lower()
+        with self._lock:
+            self._db.execute(
+                "INSERT INTO releases (digest, name, version, created, license, publisher, publisher_keys, "
+                "approver_keys, size, text) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(digest) DO UPDATE "
+                "SET approver_keys=excluded.approver_keys, publisher_keys=excluded.publisher_keys",
+                (verdict.digest, manifest.name, manifest.version, format_time(manifest.created),
+                 manifest.license.spdx, manifest.origin.publisher, pubs, apps, manifest.total_size, text),
+            )
+
+    def search(
+        self, text: str | None = None, *, publisher: str | None = None, license: str | None = None,
+        name: str | None = None, include_yanked: bool = False, limit: int = 100,
+    ) -> list[Release]:
+        clauses, args = [], []
+        if text:
+            clauses.append("text LIKE ? ESCAPE '\\'")
+            args.append("%" + _escape_like(text.lower()) + "%")
+        if publisher:
+            clauses.append("(' ' || publisher_keys || ' ') LIKE ? ESCAPE '\\'")
+            args.append("% " + _escape_like(publisher) + "%")
+        if license:
+            clauses.append("license = ?")
+            args.append(license)
+        if name:
+            clauses.append("name = ?")
+            args.append(name)
+        if not include_yanked:
+            clauses.append("yanked = 0")
+        where = " WHERE " + " AND ".join(clauses) if clauses else ""
+        rows = self._db.execute(
+            f"SELECT digest, name, version, created, license, publisher, publisher_keys, approver_keys, size, "  # noqa: S608 - clauses are constants
+            f"yanked FROM releases{where} ORDER BY name, created LIMIT ?",
+            (*args, limit),
+        ).fetchall()
+        return [_release(r) for r in rows]
+
+    def get(self, name: str, version: str) -> Release | None:
+        row = self._db.execute(
+            "SELECT digest, name, version, created, license, publisher, publisher_keys, approver_keys, size, yanked "
+            "FROM releases WHERE name=? AND version=?", (name, version),
+        ).fetchone()
+        return _release(row) if row else None
+
+    def yank(self, name: str, version: str) -> bool:
+        with self._lock:
+            cur = self._db.execute("UPDATE releases SET yanked=1 WHERE name=? AND version=?", (name, version))
+        return cur.rowcount > 0
+
+    def remove(self, name: str) -> int:
+        with self._lock:
+            cur = self._db.execute("DELETE FROM releases WHERE name=?", (name,))
+        return cur.rowcount
+
+    def digests(self) -> set[str]:
+        return {d for (d,) in self._db.execute("SELECT digest FROM releases")}
+
+
+def _escape_like(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+def _release(row: tuple[Any, ...]) -> Release:
+    return Release(row[0], row[1], row[2], row[3], row[4], row[5], tuple(row[6].split()),
+                   tuple(row[7].split()), row[8], bool(row[9]))

@@ -1,0 +1,262 @@
+"""The registry node's state and operations, free of HTTP: the handlers stay thin.
+
+Everything that touches the vault, the index or the swarm runs here, synchronously, on
+one worker thread (see app.py), so the SQLite connections and libtorrent calls are never
+used concurrently. Trust decisions are the node's policy's, through Client.judge.
+"""
+
+from __future__ import annotations
+
+import hmac
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from seedvault.client import Client
+from seedvault.errors import IntegrityError, NotFoundError, PolicyError, SignatureError, UsageError
+from seedvault.manifest import Manifest, check_model_name, check_relative_path, check_version
+from seedvault.p2p import Swarm, SwarmConfig, torrent_bytes
+from seedvault.registry.config import NodeConfig
+from seedvault.registry.index import Index, Release
+from seedvault.registry.tracker import Tracker
+from seedvault.signing import Envelope, Verdict, evaluate
+from seedvault.swarming import start_seeding, stored_layers
+
+
+@dataclass
+class _Upload:
+    envelope: Envelope
+    verdict: Verdict
+    staging: Path
+    received: set[str] = field(default_factory=set)
+
+
+class Node:
+    def __init__(self, config: NodeConfig) -> None:
+        self.config = config
+        self.client = Client(config.home)
+        self.index = Index(self.client.paths.data_dir / "registry.db")
+        self.tracker = Tracker()
+        self.swarm: Swarm | None = None
+        self._uploads: dict[str, _Upload] = {}
+        self._envelopes: dict[tuple[str, str], bytes] = {}  # hot path of GET .../envelope
+        self._reindex()
+
+    def _reindex(self) -> None:
+        """Index whatever the vault holds that the node's policy accepts (e.g. after restart)."""
+        known = self.index.digests()
+        for entry in self.client.vault.entries():
+            if entry.digest in known:
+                continue
+            try:
+                verdict = evaluate(entry.envelope, self.client.policy)
+            except Exception:  # noqa: S112 - not acceptable under the current policy: not listed
+                continue
+            self.index.put(entry.manifest, verdict)
+
+    # ---- lifecycle ------------------------------------------------------------------------
+    def start_swarm(self) -> None:
+        if not self.config.seed:
+            return
+        self.swarm = Swarm(SwarmConfig(listen=self.config.swarm_listen))
+        refs = [f"{r.name}@{r.version}" for r in self.index.search(limit=100_000)]
+        if refs:
+            report = start_seeding(self.client, self.swarm, refs)
+            for ref in report.seeding:
+                self._announce_self(ref)
+
+    def pump(self) -> None:
+        if self.swarm is not None:
+            self.swarm.pop_alerts()
+
+    def close(self) -> None:
+        if self.swarm is not None:
+            self.swarm.close()
+            self.swarm = None
+        for upload in self._uploads.values():
+            shutil.rmtree(upload.staging, ignore_errors=True)
+        self.index.close()
+        self.client.close()
+
+    def _announce_self(self, ref: str) -> None:
+        if self.swarm is None:
+            return
+        entry = self.client.vault.resolve(ref)
+        info_hash = bytes.fromhex(entry.manifest.torrent.info_hash_v2)[:20]  # BEP 52: truncated for trackers
+        host, port = self.swarm.endpoint
+        self.tracker.add_static(info_hash, host, port)
+
+    def seed_ref(self, ref: str) -> None:
+        if self.swarm is not None:
+            start_seeding(self.client, self.swarm, [ref])
+            self._announce_self(ref)
+
+    # ---- reading ------------------------------------------------------------------------
+    def release(self, name: str, version: str) -> Release:
+        check_model_name(name)
+        check_version(version)
+        release = self.index.get(name, version)
+        if release is None:
+            raise NotFoundError(f"{name}@{version} is not on this registry")
+        return release
+
+    def envelope_bytes(self, name: str, version: str) -> bytes:
+        key = (name, version)
+        cached = self._envelopes.get(key)
+        if cached is None:
+            release = self.release(name, version)
+            cached = self._envelopes[key] = self.client.vault.get(release.digest).envelope.to_json()
+        return cached
+
+    def detail(self, name: str, version: str) -> dict[str, Any]:
+        release = self.release(name, version)
+        entry = self.client.vault.get(release.digest)
+        verdict = evaluate(entry.envelope, self.client.policy)
+        return {
+            **release.to_dict(),
+            "verdict": verdict.to_dict(),
+            "statement": entry.manifest.to_dict(),
+            "links": {
+                "envelope": f"{self.config.base_url}/v1/models/{name}/{version}/envelope",
+                "torrent": f"{self.config.base_url}/v1/models/{name}/{version}/torrent",
+                "web_seed": self.web_seed_url(release.digest),
+            },
+        }
+
+    def web_seed_url(self, digest: str) -> str:
+        return f"{self.config.base_url}/webseed/{digest}/"
+
+    def torrent(self, name: str, version: str) -> tuple[str, bytes]:
+        release = self.release(name, version)
+        manifest = self.client.vault.get(release.digest).manifest
+        data = torrent_bytes(manifest, stored_layers(self.client, manifest),
+                             web_seeds=[self.web_seed_url(release.digest)],
+                             trackers=[f"{self.config.base_url}/announce"])
+        return manifest.torrent_name, data
+
+    def web_seed_file(self, digest: str, tail: str) -> Path:
+        """The snapshot file a web-seed request names: `<torrent name>/<path>`, or `<path>`
+        alone for a single-file torrent (libtorrent names those after the file)."""
+        if digest not in self.index.digests():
+            raise NotFoundError(f"no release with digest {digest} on this registry")
+        manifest = self.client.vault.get(digest).manifest
+        prefix = manifest.torrent_name + "/"
+        path = tail[len(prefix):] if tail.startswith(prefix) else tail
+        check_relative_path(path, "web seed path")
+        if path not in {f.path for f in manifest.files}:
+            raise NotFoundError(f"{manifest.ref} has no file {path!r}")
+        return self.client.vault.snapshot_dir(manifest) / path
+
+    # ---- publishing -------------------------------------------------------------------------
+    def begin_upload(self, raw: bytes) -> dict[str, Any]:
+        """Step 1: the envelope. Judged under the node's policy before any byte is accepted."""
+        envelope = Envelope.from_json(raw, "uploaded envelope")
+        verdict = self.client.judge(envelope)
+        manifest = verdict.manifest
+        if envelope.digest in self.index.digests():
+            return {"digest": envelope.digest, "status": "present", "needed": []}
+        staging = self.client.vault.incoming / f"{envelope.digest}.upload"
+        staging.mkdir(parents=True, exist_ok=True)
+        upload = self._uploads.setdefault(envelope.digest, _Upload(envelope, verdict, staging))
+        needed = [{"path": f.path, "size": f.size} for f in manifest.files if f.path not in upload.received]
+        return {"digest": envelope.digest, "status": "uploading", "needed": needed,
+                "upload_url": f"{self.config.base_url}/v1/uploads/{envelope.digest}/"}
+
+    def upload_target(self, digest: str, path: str) -> tuple[Path, int]:
+        """Where an uploaded file goes, and the exact size the manifest allows for it."""
+        upload = self._uploads.get(digest)
+        if upload is None:
+            raise NotFoundError(f"no upload in progress for digest {digest}",
+                                hint="POST the envelope to /v1/envelopes first")
+        check_relative_path(path, "upload path")
+        entry = next((f for f in upload.verdict.manifest.files if f.path == path), None)
+        if entry is None:
+            raise IntegrityError(f"{upload.verdict.manifest.ref} lists no file {path!r}; refusing the upload")
+        target = upload.staging / path
+        target.parent.mkdir(parents=True, exist_ok=True)
+        return target, entry.size
+
+    def file_received(self, digest: str, path: str) -> dict[str, Any]:
+        """Step 2: after each file. When all are in, verify and admit, atomically."""
+        upload = self._uploads[digest]
+        upload.received.add(path)
+        manifest = upload.verdict.manifest
+        missing = [f.path for f in manifest.files if f.path not in upload.received]
+        if missing:
+            return {"digest": digest, "status": "uploading", "needed": missing}
+        try:
+            admitted = self.client.admit_staged(upload.envelope, upload.verdict, upload.staging)
+        finally:
+            del self._uploads[digest]
+            shutil.rmtree(upload.staging, ignore_errors=True)
+        self.index.put(manifest, admitted.verdict)
+        self.seed_ref(manifest.ref)
+        return {"digest": digest, "status": "published", "ref": manifest.ref, "verdict": admitted.verdict.to_dict()}
+
+    def abort_upload(self, digest: str, path: str) -> None:
+        upload = self._uploads.get(digest)
+        if upload is not None:
+            upload.received.discard(path)
+            (upload.staging / path).unlink(missing_ok=True)
+
+    # ---- approvals ------------------------------------------------------------------------
+    def approve(self, name: str, version: str, raw: bytes) -> dict[str, Any]:
+        """Accept countersignatures over the stored payload, by keys the node trusts as approvers."""
+        release = self.release(name, version)
+        stored = self.client.vault.get(release.digest).envelope
+        offered = Envelope.from_json(raw, "approval")
+        if offered.payload != stored.payload:
+            raise IntegrityError(
+                f"approval for {name}@{version}: expected a signature over the stored payload "
+                f"(digest {stored.digest}), found one over digest {offered.digest}"
+            )
+        policy = self.client.policy
+        known = {(s.keyid, s.sig) for s in stored.signatures}
+        new = [s for s in offered.signatures if (s.keyid, s.sig) not in known]
+        if not new:
+            raise UsageError("approval: expected at least one new signature, found none")
+        manifest = Manifest.from_payload(stored.payload)
+        for sig in new:
+            keys = [k for k in policy.keys_by_id(sig.keyid) if k.role == "approver" and k.covers(manifest.name)]
+            if not keys or sig.keyid in policy.revoked:
+                raise PolicyError(f"approval for {name}@{version}: key {sig.keyid} is not a trusted approver "
+                                  f"for {manifest.name} on this registry")
+            if not keys[0].key.verify(sig.sig, stored.signed_bytes()):
+                raise SignatureError(f"approval for {name}@{version}: the signature by {sig.keyid} does not verify")
+        merged = self.client.vault.add_signatures(Envelope(stored.payload, stored.payload_type, tuple(new)))
+        verdict = evaluate(merged, policy)
+        self.index.put(manifest, verdict)
+        self._envelopes.pop((name, version), None)
+        return {"ref": manifest.ref, "verdict": verdict.to_dict()}
+
+    # ---- admin ------------------------------------------------------------------------------
+    def check_admin(self, authorization: str | None) -> None:
+        token = self.config.admin_token
+        if not token:
+            raise PolicyError("admin operations are disabled on this registry (no admin_token configured)")
+        presented = (authorization or "").removeprefix("Bearer ").strip()
+        if not authorization or not hmac.compare_digest(presented.encode(), token.encode()):
+            raise PolicyError("admin operation: expected 'Authorization: Bearer <admin token>', "
+                              + ("found a wrong token" if authorization else "found none"))
+
+    def yank(self, name: str, version: str) -> dict[str, Any]:
+        self.release(name, version)
+        self.index.yank(name, version)
+        return {"ref": f"{name}@{version}", "yanked": True}
+
+    def remove(self, name: str) -> dict[str, Any]:
+        check_model_name(name)
+        removed = self.index.remove(name)
+        if not removed:
+            raise NotFoundError(f"{name} is not on this registry")
+        for key in [k for k in self._envelopes if k[0] == name]:
+            del self._envelopes[key]
+        return {"name": name, "removed_versions": removed}
+
+    def versions(self, name: str) -> list[dict[str, Any]]:
+        check_model_name(name)
+        releases = self.index.search(name=name)
+        if not releases:
+            raise NotFoundError(f"{name} is not on this registry")
+        return [r.to_dict() for r in releases]
