@@ -48,14 +48,17 @@ def swarm_options(f: F) -> F:
                      help="Join a (private) DHT through this node; repeatable. No DHT without it."),
         click.option("--upload-limit", type=click.IntRange(min=0), default=0,
                      help="Upload cap in bytes/s, applied to LAN peers too (0 = none)."),
+        click.option("--super-seed", is_flag=True,
+                     help="BEP 16: hand each peer pieces nobody has yet (an origin with a thin uplink)."),
     ]):
         f = option(f)
     return f
 
 
-def _config(listen: str, lan: bool, dht_nodes: tuple[tuple[str, int], ...], upload_limit: int) -> SwarmConfig:
+def _config(listen: str, lan: bool, dht_nodes: tuple[tuple[str, int], ...], upload_limit: int,
+            super_seed: bool) -> SwarmConfig:
     return SwarmConfig(listen=listen, lan=lan, dht_nodes=tuple(dht_nodes), upload_rate_limit=upload_limit,
-                       limit_local_peers=upload_limit > 0)
+                       limit_local_peers=upload_limit > 0, super_seed=super_seed)
 
 
 @contextmanager
@@ -91,9 +94,9 @@ def _serve(swarm: Swarm, stop: threading.Event, duration: float | None) -> None:
 @json_option
 @click.pass_obj
 def seed(client: Client, refs: tuple[str, ...], listen: str, lan: bool, dht_nodes: tuple[tuple[str, int], ...],
-         upload_limit: int, duration: float | None, as_json: bool) -> None:
+         upload_limit: int, super_seed: bool, duration: float | None, as_json: bool) -> None:
     """Share verified models from the vault with peers (all of them, or REFS)."""
-    with _stop_on_signals() as stop, Swarm(_config(listen, lan, dht_nodes, upload_limit)) as swarm:
+    with _stop_on_signals() as stop, Swarm(_config(listen, lan, dht_nodes, upload_limit, super_seed)) as swarm:
         report = start_seeding(client, swarm, refs or None)
         for ref, reason in report.refused:
             click.echo(f"refusing to seed {ref}: {reason}", err=True)
@@ -104,8 +107,9 @@ def seed(client: Client, refs: tuple[str, ...], listen: str, lan: bool, dht_node
              f"seeding {', '.join(report.seeding)} on {endpoint} (Ctrl-C to stop)")
         sys.stdout.flush()
         _serve(swarm, stop, duration)
-    if not as_json:
-        click.echo("stopped seeding", err=True)
+        uploaded = {ref: int(h.status().total_payload_upload) for ref, h in report.handles.items()}
+    emit({"stopped": True, "uploaded": uploaded}, as_json,
+         "stopped seeding; uploaded " + ", ".join(f"{r} {_mb(n)} MB" for r, n in uploaded.items()))
 
 
 class _Bar:
@@ -160,8 +164,8 @@ def _mb(n: int) -> str:
 def pull(client: Client, ref: str, envelope_path: Path | None, registry: str | None,
          peers: tuple[tuple[str, int], ...],
          web_seeds: tuple[str, ...], trackers: tuple[str, ...], listen: str, lan: bool,
-         dht_nodes: tuple[tuple[str, int], ...], upload_limit: int, keep_seeding: bool, timeout: float,
-         as_json: bool) -> None:
+         dht_nodes: tuple[tuple[str, int], ...], upload_limit: int, super_seed: bool, keep_seeding: bool,
+         timeout: float, as_json: bool) -> None:
     """Fetch REF from peers, verified against its signed manifest, into the vault.
 
     The envelope comes from --envelope or --registry; either way it is judged under your
@@ -178,7 +182,7 @@ def pull(client: Client, ref: str, envelope_path: Path | None, registry: str | N
     else:
         assert envelope_path is not None
         envelope = read_envelope_source(envelope_path)
-    config = _config(listen, lan, dht_nodes, upload_limit)
+    config = _config(listen, lan, dht_nodes, upload_limit, super_seed)
     with _stop_on_signals() as stop, Swarm(config) as swarm, _Bar(f"pulling {ref}", not as_json) as bar:
         # A signal during the download interrupts it; resume data is written on the way out.
         previous = {s: signal.signal(s, _interrupt) for s in (signal.SIGINT, signal.SIGTERM)}

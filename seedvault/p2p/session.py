@@ -45,6 +45,9 @@ class SwarmConfig:
     upload_rate_limit: int = 0  # bytes/s, 0 = unlimited
     download_rate_limit: int = 0
     limit_local_peers: bool = False  # libtorrent exempts LAN peers from limits unless told
+    # BEP 16 for an origin with a thin uplink: offer each peer pieces nobody has yet, so the
+    # origin sends each piece about once and peers spread it.
+    super_seed: bool = False
     extra: Mapping[str, Any] = field(default_factory=dict)
 
     def settings(self) -> dict[str, Any]:
@@ -142,6 +145,8 @@ class Swarm:
         flags = atp.flags & ~lt.torrent_flags.auto_managed & ~lt.torrent_flags.paused
         if seed:
             flags |= lt.torrent_flags.seed_mode  # verified by us; libtorrent re-hashes on demand
+            if self.config.super_seed:
+                flags |= lt.torrent_flags.super_seeding
         atp.flags = flags
         atp.url_seeds = list(web_seeds)
         atp.trackers = list(trackers)
