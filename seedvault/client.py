@@ -13,6 +13,7 @@ import contextlib
 import os
 import shutil
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -33,7 +34,7 @@ from seedvault.manifest import (
     info_hash_v2,
     torrent_name,
 )
-from seedvault.settings import DEFAULT_PIECE_LENGTH, Paths, paths
+from seedvault.settings import DEFAULT_PIECE_LENGTH, Paths, paths, worker_count
 from seedvault.signing import Envelope, PrivateKey, TrustPolicy, Verdict, evaluate
 from seedvault.vault import Vault
 
@@ -292,6 +293,8 @@ class Client:
         check_exact_files(snapshot, manifest)
         todo = [f for f in manifest.files
                 if not (fast and self.vault.has_valid_record(snapshot / f.path, entry.digest, f.pieces_root))]
+        # Stat before hashing: a change during or after the hash then invalidates the record.
+        before = {f.path: (snapshot / f.path).stat() for f in todo}
         layers = hashing.verify_files(
             snapshot,
             [hashing.Expected(f.path, f.size, f.pieces_root) for f in todo],
@@ -300,8 +303,7 @@ class Client:
         )
         self.vault.save_layers(manifest, layers)
         for f in todo:
-            p = snapshot / f.path
-            self.vault.record_verified(p, entry.digest, f.pieces_root, p.stat())
+            self.vault.record_verified(snapshot / f.path, entry.digest, f.pieces_root, before[f.path])
         return verdict
 
     def verify_dir(self, directory: Path, envelope: Envelope, progress: Progress | None = None) -> Verdict:
@@ -346,18 +348,28 @@ class Client:
         if not tensor_files:
             raise NotFoundError(f"{manifest.ref} has no safetensors files to load",
                                 hint=f"its files are under {snapshot}")
+        piece_length = manifest.torrent.piece_length
+
+        def read(f: FileEntry) -> tuple[FileEntry, Any]:
+            path = snapshot / f.path
+            expected = hashing.Expected(f.path, f.size, f.pieces_root)
+            if fast and self.vault.has_valid_record(path, entry.digest, f.pieces_root):
+                buf = hashing.read_verified(path, expected, piece_length, check=False)
+                # Still unchanged after the read? Otherwise the bytes may be mixed: check them.
+                if self.vault.has_valid_record(path, entry.digest, f.pieces_root):
+                    return f, buf
+            before = path.stat()  # a change after this moment invalidates the record
+            buf = hashing.read_verified(path, expected, piece_length)
+            self.vault.record_verified(path, entry.digest, f.pieces_root, before)
+            return f, buf
+
+        # Files in parallel: each read overlaps the pool's hashing of the others.
+        with ThreadPoolExecutor(min(len(tensor_files), worker_count()), thread_name_prefix="seedvault-load") as ex:
+            buffers = list(ex.map(read, tensor_files))
         out: dict[str, Any] = {}
         per: dict[str, Any] = {}
-        for f in tensor_files:
-            path = snapshot / f.path
-            trusted = fast and self.vault.has_valid_record(path, entry.digest, f.pieces_root)
-            buf = hashing.read_verified(
-                path, hashing.Expected(f.path, f.size, f.pieces_root),
-                manifest.torrent.piece_length, check=not trusted,
-            )
+        for f, buf in buffers:
             tensors = weights.tensors_from_buffer(buf, f.path, framework)
-            if not trusted:
-                self.vault.record_verified(path, entry.digest, f.pieces_root, path.stat())
             if per_file:
                 per[f.path] = tensors
                 continue

@@ -17,6 +17,7 @@ Memory stays bounded: at most a few chunks of `READ_CHUNK` bytes per worker.
 from __future__ import annotations
 
 import hashlib
+import io
 import os
 import threading
 from collections import deque
@@ -24,7 +25,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any
 
 import numpy as np
 
@@ -102,7 +103,7 @@ def file_root(pieces: Sequence[bytes], size: int, piece_length: int) -> bytes | 
     return merkle_root(pieces, _next_pow2(len(pieces)), pad)
 
 
-def _read_full(f: BinaryIO, view: memoryview) -> int:
+def _read_full(f: io.RawIOBase, view: memoryview) -> int:
     """readinto until the view is full or the file ends (short reads break piece alignment)."""
     done = 0
     while done < len(view):
@@ -126,6 +127,27 @@ def _chunk_size(piece_length: int) -> int:
     return max(piece_length, READ_CHUNK // piece_length * piece_length)
 
 
+_RING = 4  # chunk buffers per file in flight: bounds memory at _RING * READ_CHUNK
+_SYNC_EVERY = 8  # chunks between fdatasync calls while copying: writeback overlaps hashing
+_write_pool: ThreadPoolExecutor | None = None
+
+
+def _writer_pool() -> ThreadPoolExecutor:
+    global _write_pool
+    with _pool_lock:
+        if _write_pool is None:
+            _write_pool = ThreadPoolExecutor(worker_count(), thread_name_prefix="seedvault-write")
+        return _write_pool
+
+
+def _write_chunk(fd: int, view: memoryview, offset: int, sync: bool) -> None:
+    done = 0
+    while done < len(view):
+        done += os.pwrite(fd, view[done:], offset + done)
+    if sync:
+        os.fdatasync(fd)
+
+
 def hash_file(
     path: str | os.PathLike[str],
     piece_length: int,
@@ -135,49 +157,67 @@ def hash_file(
     """SHA-256, pieces root and piece layer of one file, reading it exactly once.
 
     With `copy_to`, the bytes are also written there (and fsynced): the digest is then of
-    exactly the bytes of the copy, whatever happens to the source afterwards.
+    exactly the bytes of the copy, whatever happens to the source afterwards. Hashing the
+    leaves, the whole-file SHA-256 and writing the copy all run at once on one read.
     """
-    sink = open(copy_to, "xb", buffering=0) if copy_to is not None else None  # noqa: SIM115
+    fd = os.open(copy_to, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644) if copy_to is not None else None
     try:
-        return _hash_file(path, piece_length, progress, sink)
+        digest = _hash_file(path, piece_length, progress, fd)
+        if fd is not None:
+            os.fsync(fd)
+        return digest
     finally:
-        if sink is not None:
-            os.fsync(sink.fileno())
-            sink.close()
+        if fd is not None:
+            os.close(fd)
 
 
 def _hash_file(
     path: str | os.PathLike[str],
     piece_length: int,
     progress: Callable[[int], None] | None,
-    sink: BinaryIO | None,
+    sink: int | None,
 ) -> FileDigest:
     pool = _leaf_pool()
+    writer = _writer_pool() if sink is not None else None
     sha = hashlib.sha256()
-    pieces: list[bytes] = []
-    pending: deque[Future[list[bytes]]] = deque()
     chunk_size = _chunk_size(piece_length)
+    # A ring of reused buffers: no allocation or page faults per chunk. A buffer is reused
+    # only once its leaf hashing and its write have finished.
+    ring = [np.empty(chunk_size, dtype=np.uint8) for _ in range(_RING)]
+    busy: list[list[Future[Any]]] = [[] for _ in range(_RING)]
+    hashed: deque[Future[list[bytes]]] = deque()
+    pieces: list[bytes] = []
     size = 0
+    chunk_no = 0
     with open(path, "rb", buffering=0) as f:
         while True:
-            buf = bytearray(chunk_size)
-            n = _read_full(f, memoryview(buf))
+            slot = chunk_no % _RING
+            for fut in busy[slot]:
+                fut.result()
+            while len(hashed) >= _RING:
+                pieces.extend(hashed.popleft().result())
+            n = _read_full(f, memoryview(ring[slot]))
             if not n:
                 break
-            view = memoryview(buf)[:n]
+            view = memoryview(ring[slot])[:n]
             # A first chunk shorter than a piece is the whole file: BEP 52's short-file root.
             whole = n if size == 0 and n < piece_length else None
-            pending.append(pool.submit(_piece_hashes, view, piece_length, file_size=whole))
-            sha.update(view)  # runs beside the pool's leaf hashing
-            if sink is not None:
-                sink.write(view)
+            leaf_job = pool.submit(_piece_hashes, view, piece_length, file_size=whole)
+            hashed.append(leaf_job)
+            busy[slot] = [leaf_job]
+            if writer is not None and sink is not None:
+                sync = chunk_no % _SYNC_EVERY == _SYNC_EVERY - 1
+                busy[slot].append(writer.submit(_write_chunk, sink, view, size, sync))
+            sha.update(view)  # runs beside the pool's leaf hashing and the write
             size += n
+            chunk_no += 1
             if progress:
                 progress(n)
-            while len(pending) > 2:  # bound memory: a few chunks in flight
-                pieces.extend(pending.popleft().result())
-    while pending:
-        pieces.extend(pending.popleft().result())
+    while hashed:
+        pieces.extend(hashed.popleft().result())
+    for futures in busy:
+        for fut in futures:
+            fut.result()
     root = file_root(pieces, size, piece_length)
     layer = b"".join(pieces) if size > piece_length else b""
     return FileDigest(size, sha.hexdigest(), root.hex() if root else None, layer)
@@ -328,7 +368,7 @@ def read_verified(path: Path, expected: Expected, piece_length: int, *, check: b
     _check_size(path, expected)
     # Uninitialized memory: zero-filling a large bytearray first costs as much as reading.
     buf = np.empty(expected.size, dtype=np.uint8)
-    view = memoryview(buf)
+    view = buf.data
     pool = _leaf_pool()
     chunk_size = _chunk_size(piece_length)
     futures: list[Future[list[bytes]]] = []
