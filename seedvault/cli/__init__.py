@@ -17,6 +17,7 @@ from typing import Any
 import click
 
 from seedvault.cli._common import emit, json_option
+from seedvault.cli.bridges import register_bridge_commands
 from seedvault.cli.demo import demo
 from seedvault.cli.models import register_model_commands
 from seedvault.cli.registry import register_registry_commands
@@ -63,6 +64,7 @@ cli.add_command(trust)
 cli.add_command(demo)
 register_model_commands(cli)
 register_swarm_commands(cli)
+register_bridge_commands(cli)
 register_registry_commands(cli)
 
 

@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 
 import click
 
+from seedvault.bridges.hf import export_hf
 from seedvault.cli._common import REF, emit, json_option
 from seedvault.client import Client
 from seedvault.p2p import Swarm, SwarmConfig, TransferStats, format_endpoint, magnet_link, parse_endpoint, torrent_bytes
@@ -159,13 +160,16 @@ def _mb(n: int) -> str:
 @swarm_options
 @click.option("--seed", "keep_seeding", is_flag=True, help="Keep seeding after the download, until stopped.")
 @click.option("--timeout", type=float, default=600, show_default=True, help="Give up after this many seconds.")
+@click.option("--hf-cache", type=click.Path(file_okay=False, path_type=Path),
+              help="Also write the verified model into this Hugging Face cache directory.")
+@click.option("--hf-repo-id", help="Repo id in that cache (default: the model's name).")
 @json_option
 @click.pass_obj
 def pull(client: Client, ref: str, envelope_path: Path | None, registry: str | None,
          peers: tuple[tuple[str, int], ...],
          web_seeds: tuple[str, ...], trackers: tuple[str, ...], listen: str, lan: bool,
          dht_nodes: tuple[tuple[str, int], ...], upload_limit: int, super_seed: bool, keep_seeding: bool,
-         timeout: float, as_json: bool) -> None:
+         timeout: float, hf_cache: Path | None, hf_repo_id: str | None, as_json: bool) -> None:
     """Fetch REF from peers, verified against its signed manifest, into the vault.
 
     The envelope comes from --envelope or --registry; either way it is judged under your
@@ -193,12 +197,14 @@ def pull(client: Client, ref: str, envelope_path: Path | None, registry: str | N
             for signum, handler in previous.items():
                 signal.signal(signum, handler)
         s = report.stats
-        emit(report.to_dict(), as_json, lambda: (
+        hf = export_hf(client, report.ref, hf_cache, hf_repo_id) if hf_cache is not None else None
+        emit({**report.to_dict(), **({"hf": hf.to_dict()} if hf else {})}, as_json, lambda: (
             f"{'already had' if report.already_present else 'pulled'} {report.ref} ({report.digest[:16]}), verified\n"
             f"  {_mb(s.done)} in {s.elapsed:.1f} s: from seeds {_mb(s.from_seeds)}, from peers {_mb(s.from_peers)}, "
             f"from web seeds {_mb(s.from_web)}; resumed {_mb(s.resumed)}; uploaded {_mb(s.uploaded)}\n"
             f"  hash failures {s.hash_failures}; banned peers: {', '.join(s.banned) or 'none'}\n"
-            f"  snapshot {report.snapshot}"))
+            f"  snapshot {report.snapshot}"
+            + (f"\n  hf cache {hf.snapshot} ({hf.repo_id} @ {hf.revision})" if hf else "")))
         if keep_seeding:
             seeded = start_seeding(client, swarm, [report.ref])
             click.echo(json.dumps({"listening": format_endpoint(swarm.endpoint), **seeded.to_dict()})
