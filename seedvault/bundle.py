@@ -91,7 +91,13 @@ def import_bundle(client: Client, source: Path, progress: Progress | None = None
     if source.is_dir():
         return _import_dir(client, source, progress)
     if source.is_file() and tarfile.is_tarfile(source):
-        return _import_tar(client, source, progress)
+        try:
+            return _import_tar(client, source, progress)
+        except (tarfile.TarError, EOFError) as exc:  # staging is already cleaned up by then
+            raise IntegrityError(
+                f"{source}: expected a complete tar bundle, found a damaged or truncated one ({exc})",
+                hint="copy the bundle again from its source",
+            ) from None
     raise UsageError(
         f"{source}: expected a bundle directory or tar file, found "
         + ("nothing" if not source.exists() else "another kind of file")
@@ -143,6 +149,8 @@ def _members(tar: tarfile.TarFile) -> Iterator[tuple[str, tarfile.TarInfo]]:
             )
         if not (m.isfile() or m.isdir()):
             raise UnsafePathError(f"tar member {m.name!r}: expected a regular file, found a special file")
+        if m.isdir() and name in ("", "."):  # the archive's root, as `tar -C BUNDLE -cf X .` writes it
+            continue
         check_relative_path(name, f"tar member {m.name!r}")
         yield name, m
 

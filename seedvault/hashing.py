@@ -196,10 +196,10 @@ def _hash_file(
                 fut.result()
             while len(hashed) >= _RING:
                 pieces.extend(hashed.popleft().result())
-            n = _read_full(f, memoryview(ring[slot]))
+            n = _read_full(f, ring[slot].data)
             if not n:
                 break
-            view = memoryview(ring[slot])[:n]
+            view = ring[slot].data[:n]
             # A first chunk shorter than a piece is the whole file: BEP 52's short-file root.
             whole = n if size == 0 and n < piece_length else None
             leaf_job = pool.submit(_piece_hashes, view, piece_length, file_size=whole)

@@ -118,6 +118,8 @@ def check_relative_path(path: object, where: str = "path") -> str:
     reasons = []
     if "\x00" in path or any(ord(c) < 0x20 for c in path):
         reasons.append("contains NUL or a control character")
+    if any("\ud800" <= c <= "\udfff" for c in path):  # undecodable bytes in a file name, or a JSON \ud800
+        reasons.append("is not valid Unicode (UTF-8)")
     if "\\" in path:
         reasons.append("contains a backslash")
     if path.startswith("/") or re.match(r"^[A-Za-z]:", path):
@@ -125,8 +127,8 @@ def check_relative_path(path: object, where: str = "path") -> str:
     parts = path.split("/")
     if any(p in ("", ".", "..") for p in parts):
         reasons.append("has an empty, '.' or '..' component")
-    if len(path.encode()) > _MAX_PATH_BYTES or any(
-        len(p.encode()) > _MAX_COMPONENT_BYTES for p in parts
+    if len(path.encode(errors="surrogatepass")) > _MAX_PATH_BYTES or any(
+        len(p.encode(errors="surrogatepass")) > _MAX_COMPONENT_BYTES for p in parts
     ):
         reasons.append("is too long")
     if reasons:
@@ -440,7 +442,7 @@ class Manifest:
             # UTF-8 only, and a key given twice is refused: parsers that keep the first
             # and parsers that keep the last would otherwise read different manifests.
             data = json.loads(payload.decode("utf-8"), object_pairs_hook=_unique_keys)
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        except (ValueError, RecursionError) as exc:  # bad UTF-8 or JSON, a 5000-digit number, deep nesting
             raise ManifestError(f"manifest payload: expected JSON, found invalid data ({exc})") from None
         if not isinstance(data, dict):
             raise _fail("(statement)", "a JSON object", type(data).__name__)

@@ -81,7 +81,7 @@ def header_length(prefix: bytes, file_size: int, name: str) -> int:
     """The declared header length from the first 8 bytes, bounded before anything is read."""
     if file_size < 8 or len(prefix) < 8:
         raise _bad(name, f"expected at least 8 bytes (the header length), found {file_size}")
-    (length,) = struct.unpack("<Q", prefix[:8])
+    length: int = struct.unpack("<Q", prefix[:8])[0]
     limit = min(MAX_SAFETENSORS_HEADER, file_size - 8)
     if length > limit:
         raise _bad(
@@ -100,7 +100,7 @@ def parse_header(header: bytes, file_size: int, name: str) -> SafetensorsHeader:
         raise _bad(name, f"expected the header to be a JSON object, found {header[:16]!r}")
     try:
         raw = json.loads(header.decode("utf-8"), object_pairs_hook=_no_duplicates)
-    except (UnicodeDecodeError, ValueError) as exc:
+    except (ValueError, RecursionError) as exc:  # bad UTF-8 or JSON, a 5000-digit number, deep nesting
         raise _bad(name, f"expected a JSON header, found invalid JSON ({exc})") from None
     if not isinstance(raw, dict):
         raise _bad(name, f"expected the header to be a JSON object, found {type(raw).__name__}")
@@ -174,7 +174,7 @@ def read_header(path: Path, name: str | None = None) -> SafetensorsHeader:
 
 
 def header_from_buffer(buf: np.ndarray | bytes | bytearray | memoryview, name: str) -> SafetensorsHeader:
-    view = memoryview(buf).cast("B")
+    view = (buf.data if isinstance(buf, np.ndarray) else memoryview(buf)).cast("B")
     length = header_length(bytes(view[:8]), len(view), name)
     return parse_header(bytes(view[8 : 8 + length]), len(view), name)
 

@@ -82,7 +82,7 @@ class Envelope:
             )
         try:
             data = json.loads(raw)
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        except (ValueError, RecursionError) as exc:  # bad UTF-8 or JSON, a 5000-digit number, deep nesting
             raise ManifestError(f"{source}: expected a DSSE envelope in JSON, found invalid JSON ({exc})") from None
         return cls.from_dict(data, source)
 

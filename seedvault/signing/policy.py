@@ -126,9 +126,9 @@ class TrustPolicy:
             )
         licenses = data.get("allowed_licenses")
         revoked = data.get("revoked", [])
-        for key, value in (("revoked", revoked), ("allowed_licenses", licenses)):
+        for field_name, value in (("revoked", revoked), ("allowed_licenses", licenses)):
             if value is not None and not (isinstance(value, list) and all(isinstance(v, str) for v in value)):
-                raise UsageError(f"{source}: expected {key} to be a list of strings, found {value!r}")
+                raise UsageError(f"{source}: expected {field_name} to be a list of strings, found {value!r}")
         thresholds = {
             k: data.get(k, default) for k, default in (("publisher_threshold", 1), ("required_approvals", 0))
         }
