@@ -14,7 +14,7 @@ import os
 import shutil
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -36,7 +36,7 @@ from seedvault.manifest import (
 )
 from seedvault.settings import DEFAULT_PIECE_LENGTH, Paths, paths, worker_count
 from seedvault.signing import Envelope, PrivateKey, TrustPolicy, Verdict, evaluate
-from seedvault.vault import Vault
+from seedvault.vault import Entry, Vault
 
 Progress = Callable[[int], None]
 # Directories a model checkout carries that are not part of the model.
@@ -235,8 +235,13 @@ class Client:
 
     # ---- approve ------------------------------------------------------------------------
     def approve(self, ref: str, key: PrivateKey) -> Envelope:
-        """Countersign a stored manifest's exact payload with an approver key."""
+        """Countersign a stored manifest's exact payload with an approver key.
+
+        An approver vouches for the release, so it must verify first: publisher signatures
+        under the local policy (approvals aside: this is one) and every byte of its files.
+        """
         entry = self.vault.resolve(ref)
+        self._verify_entry(entry, replace(self.policy, required_approvals=0), fast=True)
         signed = Envelope(entry.envelope.payload, entry.envelope.payload_type).sign(key)
         return self.vault.add_signatures(signed)
 
@@ -283,8 +288,12 @@ class Client:
     # ---- verify, locate, load ---------------------------------------------------------
     def verify(self, ref: str, *, fast: bool = False, progress: Progress | None = None) -> Verdict:
         """Re-judge the stored envelope under the current policy and check every file."""
-        entry = self.vault.resolve(ref)
-        verdict = evaluate(entry.envelope, self.policy)
+        return self._verify_entry(self.vault.resolve(ref), self.policy, fast=fast, progress=progress)
+
+    def _verify_entry(
+        self, entry: Entry, policy: TrustPolicy, *, fast: bool, progress: Progress | None = None
+    ) -> Verdict:
+        verdict = evaluate(entry.envelope, policy)
         manifest = verdict.manifest
         snapshot = self.vault.snapshot_dir(manifest)
         if not snapshot.is_dir():

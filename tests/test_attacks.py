@@ -322,6 +322,19 @@ def test_approval_present_accepted(make_client: Any, receiver: Client, bundle: P
     np.testing.assert_array_equal(tensors["embed.weight"], model.tensors[SHARD1]["embed.weight"])
 
 
+def test_approval_of_tampered_release_refused(make_client: Any, bundle: Path, approver_key: PrivateKey,
+                                              pub_key: PrivateKey) -> None:
+    """An approver vouches for bytes: a release damaged in the approver's vault is not countersigned."""
+    org: Client = make_client("org")
+    trust(org, pub_key)
+    import_bundle(org, bundle)
+    snapshot = org.vault.snapshot_dir(org.vault.resolve(REF).manifest)
+    make_writable_and_tamper(snapshot / SHARD1, 100)
+    with pytest.raises(IntegrityError, match=r"expected pieces root [0-9a-f]{64}, found [0-9a-f]{64}"):
+        org.approve(REF, approver_key)
+    assert {s.keyid for s in org.vault.resolve(REF).envelope.signatures} == {pub_key.key_id}
+
+
 def test_approval_by_key_out_of_scope_not_counted(make_client: Any, receiver: Client, bundle: Path,
                                                   tmp_path: Path, approver_key: PrivateKey,
                                                   pub_key: PrivateKey) -> None:

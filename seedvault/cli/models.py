@@ -69,6 +69,10 @@ def publish(
             expires=expires, allow_pickle=allow_pickle, progress=progress,
         )
     m = result.verdict.manifest
+    if not any(k.covers(m.name) and k.role == "publisher" for k in client.policy.keys_by_id(key.key_id)):
+        click.echo(f"note: your own policy does not trust key {key.key_id[:16]} for {m.name}, so verify, load, "
+                   f"export and seed will refuse it here; to trust it: seedvault trust add {key_path}.pub "
+                   f"--role publisher --scope '{m.name.split('/')[0]}/*'", err=True)
     emit(
         {**_manifest_summary(m), "digest": result.envelope.digest, "key_id": key.key_id,
          "snapshot": str(result.snapshot), "info_hash_v2": m.torrent.info_hash_v2},
