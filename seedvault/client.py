@@ -53,7 +53,7 @@ class Admitted:
 
 
 def expected_files(manifest: Manifest) -> list[hashing.Expected]:
-    return [hashing.Expected(f.path, f.size, f.pieces_root) for f in manifest.files]
+    return [hashing.Expected(f.path, f.size, f.pieces_root, f.sha256) for f in manifest.files]
 
 
 def scan_model_dir(directory: Path) -> list[str]:
@@ -286,12 +286,20 @@ class Client:
             self.vault.record_verified(p, digest, f.pieces_root, p.stat())
 
     # ---- verify, locate, load ---------------------------------------------------------
-    def verify(self, ref: str, *, fast: bool = False, progress: Progress | None = None) -> Verdict:
-        """Re-judge the stored envelope under the current policy and check every file."""
-        return self._verify_entry(self.vault.resolve(ref), self.policy, fast=fast, progress=progress)
+    def verify(
+        self, ref: str, *, fast: bool = False, progress: Progress | None = None, need_layers: bool = False
+    ) -> Verdict:
+        """Re-judge the stored envelope under the current policy and check every file.
+
+        `need_layers` forces the per-piece check, which also stores the piece layers that
+        seeding needs; otherwise similar-sized shards are checked by whole-file SHA-256.
+        """
+        return self._verify_entry(self.vault.resolve(ref), self.policy, fast=fast, progress=progress,
+                                  need_layers=need_layers)
 
     def _verify_entry(
-        self, entry: Entry, policy: TrustPolicy, *, fast: bool, progress: Progress | None = None
+        self, entry: Entry, policy: TrustPolicy, *, fast: bool, progress: Progress | None = None,
+        need_layers: bool = False,
     ) -> Verdict:
         verdict = evaluate(entry.envelope, policy)
         manifest = verdict.manifest
@@ -306,9 +314,10 @@ class Client:
         before = {f.path: (snapshot / f.path).stat() for f in todo}
         layers = hashing.verify_files(
             snapshot,
-            [hashing.Expected(f.path, f.size, f.pieces_root) for f in todo],
+            [hashing.Expected(f.path, f.size, f.pieces_root, f.sha256) for f in todo],
             manifest.torrent.piece_length,
             progress,
+            need_layers=need_layers,
         )
         self.vault.save_layers(manifest, layers)
         for f in todo:
@@ -320,7 +329,8 @@ class Client:
         verdict = evaluate(envelope, self.policy)
         check_exact_files(directory, verdict.manifest)
         hashing.verify_files(
-            directory, expected_files(verdict.manifest), verdict.manifest.torrent.piece_length, progress
+            directory, expected_files(verdict.manifest), verdict.manifest.torrent.piece_length, progress,
+            need_layers=False,
         )
         check_weights(directory, verdict.manifest)
         return verdict
@@ -358,17 +368,19 @@ class Client:
             raise NotFoundError(f"{manifest.ref} has no safetensors files to load",
                                 hint=f"its files are under {snapshot}")
         piece_length = manifest.torrent.piece_length
+        # Several similar shards read at once: each thread hashes its own file whole.
+        whole_file = hashing.whole_file_balanced([f.size for f in tensor_files], worker_count())
 
         def read(f: FileEntry) -> tuple[FileEntry, Any]:
             path = snapshot / f.path
-            expected = hashing.Expected(f.path, f.size, f.pieces_root)
+            expected = hashing.Expected(f.path, f.size, f.pieces_root, f.sha256)
             if fast and self.vault.has_valid_record(path, entry.digest, f.pieces_root):
                 buf = hashing.read_verified(path, expected, piece_length, check=False)
                 # Still unchanged after the read? Otherwise the bytes may be mixed: check them.
                 if self.vault.has_valid_record(path, entry.digest, f.pieces_root):
                     return f, buf
             before = path.stat()  # a change after this moment invalidates the record
-            buf = hashing.read_verified(path, expected, piece_length)
+            buf = hashing.read_verified(path, expected, piece_length, whole_file=whole_file)
             self.vault.record_verified(path, entry.digest, f.pieces_root, before)
             return f, buf
 

@@ -177,7 +177,7 @@ def seed_torrent(client: Client, ref: str, *, fast: bool = True) -> tuple[Manife
     manifest = client.verify(ref, fast=fast).manifest
     layers = stored_layers(client, manifest)
     if any(f.path not in layers for f in manifest.files if f.size > manifest.torrent.piece_length):
-        client.verify(ref, fast=False)  # recomputes and stores the layers
+        client.verify(ref, fast=False, need_layers=True)  # recomputes and stores the layers
         layers = stored_layers(client, manifest)
     return manifest, bound_torrent(manifest, layers), client.vault.snapshot_dir(manifest)
 

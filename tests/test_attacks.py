@@ -120,6 +120,26 @@ def test_tampered_shard_byte_in_vault_refused(receiver: Client, bundle: Path, pu
     assert not (bundle.parent / "onward").exists()
 
 
+def test_tampered_equal_shard_in_vault_refused(make_client: Any, tmp_path: Path, pub_key: PrivateKey) -> None:
+    """Equal-sized shards are checked by whole-file SHA-256 in verify and load: still refused."""
+    from seedvault.demo_model import generate_model
+
+    generate_model(tmp_path / "even", 2, shards=2)
+    owner: Client = make_client("even")
+    trust(owner, pub_key)
+    owner.publish(tmp_path / "even", name="acme/even", version="1", license="MIT", key=pub_key)
+    manifest = owner.vault.resolve("acme/even@1").manifest
+    entry = manifest.files[-1]
+    assert entry.is_safetensors and hashing.whole_file_balanced(
+        [f.size for f in manifest.files if f.is_safetensors], 2)
+    make_writable_and_tamper(owner.vault.blob_path(entry), entry.size // 2, keep_mtime=False)
+    match = f"{entry.path}.*expected (sha256 {entry.sha256}|pieces root {entry.pieces_root}), found [0-9a-f]{{64}}"
+    with pytest.raises(IntegrityError, match=match):
+        owner.verify("acme/even@1")
+    with pytest.raises(IntegrityError, match=match):
+        owner.load("acme/even@1")
+
+
 def test_fast_mode_reverifies_after_in_place_change(receiver: Client, bundle: Path) -> None:
     """The record is trusted only while size, mtime_ns, inode and ctime are unchanged.
 

@@ -15,6 +15,7 @@ from seedvault.errors import IntegrityError
 from seedvault.manifest import FileEntry, info_hash_v2
 
 KiB = 1024
+PIECE_16K = 16 * KiB
 BLOCK = 16 * KiB
 
 
@@ -220,3 +221,47 @@ def test_many_small_chunks_give_the_same_digests(tmp_path: Path, monkeypatch: py
     _flip(tmp_path / "copy", 30 * piece + 5)
     with pytest.raises(IntegrityError):
         hashing.verify_files(tmp_path, [expected], piece)
+
+
+def _balanced_shards(tmp_path: Path, count: int = 4, size: int = 300_000) -> list[hashing.Expected]:
+    rng = np.random.default_rng(7)
+    out = []
+    for i in range(count):
+        p = tmp_path / f"shard{i}.bin"
+        p.write_bytes(rng.bytes(size))
+        d = hashing.hash_file(p, PIECE_16K)
+        out.append(hashing.Expected(p.name, d.size, d.pieces_root, d.sha256))
+    return out
+
+
+def test_whole_file_check_of_similar_shards_refuses_a_flipped_byte(tmp_path: Path) -> None:
+    """Shards of similar size are checked whole (SHA-256); a flipped byte is still caught."""
+    items = _balanced_shards(tmp_path)
+    assert hashing.whole_file_balanced([i.size for i in items], 2)
+    assert hashing.verify_files(tmp_path, items, PIECE_16K, need_layers=False) == {}
+    target = tmp_path / items[2].path
+    data = bytearray(target.read_bytes())
+    data[12345] ^= 0x01
+    target.write_bytes(bytes(data))
+    with pytest.raises(IntegrityError, match=rf"'shard2.bin'.*expected sha256 {items[2].sha256}, found [0-9a-f]{{64}}"):
+        hashing.verify_files(tmp_path, items, PIECE_16K, need_layers=False)
+    # The per-piece check, which seeding forces, catches it too.
+    with pytest.raises(IntegrityError, match="expected pieces root"):
+        hashing.verify_files(tmp_path, items, PIECE_16K)
+
+
+def test_read_verified_whole_file_refuses_a_flipped_byte(tmp_path: Path) -> None:
+    item = _balanced_shards(tmp_path, count=1)[0]
+    path = tmp_path / item.path
+    assert bytes(hashing.read_verified(path, item, PIECE_16K, whole_file=True)) == path.read_bytes()
+    data = bytearray(path.read_bytes())
+    data[-1] ^= 0x80
+    path.write_bytes(bytes(data))
+    with pytest.raises(IntegrityError, match=f"expected sha256 {item.sha256}"):
+        hashing.read_verified(path, item, PIECE_16K, whole_file=True)
+
+
+def test_uneven_or_few_files_use_the_per_piece_check() -> None:
+    assert not hashing.whole_file_balanced([100], 2)  # one file: spans across cores instead
+    assert not hashing.whole_file_balanced([900, 100], 2)  # one worker would do nearly all
+    assert hashing.whole_file_balanced([100, 100, 100, 100], 2)
