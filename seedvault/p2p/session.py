@@ -135,8 +135,13 @@ class Swarm:
         peers: Iterable[Endpoint] = (),
         web_seeds: Iterable[str] = (),
         trackers: Iterable[str] = (),
+        stop_when_ready: bool = False,
     ) -> lt.torrent_handle:
-        """Add a torrent whose files live directly under save_path at their manifest paths."""
+        """Add a torrent whose files live directly under save_path at their manifest paths.
+
+        With `stop_when_ready`, libtorrent checks what is on disk, then pauses the torrent
+        before it connects to anyone; the caller resumes it (and connects `peers` itself).
+        """
         atp = lt.read_resume_data(resume_data) if resume_data else lt.add_torrent_params()
         atp.ti = ti
         atp.save_path = str(save_path)
@@ -147,6 +152,8 @@ class Swarm:
             flags |= lt.torrent_flags.seed_mode  # verified by us; libtorrent re-hashes on demand
             if self.config.super_seed:
                 flags |= lt.torrent_flags.super_seeding
+        if stop_when_ready:
+            flags |= lt.torrent_flags.stop_when_ready
         atp.flags = flags
         atp.url_seeds = list(web_seeds)
         atp.trackers = list(trackers)

@@ -38,7 +38,7 @@ class TransferStats:
     from_web: int = 0  # HTTP web seeds
     uploaded: int = 0
     downloaded: int = 0  # payload received in this run (includes rejected pieces)
-    resumed: int = 0  # already on disk when this run started
+    resumed: int = 0  # already on disk when this run started (checked before any connection)
     hash_failures: int = 0
     banned: list[str] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
@@ -67,19 +67,22 @@ class Download:
         self.resume_path = resume_path
         self.peers = list(peers)
         resume = resume_path.read_bytes() if resume_path.exists() else None
+        # Paused once its check is done, so `resumed` counts only what was on disk before.
         self.handle = swarm.add(
-            ti, staging, resume_data=resume, peers=self.peers, web_seeds=web_seeds, trackers=trackers
+            ti, staging, resume_data=resume, web_seeds=web_seeds, trackers=trackers, stop_when_ready=True
         )
         self.stats = TransferStats()
         self._blocks: dict[tuple[int, int], str] = {}
         self._kinds: dict[str, str] = {}  # endpoint -> "seed", "peer" or "web", fixed at its first block
         self._started = time.monotonic()
         self._last_resume = 0.0
-        self._first_status = True
+        self._running = False
 
     # ---- the loop ----------------------------------------------------------------------
     def wait_finished(self, deadline: float, on_status: Callable[[TransferStats], None] | None = None) -> None:
         """Pump alerts until libtorrent reports every piece; TransferError at the deadline."""
+        if not self._running:
+            self._start(deadline)
         last_status = 0.0
         while True:
             now = time.monotonic()
@@ -103,6 +106,27 @@ class Download:
                     "(check --peer / --web-seed / --registry if no peer answered)",
                 )
             for alert in self.swarm.pop_alerts(wait=0.2):
+                self._on_alert(alert)
+
+    def _start(self, deadline: float) -> None:
+        """Wait for libtorrent to check what is on disk, count it as resumed, then connect."""
+        checking = (lt.torrent_status.checking_files, lt.torrent_status.checking_resume_data)
+        while True:
+            st = self.handle.status()
+            if st.state not in checking and self.handle.flags() & lt.torrent_flags.paused:
+                self.stats.resumed = st.total_wanted_done
+                self.handle.unset_flags(lt.torrent_flags.stop_when_ready)  # a later recheck must not stop
+                self.handle.resume()
+                for peer in self.peers:
+                    self.handle.connect_peer(peer)
+                self._running = True
+                return
+            if time.monotonic() >= deadline:
+                raise TransferError(
+                    f"timed out checking the {st.total_wanted_done} bytes already in staging",
+                    hint="run the same pull again with a longer --timeout; nothing was lost",
+                )
+            for alert in self.swarm.pop_alerts(wait=0.05):
                 self._on_alert(alert)
 
     def _on_alert(self, alert: Any) -> None:
@@ -129,10 +153,6 @@ class Download:
 
     def _refresh(self) -> None:
         st = self.handle.status()
-        if self._first_status and st.state not in (lt.torrent_status.checking_files,
-                                                   lt.torrent_status.checking_resume_data):
-            self.stats.resumed = st.total_wanted_done
-            self._first_status = False
         self.stats.total = st.total_wanted  # excludes the virtual pad files
         self.stats.done = st.total_wanted_done
         self.stats.rate = float(st.download_payload_rate)
