@@ -190,7 +190,7 @@ def start_seeding(client: Client, swarm: Swarm, refs: Iterable[str] | None = Non
         try:
             manifest, ti, snapshot = seed_torrent(client, ref, fast=fast)
         except Error as exc:
-            report.refused.append((ref, str(exc)))
+            report.refused.append((ref, exc.diagnostics()))
             continue
         report.handles[manifest.ref] = swarm.add(ti, snapshot, seed=True)
         report.seeding.append(manifest.ref)

@@ -92,6 +92,11 @@ class _Child:
             f"a demo process did not report in time (exit {self.proc.poll()}): " + " | ".join(self._stderr[-5:])
         )
 
+    def stop_and_report(self) -> Any:
+        """SIGTERM, then the JSON document the process prints as it exits."""
+        self.proc.send_signal(signal.SIGTERM)
+        return self.next_doc(30)
+
     def stop(self) -> None:
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
@@ -154,10 +159,16 @@ def swarm_demo(workdir: Path, size_mb: int, n_peers: int, seed_limit_mb: int) ->
                                    "--seed", "--json", "--timeout", str(PROCESS_TIMEOUT)))
         reports = [c.next_doc(PROCESS_TIMEOUT) for c in children[1:]]
         wall = time.perf_counter() - start
-        _swarm_table(homes, reports, manifest)
-        click.echo(f"  all {n_peers} peers hold verified copies after {wall:.1f} s")
+        _swarm_table(homes, reports)
+        sent = sum(seed.stop_and_report()["uploaded"].values())
+        click.echo(f"  all {n_peers} peers hold verified copies after {wall:.1f} s; the seed sent "
+                   f"{sent / manifest.total_size:.2f}x the model size ({n_peers}.00x without peer-to-peer)")
 
         click.echo("\n3. a corrupt peer")
+        seed_port = _free_port()
+        children.append(_Child(pub_home, "seed", "--json", "--listen", f"127.0.0.1:{seed_port}",
+                               "--upload-limit", str(seed_limit_mb * 1_000_000)))
+        children[-1].next_doc(60)
         _corrupt_peer_demo(workdir, key, published.envelope, manifest, pub_home, seed_port)
     finally:
         for child in children:
@@ -180,18 +191,15 @@ def swarm_demo(workdir: Path, size_mb: int, n_peers: int, seed_limit_mb: int) ->
     _airgap_demo(workdir, key, homes[1])
 
 
-def _swarm_table(homes: list[Path], reports: list[dict[str, Any]], manifest: Manifest) -> None:
-    click.echo(f"  {'peer':<6} {'from seed MB':>13} {'from peers MB':>14} {'uploaded MB':>12} {'time s':>7}  verified")
+def _swarm_table(homes: list[Path], reports: list[dict[str, Any]]) -> None:
+    click.echo(f"  {'peer':<6} {'from seeds MB':>14} {'from peers MB':>14} {'uploaded MB':>12} {'time s':>7}  verified")
     for home, r in zip(homes, reports, strict=True):
         with Client(home) as peer:
             peer.verify(REF)
             tensors = peer.load(REF)
         verified = f"yes, {len(tensors)} tensors loaded"
-        click.echo(f"  {home.name:<6} {_mb(r['from_seeds']):>13} {_mb(r['from_peers']):>14} "
+        click.echo(f"  {home.name:<6} {_mb(r['from_seeds']):>14} {_mb(r['from_peers']):>14} "
                    f"{_mb(r['uploaded']):>12} {r['elapsed']:7.1f}  {verified}")
-    total_from_seed = sum(r["from_seeds"] for r in reports)
-    click.echo(f"  the seed sent {total_from_seed / manifest.total_size:.2f}x the model size "
-               f"for {len(reports)} copies ({len(reports)}.00x without peer-to-peer)")
 
 
 def _corrupt_peer_demo(workdir: Path, key: PrivateKey, envelope: Envelope, manifest: Manifest,

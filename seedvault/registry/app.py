@@ -98,12 +98,19 @@ def _model(request: web.Request) -> tuple[str, str | None]:
 
 
 async def _json_body(request: web.Request) -> bytes:
+    """The whole request body, refused (413) as soon as it passes MAX_JSON_BODY.
+
+    `StreamReader.read(n)` returns what has arrived so far, not n bytes: a body that comes
+    in several TCP segments or chunks must be read until EOF.
+    """
     if request.content_length is not None and request.content_length > MAX_JSON_BODY:
         raise web.HTTPRequestEntityTooLarge(max_size=MAX_JSON_BODY, actual_size=request.content_length)
-    body = await request.content.read(MAX_JSON_BODY + 1)
-    if len(body) > MAX_JSON_BODY:
-        raise web.HTTPRequestEntityTooLarge(max_size=MAX_JSON_BODY, actual_size=len(body))
-    return body
+    body = bytearray()
+    async for chunk in request.content.iter_any():
+        body += chunk
+        if len(body) > MAX_JSON_BODY:
+            raise web.HTTPRequestEntityTooLarge(max_size=MAX_JSON_BODY, actual_size=len(body))
+    return bytes(body)
 
 
 # ---- handlers ------------------------------------------------------------------------------
@@ -120,9 +127,11 @@ async def openapi(request: web.Request) -> web.Response:
 async def search(request: web.Request) -> web.Response:
     q = request.query
     try:
-        limit = min(int(q.get("limit", "100")), 1000)
+        limit = int(q.get("limit", "100"))
     except ValueError:
-        raise UsageError(f"limit: expected an integer, found {q.get('limit')!r}") from None
+        limit = 0
+    if not 1 <= limit <= 1000:  # SQLite reads a negative LIMIT as "no limit"
+        raise UsageError(f"limit: expected an integer from 1 to 1000, found {q.get('limit')!r}")
     node = request.app[NODE]
     releases = await _run(request, lambda: node.index.search(
         q.get("q"), publisher=q.get("publisher"), license=q.get("license"), limit=limit))

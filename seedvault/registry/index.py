@@ -1,7 +1,9 @@
 """The node's search index (SQLite, embedded): one row per accepted release.
 
 The vault holds the envelopes and bytes; this index holds what a registry needs to list
-and search quickly, and the node's own state (yanked releases).
+and search quickly, and the node's own state: yanked releases, and the digests of removed
+ones, so that neither a restart (which indexes the vault) nor a mirror sync brings them
+back. Publishing a removed release again is an explicit act and lists it again.
 """
 
 from __future__ import annotations
@@ -31,6 +33,11 @@ CREATE TABLE IF NOT EXISTS releases (
     UNIQUE (name, version)
 );
 CREATE INDEX IF NOT EXISTS releases_name ON releases (name);
+CREATE TABLE IF NOT EXISTS removed (
+    digest TEXT PRIMARY KEY,
+    name TEXT NOT NULL,
+    version TEXT NOT NULL
+);
 """
 
 
@@ -72,6 +79,7 @@ class Index:
         text = " ".join(filter(None, [manifest.name, manifest.origin.publisher, manifest.origin.source_url,
                                       manifest.origin.notes, manifest.license.spdx])).lower()
         with self._lock:
+            self._db.execute("DELETE FROM removed WHERE digest=?", (verdict.digest,))
             self._db.execute(
                 "INSERT INTO releases (digest, name, version, created, license, publisher, publisher_keys, "
                 "approver_keys, size, text) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(digest) DO UPDATE "
@@ -121,11 +129,23 @@ class Index:
 
     def remove(self, name: str) -> int:
         with self._lock:
-            cur = self._db.execute("DELETE FROM releases WHERE name=?", (name,))
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                self._db.execute("INSERT OR IGNORE INTO removed (digest, name, version) "
+                                 "SELECT digest, name, version FROM releases WHERE name=?", (name,))
+                cur = self._db.execute("DELETE FROM releases WHERE name=?", (name,))
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
         return cur.rowcount
 
     def digests(self) -> set[str]:
         return {d for (d,) in self._db.execute("SELECT digest FROM releases")}
+
+    def removed(self) -> set[str]:
+        """Digests an admin removed: not to be indexed again by a restart or a mirror sync."""
+        return {d for (d,) in self._db.execute("SELECT digest FROM removed")}
 
 
 def _escape_like(text: str) -> str:

@@ -40,11 +40,14 @@ class SyncReport:
 def sync(client: Client, index: Index, upstream: str, *, timeout: float = 600.0) -> SyncReport:
     remote = RegistryClient(upstream)
     report = SyncReport(upstream)
-    held = index.digests()
+    held, removed = index.digests(), index.removed()
     for release in remote.search(limit=1000):
         ref = f"{release['name']}@{release['version']}"
         if release.get("digest") in held:
             report.present.append(ref)
+            continue
+        if release.get("digest") in removed:
+            report.refused.append((ref, "removed from this registry by its admin; not mirrored again"))
             continue
         try:
             envelope = remote.envelope(release["name"], release["version"])

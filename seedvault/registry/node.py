@@ -45,7 +45,7 @@ class Node:
 
     def _reindex(self) -> None:
         """Index whatever the vault holds that the node's policy accepts (e.g. after restart)."""
-        known = self.index.digests()
+        known = self.index.digests() | self.index.removed()
         for entry in self.client.vault.entries():
             if entry.digest in known:
                 continue
@@ -235,10 +235,12 @@ class Node:
         token = self.config.admin_token
         if not token:
             raise PolicyError("admin operations are disabled on this registry (no admin_token configured)")
-        presented = (authorization or "").removeprefix("Bearer ").strip()
-        if not authorization or not hmac.compare_digest(presented.encode(), token.encode()):
-            raise PolicyError("admin operation: expected 'Authorization: Bearer <admin token>', "
-                              + ("found a wrong token" if authorization else "found none"))
+        scheme, _, presented = (authorization or "").strip().partition(" ")
+        bearer = scheme.lower() == "bearer"  # RFC 6750; the scheme name is case-insensitive
+        if not bearer or not hmac.compare_digest(presented.strip().encode(), token.encode()):
+            found = ("found none" if not authorization else "found a wrong token" if bearer
+                     else "found a header without the Bearer scheme")  # never echo what was sent
+            raise PolicyError(f"admin operation: expected 'Authorization: Bearer <admin token>', {found}")
 
     def yank(self, name: str, version: str) -> dict[str, Any]:
         self.release(name, version)

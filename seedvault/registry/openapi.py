@@ -32,6 +32,7 @@ OPENAPI: dict[str, Any] = {
     "info": {"title": "seedvault registry node", "version": "1"},
     "paths": {
         "/health": {"get": _op("liveness")},
+        "/openapi.json": {"get": _op("this OpenAPI document")},
         "/v1/models": {"get": _op("list and search releases", [
             {"name": "q", "in": "query", "schema": {"type": "string"}, "description": "text in name, publisher, notes"},
             {"name": "publisher", "in": "query", "schema": {"type": "string"}, "description": "publisher key id"},
@@ -64,9 +65,10 @@ OPENAPI: dict[str, Any] = {
             ], ok="201",
             requestBody={"required": True, "content": {"application/octet-stream": {"schema": {"type": "string",
                                                                                                "format": "binary"}}}})},
-        "/webseed/{digest}/{path}": {"get": _op("file bytes with HTTP Range (BEP 19 web seed)", [
+        "/webseed/{digest}/{tail}": {"get": _op("file bytes with HTTP Range (BEP 19 web seed)", [
             {"name": "digest", "in": "path", "required": True, "schema": {"type": "string"}},
-            {"name": "path", "in": "path", "required": True, "schema": {"type": "string"}},
+            {"name": "tail", "in": "path", "required": True, "schema": {"type": "string"},
+             "description": "<torrent name>/<file path>, or <file path> for a single-file torrent"},
         ])},
         "/announce": {"get": _op("BitTorrent tracker announce (BEP 3, compact peers BEP 23)")},
     },
