@@ -100,7 +100,7 @@ def pull(
         check_binding(ti, manifest, f"torrent for {manifest.ref}")
     else:
         ti = bound_torrent(manifest)
-    sources = peers or web_seeds or trackers or ti.web_seeds() or ti.trackers()
+    sources = peers or web_seeds or trackers or (torrent is not None and _lists_sources(torrent))
     if not (sources or (config and (config.lan or config.dht_nodes)) or (swarm and swarm.discovers)):
         raise UsageError(
             f"no source of bytes for {manifest.ref}",
@@ -125,6 +125,13 @@ def pull(
     shutil.rmtree(staging, ignore_errors=True)
     resume_path.unlink(missing_ok=True)
     return PullReport(manifest.ref, envelope.digest, str(admitted.snapshot), False, download.stats)
+
+
+def _lists_sources(torrent: bytes) -> bool:
+    """Whether a .torrent names web seeds or trackers (read from the file itself: the
+    libtorrent accessors for them are deprecated)."""
+    decoded: Any = lt.bdecode(torrent)
+    return isinstance(decoded, dict) and any(decoded.get(k) for k in (b"url-list", b"announce", b"announce-list"))
 
 
 def _finish(

@@ -32,8 +32,9 @@ def load_config(config_path: Path | None, client: Client, host: str | None, port
 @click.option("--port", type=click.IntRange(0, 65535), help="Port (default 8470).")
 @click.option("--config", "config_path", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="Node config (TOML): host, port, public_url, admin_token, upstreams, mirror_interval ...")
+@click.option("--access-log", is_flag=True, help="Log every request (costs about 40% of peak request rate).")
 @click.pass_obj
-def serve(client: Client, host: str | None, port: int | None, config_path: Path | None) -> None:
+def serve(client: Client, host: str | None, port: int | None, config_path: Path | None, access_log: bool) -> None:
     """Run a registry node: API, web seed, tracker, and a seed of every model it holds.
 
     It accepts, serves and mirrors only what the trust policy of its home accepts.
@@ -42,7 +43,8 @@ def serve(client: Client, host: str | None, port: int | None, config_path: Path 
     client.close()  # the node opens its own handles on the same home
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     click.echo(f"registry node on {config.base_url} (Ctrl-C to stop)", err=True)
-    web.run_app(create_app(config), host=config.host, port=config.port, print=None, shutdown_timeout=10)
+    web.run_app(create_app(config), host=config.host, port=config.port, print=None, shutdown_timeout=10,
+                access_log=logging.getLogger("aiohttp.access") if access_log else None)
 
 
 @click.command()

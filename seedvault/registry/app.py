@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import threading
 from collections.abc import AsyncIterator, Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
@@ -42,6 +43,8 @@ T = TypeVar("T")
 CONFIG = web.AppKey("config", NodeConfig)
 NODE = web.AppKey("node", Node)
 WORKER = web.AppKey("worker", ThreadPoolExecutor)
+SYNCER = web.AppKey("syncer", ThreadPoolExecutor)
+STOPPING = web.AppKey("stopping", threading.Event)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
@@ -263,6 +266,9 @@ async def _node_ctx(app: web.Application) -> AsyncIterator[None]:
     node = await loop.run_in_executor(worker, Node, app[CONFIG])
     app[NODE] = node
     await loop.run_in_executor(worker, node.start_swarm)
+    syncer = ThreadPoolExecutor(1, thread_name_prefix="seedvault-mirror")
+    app[SYNCER] = syncer
+    app[STOPPING] = threading.Event()
     pump = asyncio.create_task(_pump(app))
     try:
         yield
@@ -270,6 +276,10 @@ async def _node_ctx(app: web.Application) -> AsyncIterator[None]:
         pump.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await pump
+        # A running sync stops at its next status check; wait for it before closing the
+        # vault and index it uses.
+        app[STOPPING].set()
+        await loop.run_in_executor(None, syncer.shutdown, True)
         await loop.run_in_executor(worker, node.close)
         worker.shutdown(wait=True)
 
@@ -287,7 +297,7 @@ async def _pump(app: web.Application) -> None:
         await loop.run_in_executor(app[WORKER], node.pump)
         due = config.mirror_interval and config.upstreams and loop.time() >= next_sync
         if due and (syncing is None or syncing.done()):
-            syncing = loop.run_in_executor(None, _sync_all, app)
+            syncing = loop.run_in_executor(app[SYNCER], _sync_all, app)
             next_sync = loop.time() + (config.mirror_interval or 0)
 
 
@@ -295,7 +305,7 @@ def _sync_all(app: web.Application) -> None:
     node = app[NODE]
     for upstream in app[CONFIG].upstreams:
         try:
-            report = sync(node.client, node.index, upstream)
+            report = sync(node.client, node.index, upstream, stop=app[STOPPING])
         except Error as exc:
             log.warning("mirror sync from %s failed: %s", upstream, exc)
             continue

@@ -9,12 +9,13 @@ with their reason. The upstream is never trusted for anything but bytes to check
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass, field
 from typing import Any
 
 from seedvault.client import Client
-from seedvault.errors import Error, VerificationError
-from seedvault.p2p import SwarmConfig
+from seedvault.errors import Error, TransferError, VerificationError
+from seedvault.p2p import SwarmConfig, TransferStats
 from seedvault.registry.client import RegistryClient
 from seedvault.registry.index import Index
 from seedvault.signing import evaluate
@@ -37,11 +38,22 @@ class SyncReport:
         }  # fmt: skip
 
 
-def sync(client: Client, index: Index, upstream: str, *, timeout: float = 600.0) -> SyncReport:
+def sync(
+    client: Client, index: Index, upstream: str, *, timeout: float = 600.0, stop: threading.Event | None = None
+) -> SyncReport:
+    """One pass over the upstream. `stop` (set when a node shuts down) ends it early; a
+    download it interrupts keeps what arrived, for the next sync to resume."""
+
+    def check_stop(_stats: TransferStats) -> None:
+        if stop is not None and stop.is_set():
+            raise TransferError("mirror sync interrupted: the node is shutting down")
+
     remote = RegistryClient(upstream)
     report = SyncReport(upstream)
     held, removed = index.digests(), index.removed()
     for release in remote.search(limit=1000):
+        if stop is not None and stop.is_set():
+            break
         ref = f"{release['name']}@{release['version']}"
         if release.get("digest") in held:
             report.present.append(ref)
@@ -60,7 +72,8 @@ def sync(client: Client, index: Index, upstream: str, *, timeout: float = 600.0)
             continue
         try:
             torrent = remote.torrent(release["name"], release["version"])
-            pulled = pull(client, ref, envelope, torrent=torrent, config=SwarmConfig(), timeout=timeout)
+            pulled = pull(client, ref, envelope, torrent=torrent, config=SwarmConfig(), timeout=timeout,
+                          on_status=check_stop)
         except Error as exc:
             report.failed.append((ref, str(exc)))
             continue
