@@ -10,6 +10,7 @@ of their class:
 from __future__ import annotations
 
 import errno
+import importlib
 import sys
 from pathlib import Path
 from typing import Any
@@ -17,18 +18,53 @@ from typing import Any
 import click
 
 from seedvault.cli._common import emit, json_option
-from seedvault.cli.bridges import register_bridge_commands
-from seedvault.cli.demo import demo
-from seedvault.cli.models import register_model_commands
-from seedvault.cli.registry import register_registry_commands
-from seedvault.cli.swarm import register_swarm_commands
-from seedvault.cli.trust import trust
 from seedvault.client import Client
 from seedvault.errors import Error
 from seedvault.signing import KEY_TYPES, PrivateKey
 
+# Command name -> "module:attribute". Loaded on first use, so `seedvault verify` does not
+# pay for importing libtorrent, aiohttp and huggingface_hub (most of a second here).
+LAZY_COMMANDS = {
+    "trust": "seedvault.cli.trust:trust",
+    "publish": "seedvault.cli.models:publish",
+    "approve": "seedvault.cli.models:approve",
+    "verify": "seedvault.cli.models:verify",
+    "show": "seedvault.cli.models:show",
+    "list": "seedvault.cli.models:list_",
+    "export": "seedvault.cli.models:export",
+    "import": "seedvault.cli.models:import_",
+    "seed": "seedvault.cli.swarm:seed",
+    "pull": "seedvault.cli.swarm:pull",
+    "torrent": "seedvault.cli.swarm:torrent",
+    "serve": "seedvault.cli.registry:serve",
+    "push": "seedvault.cli.registry:push",
+    "search": "seedvault.cli.registry:search",
+    "mirror": "seedvault.cli.registry:mirror",
+    "import-hf": "seedvault.cli.bridges:import_hf_command",
+    "export-hf": "seedvault.cli.bridges:export_hf_command",
+    "oms": "seedvault.cli.bridges:oms",
+    "import-oms": "seedvault.cli.bridges:import_oms_command",
+    "demo": "seedvault.cli.demo:demo",
+}
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+
+class LazyGroup(click.Group):
+    """A group whose subcommands are imported when they are run or listed in help."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *LAZY_COMMANDS})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name in LAZY_COMMANDS and cmd_name not in self.commands:
+            module, _, attribute = LAZY_COMMANDS[cmd_name].partition(":")
+            command = getattr(importlib.import_module(module), attribute)
+            if not isinstance(command, click.Command):
+                raise TypeError(f"{LAZY_COMMANDS[cmd_name]} is not a click command")
+            self.add_command(command, cmd_name)
+        return super().get_command(ctx, cmd_name)
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option(
     "--home",
     type=click.Path(file_okay=False, path_type=Path),
@@ -60,12 +96,6 @@ def keygen(client: Client, key_type: str, out: Path | None, passphrase_file: Pat
     emit(data, as_json, f"key id      {key.key_id}\nprivate key {path}\npublic key  {pub}")
 
 
-cli.add_command(trust)
-cli.add_command(demo)
-register_model_commands(cli)
-register_swarm_commands(cli)
-register_bridge_commands(cli)
-register_registry_commands(cli)
 
 
 def main(argv: list[str] | None = None) -> Any:

@@ -158,8 +158,3 @@ def import_oms_command(
         f"  digest    {admitted.envelope.digest}\n"
         f"  OMS       bundle {verdict.bundle_sha256}, signer {verdict.key_id}\n"
         f"  snapshot  {admitted.snapshot}"))
-
-
-def register_bridge_commands(group: click.Group) -> None:
-    for command in (import_hf_command, export_hf_command, oms, import_oms_command):
-        group.add_command(command)

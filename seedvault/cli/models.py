@@ -185,9 +185,3 @@ def import_(client: Client, bundle: Path, as_json: bool) -> None:
     result = import_bundle(client, bundle)
     emit({**result.verdict.to_dict(), "snapshot": str(result.snapshot)}, as_json,
          lambda: _verdict_text(result.verdict) + f"\n  snapshot  {result.snapshot}")
-
-
-def register_model_commands(group: click.Group) -> None:
-    for command in (publish, approve, verify, show, list_, export, import_):
-        group.add_command(command)
-

@@ -110,8 +110,3 @@ def _sync_text(r: SyncReport) -> str:
         + [f"  refused {x}: {why}" for x, why in r.refused]
         + [f"  failed  {x}: {why}" for x, why in r.failed]
     )
-
-
-def register_registry_commands(group: click.Group) -> None:
-    for command in (serve, push, search, mirror):
-        group.add_command(command)

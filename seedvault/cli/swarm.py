@@ -230,8 +230,3 @@ def torrent(client: Client, ref: str, out: Path | None, web_seeds: tuple[str, ..
     magnet = magnet_link(manifest, web_seeds=web_seeds)
     emit({"ref": manifest.ref, "torrent": str(path), "info_hash_v2": manifest.torrent.info_hash_v2,
           "magnet": magnet}, as_json, f"wrote {path}\n{magnet}")
-
-
-def register_swarm_commands(group: click.Group) -> None:
-    for command in (seed, pull, torrent):
-        group.add_command(command)
