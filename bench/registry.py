@@ -5,8 +5,8 @@
 Publishes a small generated model into a temporary node home, then starts three HTTP servers
 on 127.0.0.1, each in its own process, all serving the same envelope bytes at the same path:
 
-- `seedvault serve`: the node as a user runs it (the CLI logs every request at INFO to stderr,
-  which goes to a file here);
+- `seedvault serve`: the node as a user runs it (no per-request access log unless
+  `--access-log`; its stderr goes to a file here);
 - the node without an access log: `web.run_app(create_app(config), access_log=None)`;
 - a bare aiohttp app whose one handler returns the same bytes.
 
@@ -285,7 +285,7 @@ def run(args: argparse.Namespace, argv: Sequence[str]) -> int:
                       ports[0], root / "bare.log")
         servers = [
             bare,
-            Server("node: seedvault serve (INFO access log to a file)",
+            Server("node: seedvault serve",
                    [py, "-m", "seedvault", "--home", str(home), "serve", "--port", str(ports[1])],
                    ports[1], root / "serve.log"),
             Server("node: create_app, no access log", [py, me, "_serve-node", str(home), str(ports[2])],

@@ -34,16 +34,20 @@ from seedvault.settings import MERKLE_BLOCK_SIZE, READ_CHUNK, worker_count
 
 _ZERO_LEAF = bytes(32)
 _pool_lock = threading.Lock()
-_pool: ThreadPoolExecutor | None = None
+_pools: dict[str, ThreadPoolExecutor] = {}
+
+
+def _shared_pool(name: str) -> ThreadPoolExecutor:
+    """Process-wide pools, one per kind of work: threads, because hashlib and file I/O drop
+    the GIL. Hashing and writing get separate pools so a write never waits behind hashing."""
+    with _pool_lock:
+        if name not in _pools:
+            _pools[name] = ThreadPoolExecutor(worker_count(), thread_name_prefix=f"seedvault-{name}")
+        return _pools[name]
 
 
 def _leaf_pool() -> ThreadPoolExecutor:
-    """One process-wide pool for leaf hashing: threads, because hashlib drops the GIL."""
-    global _pool
-    with _pool_lock:
-        if _pool is None:
-            _pool = ThreadPoolExecutor(worker_count(), thread_name_prefix="seedvault-hash")
-        return _pool
+    return _shared_pool("hash")
 
 
 def _pad_hash(height: int) -> bytes:
@@ -129,15 +133,6 @@ def _chunk_size(piece_length: int) -> int:
 
 _RING = 4  # chunk buffers per file in flight: bounds memory at _RING * READ_CHUNK
 _SYNC_EVERY = 8  # chunks between fdatasync calls while copying: writeback overlaps hashing
-_write_pool: ThreadPoolExecutor | None = None
-
-
-def _writer_pool() -> ThreadPoolExecutor:
-    global _write_pool
-    with _pool_lock:
-        if _write_pool is None:
-            _write_pool = ThreadPoolExecutor(worker_count(), thread_name_prefix="seedvault-write")
-        return _write_pool
 
 
 def _write_chunk(fd: int, view: memoryview, offset: int, sync: bool) -> None:
@@ -178,7 +173,7 @@ def _hash_file(
     sink: int | None,
 ) -> FileDigest:
     pool = _leaf_pool()
-    writer = _writer_pool() if sink is not None else None
+    writer = _shared_pool("write") if sink is not None else None
     sha = hashlib.sha256()
     chunk_size = _chunk_size(piece_length)
     # A ring of reused buffers: no allocation or page faults per chunk. A buffer is reused

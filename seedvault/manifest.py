@@ -68,11 +68,13 @@ def _is_count(value: object) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and value >= 0
 
 
-def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+def unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """`json.loads` hook refusing a key given twice: parsers that keep the first and those
+    that keep the last would otherwise read different documents from the same bytes."""
     out: dict[str, Any] = {}
     for key, value in pairs:
         if key in out:
-            raise ManifestError(f"manifest payload: expected each key once per object, found {key!r} twice")
+            raise ValueError(f"expected each key once per object, found {key!r} twice")
         out[key] = value
     return out
 
@@ -439,9 +441,7 @@ class Manifest:
     @classmethod
     def from_payload(cls, payload: bytes) -> Manifest:
         try:
-            # UTF-8 only, and a key given twice is refused: parsers that keep the first
-            # and parsers that keep the last would otherwise read different manifests.
-            data = json.loads(payload.decode("utf-8"), object_pairs_hook=_unique_keys)
+            data = json.loads(payload.decode("utf-8"), object_pairs_hook=unique_keys)  # UTF-8 only
         except (ValueError, RecursionError) as exc:  # bad UTF-8 or JSON, a 5000-digit number, deep nesting
             raise ManifestError(f"manifest payload: expected JSON, found invalid data ({exc})") from None
         if not isinstance(data, dict):

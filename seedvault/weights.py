@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from seedvault.errors import UnsafeWeightsError, UsageError
-from seedvault.manifest import SafetensorsSummary
+from seedvault.manifest import SafetensorsSummary, unique_keys
 from seedvault.settings import MAX_SAFETENSORS_HEADER
 
 # Bytes per element. Sub-byte types (F4, F6) cannot be sliced per tensor safely here.
@@ -68,15 +68,6 @@ def _bad(name: str, message: str) -> UnsafeWeightsError:
     return UnsafeWeightsError(f"safetensors file {name!r}: {message}")
 
 
-def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in out:
-            raise ValueError(f"duplicate key {key!r}")
-        out[key] = value
-    return out
-
-
 def header_length(prefix: bytes, file_size: int, name: str) -> int:
     """The declared header length from the first 8 bytes, bounded before anything is read."""
     if file_size < 8 or len(prefix) < 8:
@@ -99,7 +90,7 @@ def parse_header(header: bytes, file_size: int, name: str) -> SafetensorsHeader:
     if not header.startswith(b"{"):
         raise _bad(name, f"expected the header to be a JSON object, found {header[:16]!r}")
     try:
-        raw = json.loads(header.decode("utf-8"), object_pairs_hook=_no_duplicates)
+        raw = json.loads(header.decode("utf-8"), object_pairs_hook=unique_keys)
     except (ValueError, RecursionError) as exc:  # bad UTF-8 or JSON, a 5000-digit number, deep nesting
         raise _bad(name, f"expected a JSON header, found invalid JSON ({exc})") from None
     if not isinstance(raw, dict):

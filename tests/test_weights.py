@@ -119,7 +119,7 @@ def test_file_shorter_than_length_prefix_refused(tmp_path: Path) -> None:
         (b"{\"a\": ", b"", "invalid JSON"),
         (b"[1, 2]", b"", "JSON object"),
         (b"{\"a\": {\"dtype\": \"F32\", \"shape\": [1], \"data_offsets\": [0, 4]}, "
-         b"\"a\": {\"dtype\": \"F32\", \"shape\": [1], \"data_offsets\": [4, 8]}}", b"\0" * 8, "duplicate key 'a'"),
+         b"\"a\": {\"dtype\": \"F32\", \"shape\": [1], \"data_offsets\": [4, 8]}}", b"\0" * 8, "found 'a' twice"),
         ({"a": {"dtype": "F99", "shape": [1], "data_offsets": [0, 4]}}, b"\0" * 4, "expected a dtype in .*found 'F99'"),
         ({"a": {"dtype": "F32", "shape": [-1], "data_offsets": [0, 4]}}, b"\0" * 4, "shape of non-negative"),
         ({"a": {"dtype": "F32", "shape": [True], "data_offsets": [0, 4]}}, b"\0" * 4, "shape of non-negative"),

@@ -22,7 +22,6 @@ reason for every refusal.
 from __future__ import annotations
 
 import base64
-import binascii
 import hashlib
 import json
 import os
@@ -36,9 +35,10 @@ from seedvault import hashing
 from seedvault.bridges._files import copy_hashed, write_atomic
 from seedvault.client import Admitted, Client, Progress, scan_model_dir
 from seedvault.errors import IntegrityError, ManifestError, SignatureError, UnsafePathError, UsageError
-from seedvault.manifest import PAYLOAD_TYPE, STATEMENT_TYPE, check_relative_path
+from seedvault.manifest import PAYLOAD_TYPE, STATEMENT_TYPE, check_relative_path, unique_keys
 from seedvault.settings import DEFAULT_PIECE_LENGTH, MAX_ENVELOPE_BYTES, MAX_FILES_PER_MANIFEST
 from seedvault.signing import PrivateKey, PublicKey, pae
+from seedvault.signing.dsse import b64_field
 
 BUNDLE_MEDIA_TYPE = "application/vnd.dev.sigstore.bundle.v0.3+json"
 OMS_PREDICATE_TYPE = "https://model_signing/signature/v1.0"
@@ -122,18 +122,9 @@ class OmsStatement:
     bundle_sha256: str
 
 
-def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in out:  # parsers that keep the first and the last key would read different statements
-            raise ManifestError(f"OMS bundle: expected each key once per object, found {key!r} twice")
-        out[key] = value
-    return out
-
-
 def _json(raw: bytes, where: str) -> dict[str, Any]:
     try:
-        data = json.loads(raw.decode("utf-8"), object_pairs_hook=_unique_keys)
+        data = json.loads(raw.decode("utf-8"), object_pairs_hook=unique_keys)
     except (ValueError, RecursionError) as exc:  # bad UTF-8 or JSON, a 5000-digit number, deep nesting
         raise ManifestError(f"{where}: expected JSON, found invalid data ({exc})") from None
     if not isinstance(data, dict):
@@ -146,15 +137,6 @@ def _field(data: Mapping[str, Any], key: str, kind: type, where: str) -> Any:
     if not isinstance(value, kind) or (kind is str and not value):
         raise ManifestError(f"{where}.{key}: expected {kind.__name__}, found {value!r}")
     return value
-
-
-def _b64(value: object, where: str) -> bytes:
-    if not isinstance(value, str):
-        raise ManifestError(f"{where}: expected base64 text, found {type(value).__name__}")
-    try:
-        return base64.b64decode(value, validate=True)
-    except (binascii.Error, ValueError):
-        raise ManifestError(f"{where}: expected standard base64, found invalid characters") from None
 
 
 def read_bundle(raw: bytes, public_key: PublicKey, source: str = "OMS bundle") -> OmsStatement:
@@ -185,12 +167,12 @@ def read_bundle(raw: bytes, public_key: PublicKey, source: str = "OMS bundle") -
     envelope = _field(bundle, "dsseEnvelope", dict, source)
     if envelope.get("payloadType") != PAYLOAD_TYPE:
         raise ManifestError(f"{source}: expected payloadType {PAYLOAD_TYPE!r}, found {envelope.get('payloadType')!r}")
-    payload = _b64(envelope.get("payload"), f"{source}.dsseEnvelope.payload")
+    payload = b64_field(envelope.get("payload"), f"{source}.dsseEnvelope.payload")
     sigs = _field(envelope, "signatures", list, f"{source}.dsseEnvelope")
     if not sigs or not isinstance(sigs[0], dict):
         raise SignatureError(f"{source}: expected a signature in dsseEnvelope.signatures, found none")
     # Like model_signing, only the first signature counts; a co-signature after it is not checked.
-    sig = _b64(sigs[0].get("sig"), f"{source}.dsseEnvelope.signatures[0].sig")
+    sig = b64_field(sigs[0].get("sig"), f"{source}.dsseEnvelope.signatures[0].sig")
     if not public_key.verify(sig, pae(PAYLOAD_TYPE, payload)):
         raise SignatureError(
             f"{source}: signature does not verify with key {expected_hint} (hint) / {public_key.key_id} (key id); "

@@ -93,7 +93,7 @@ class Envelope:
         payload_type = data.get("payloadType")
         if payload_type != PAYLOAD_TYPE:
             raise ManifestError(f"{source}: expected payloadType {PAYLOAD_TYPE!r}, found {payload_type!r}")
-        payload = _b64(data.get("payload"), f"{source}.payload")
+        payload = b64_field(data.get("payload"), f"{source}.payload")
         raw_sigs = data.get("signatures")
         if not isinstance(raw_sigs, list):
             raise ManifestError(f"{source}.signatures: expected a list, found {type(raw_sigs).__name__}")
@@ -101,11 +101,11 @@ class Envelope:
         for i, item in enumerate(raw_sigs):
             if not isinstance(item, dict) or not isinstance(item.get("keyid", ""), str):
                 raise ManifestError(f"{source}.signatures[{i}]: expected an object with keyid and sig")
-            sigs.append(Signature(item.get("keyid", ""), _b64(item.get("sig"), f"{source}.signatures[{i}].sig")))
+            sigs.append(Signature(item.get("keyid", ""), b64_field(item.get("sig"), f"{source}.signatures[{i}].sig")))
         return cls(payload, payload_type, tuple(sigs))
 
 
-def _b64(value: object, where: str) -> bytes:
+def b64_field(value: object, where: str) -> bytes:
     if not isinstance(value, str):
         raise ManifestError(f"{where}: expected base64 text, found {type(value).__name__}")
     try:
