@@ -7,13 +7,15 @@ platform's user directories) unless `home` is given, and verifies before it retu
     tensors = seedvault.load("acme/tiny@1.0")          # dict name -> numpy array
     path = seedvault.snapshot_path("acme/tiny")         # verified directory, newest version
     verdict = seedvault.verify("acme/tiny@1.0")         # signers, roles, digest
+    report = seedvault.pull("acme/tiny@1.0", registry="http://10.0.0.2:8470")
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from seedvault.client import Admitted, Client
 from seedvault.errors import (
@@ -29,10 +31,13 @@ from seedvault.errors import (
 from seedvault.manifest import Manifest, Ref
 from seedvault.signing import Verdict
 
+if TYPE_CHECKING:
+    from seedvault.swarming import PullReport
+
 __all__ = [
     "Admitted", "Client", "Error", "IntegrityError", "Manifest", "NotFoundError", "PolicyError", "Ref",
     "SignatureError", "TransferError", "UsageError", "Verdict", "VerificationError", "export_bundle",
-    "import_bundle", "load", "snapshot_path", "verify",
+    "import_bundle", "load", "pull", "snapshot_path", "verify",
 ]  # fmt: skip
 
 Home = str | os.PathLike[str] | None
@@ -77,3 +82,34 @@ def export_bundle(ref: str, dest: str | os.PathLike[str], *, tar: bool = False, 
 
     with Client(home) as client:
         return _export(client, ref, Path(dest), as_tar=tar)
+
+
+def pull(
+    ref: str,
+    *,
+    envelope: str | os.PathLike[str] | None = None,
+    registry: str | None = None,
+    peers: Sequence[str] = (),
+    web_seeds: Sequence[str] = (),
+    trackers: Sequence[str] = (),
+    lan: bool = False,
+    dht_nodes: Sequence[str] = (),
+    timeout: float = 600.0,
+    home: Home = None,
+) -> PullReport:
+    """Fetch `ref` from the swarm into the vault, verified, and return what happened.
+
+    The signed envelope comes from `envelope` (a JSON file, or a bundle directory or tar)
+    or from a `registry` node URL; it is judged under the local policy before any
+    connection is opened. Peers are `"host:port"` strings; `lan` turns on LAN discovery
+    and `dht_nodes` joins a (private) DHT. Bytes are verified before they reach the vault.
+    """
+    from seedvault.p2p import SwarmConfig, parse_endpoint
+    from seedvault.sources import release_source
+    from seedvault.swarming import pull as _pull
+
+    config = SwarmConfig(lan=lan, dht_nodes=tuple(parse_endpoint(n, "DHT node") for n in dht_nodes))
+    with Client(home) as client:
+        ref, signed, torrent = release_source(client, ref, envelope=envelope, registry=registry)
+        return _pull(client, ref, signed, config=config, peers=[parse_endpoint(p, "peer") for p in peers],
+                     web_seeds=web_seeds, trackers=trackers, torrent=torrent, timeout=timeout)

@@ -389,3 +389,22 @@ def test_seed_refuses_damaged_snapshots_and_serves_the_rest(tmp_path: Path, spaw
     assert seed.wait(10) == 0, seed.describe()
     assert time.monotonic() - stop < 5
     assert not any("Traceback" in line for line in seed.stderr), seed.describe()
+
+
+@pytest.mark.timeout(90)
+def test_python_api_pull_from_a_peer(tmp_path: Path, published: Published, pub_key: PrivateKey) -> None:
+    """`seedvault.pull` in Python: envelope file in, verified tensors out; a second pull is a no-op."""
+    import seedvault
+
+    with local_seed(published) as seed:
+        home = new_peer(tmp_path / "api", pub_key)
+        report = seedvault.pull(published.ref, envelope=published.envelope_path,
+                                peers=[format_endpoint(seed.endpoint)], timeout=60, home=home)
+        again = seedvault.pull(published.ref, envelope=published.envelope_path,
+                               peers=[format_endpoint(seed.endpoint)], timeout=60, home=home)
+    assert (report.already_present, again.already_present) == (False, True)
+    assert report.stats.done == published.manifest.total_size
+    assert_holds_verified_copy(home, published)
+    assert seedvault.load(published.ref, home=home)
+    with pytest.raises(seedvault.UsageError, match="exactly one of"):
+        seedvault.pull(published.ref, home=home)

@@ -19,10 +19,9 @@ from seedvault.bridges.hf import export_hf
 from seedvault.cli._common import REF, emit, json_option
 from seedvault.client import Client
 from seedvault.p2p import Swarm, SwarmConfig, TransferStats, format_endpoint, magnet_link, parse_endpoint, torrent_bytes
-from seedvault.registry.client import RegistryClient
-from seedvault.registry.resolve import resolve
+from seedvault.sources import release_source
 from seedvault.swarming import pull as pull_model
-from seedvault.swarming import read_envelope_source, seed_torrent, start_seeding, stored_layers
+from seedvault.swarming import seed_torrent, start_seeding, stored_layers
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -175,17 +174,7 @@ def pull(client: Client, ref: str, envelope_path: Path | None, registry: str | N
     The envelope comes from --envelope or --registry; either way it is judged under your
     policy before any connection is made, and the bytes are verified before they are used.
     """
-    if (envelope_path is None) == (registry is None):
-        raise click.UsageError("give exactly one of --envelope FILE or --registry URL")
-    torrent_data = None
-    if registry is not None:
-        node = RegistryClient(registry)
-        ref, envelope = resolve(client, node, ref)
-        name, _, version = ref.partition("@")
-        torrent_data = node.torrent(name, version)  # checked against the signed binding in pull
-    else:
-        assert envelope_path is not None
-        envelope = read_envelope_source(envelope_path)
+    ref, envelope, torrent_data = release_source(client, ref, envelope=envelope_path, registry=registry)
     config = _config(listen, lan, dht_nodes, upload_limit, super_seed)
     with _stop_on_signals() as stop, Swarm(config) as swarm, _Bar(f"pulling {ref}", not as_json) as bar:
         # A signal during the download interrupts it; resume data is written on the way out.
