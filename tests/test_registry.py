@@ -515,6 +515,10 @@ def test_admin_operations_need_the_token(setup: Setup, tmp_path: Path, start_nod
     assert_refused(request(node.url, "GET", f"/v1/models/{NAME}"), 404)
     assert_refused(request(node.url, "GET", f"/v1/models/{NAME}/1.0/envelope"), 404)
     assert_refused(request(node.url, "DELETE", f"/v1/models/{NAME}", headers=auth), 404)
+    digest = setup.release.envelope.digest
+    first = sorted(setup.release.files)[0]
+    torrent_name = Manifest.from_payload(setup.release.envelope.payload).torrent_name
+    assert_refused(request(node.url, "GET", f"/webseed/{digest}/{torrent_name}/{first}"), 404)
 
     # Removal outlives a restart (the node indexes its vault when it starts) ...
     node.close()

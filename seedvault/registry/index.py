@@ -140,6 +140,9 @@ class Index:
             self._db.execute("COMMIT")
         return cur.rowcount
 
+    def has(self, digest: str) -> bool:
+        return self._db.execute("SELECT 1 FROM releases WHERE digest=?", (digest,)).fetchone() is not None
+
     def digests(self) -> set[str]:
         return {d for (d,) in self._db.execute("SELECT digest FROM releases")}
 

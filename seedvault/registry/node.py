@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from seedvault.client import Client
-from seedvault.errors import IntegrityError, NotFoundError, PolicyError, SignatureError, UsageError
+from seedvault.errors import Error, IntegrityError, NotFoundError, PolicyError, SignatureError, UsageError
 from seedvault.manifest import Manifest, check_model_name, check_relative_path, check_version
 from seedvault.p2p import Swarm, SwarmConfig, torrent_bytes
 from seedvault.registry.config import NodeConfig
@@ -41,6 +41,7 @@ class Node:
         self.swarm: Swarm | None = None
         self._uploads: dict[str, _Upload] = {}
         self._envelopes: dict[tuple[str, str], bytes] = {}  # hot path of GET .../envelope
+        self._seeding: dict[str, Any] = {}  # ref -> libtorrent handle of the node's own seed
         self._reindex()
 
     def _reindex(self) -> None:
@@ -51,7 +52,7 @@ class Node:
                 continue
             try:
                 verdict = evaluate(entry.envelope, self.client.policy)
-            except Exception:  # noqa: S112 - not acceptable under the current policy: not listed
+            except Error:  # not acceptable under the current policy: not listed
                 continue
             self.index.put(entry.manifest, verdict)
 
@@ -62,9 +63,14 @@ class Node:
         self.swarm = Swarm(SwarmConfig(listen=self.config.swarm_listen))
         refs = [f"{r.name}@{r.version}" for r in self.index.search(limit=100_000)]
         if refs:
-            report = start_seeding(self.client, self.swarm, refs)
-            for ref in report.seeding:
-                self._announce_self(ref)
+            self._start_seeding(refs)
+
+    def _start_seeding(self, refs: list[str]) -> None:
+        assert self.swarm is not None
+        report = start_seeding(self.client, self.swarm, refs)
+        self._seeding.update(report.handles)
+        for ref in report.seeding:
+            self._announce_self(ref)
 
     def pump(self) -> None:
         if self.swarm is not None:
@@ -88,9 +94,8 @@ class Node:
         self.tracker.add_static(info_hash, host, port)
 
     def seed_ref(self, ref: str) -> None:
-        if self.swarm is not None:
-            start_seeding(self.client, self.swarm, [ref])
-            self._announce_self(ref)
+        if self.swarm is not None and ref not in self._seeding:
+            self._start_seeding([ref])
 
     # ---- reading ------------------------------------------------------------------------
     def release(self, name: str, version: str) -> Release:
@@ -138,7 +143,7 @@ class Node:
     def web_seed_file(self, digest: str, tail: str) -> Path:
         """The snapshot file a web-seed request names: `<torrent name>/<path>`, or `<path>`
         alone for a single-file torrent (libtorrent names those after the file)."""
-        if digest not in self.index.digests():
+        if not self.index.has(digest):
             raise NotFoundError(f"no release with digest {digest} on this registry")
         manifest = self.client.vault.get(digest).manifest
         prefix = manifest.torrent_name + "/"
@@ -179,7 +184,10 @@ class Node:
 
     def file_received(self, digest: str, path: str) -> dict[str, Any]:
         """Step 2: after each file. When all are in, verify and admit, atomically."""
-        upload = self._uploads[digest]
+        upload = self._uploads.get(digest)
+        if upload is None:  # a concurrent upload of the same release completed it first
+            raise NotFoundError(f"no upload in progress for digest {digest}; it may have just been published",
+                                hint="GET the release to check")
         upload.received.add(path)
         manifest = upload.verdict.manifest
         missing = [f.path for f in manifest.files if f.path not in upload.received]
@@ -254,6 +262,10 @@ class Node:
             raise NotFoundError(f"{name} is not on this registry")
         for key in [k for k in self._envelopes if k[0] == name]:
             del self._envelopes[key]
+        for ref in [r for r in self._seeding if r.startswith(name + "@")]:
+            handle = self._seeding.pop(ref)
+            if self.swarm is not None:
+                self.swarm.remove(handle)  # a removed model is no longer served by any route
         return {"name": name, "removed_versions": removed}
 
     def versions(self, name: str) -> list[dict[str, Any]]:
