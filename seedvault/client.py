@@ -12,7 +12,7 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
@@ -159,6 +159,7 @@ class Client:
         source_url: str | None = None,
         source_revision: str | None = None,
         notes: str | None = None,
+        origin_extra: Mapping[str, Any] | None = None,
         lineage: Sequence[tuple[str, str]] = (),
         expires: datetime | None = None,
         allow_pickle: bool = False,
@@ -209,7 +210,8 @@ class Client:
                     license_path,
                     by_path[license_path].sha256 if license_path else None,
                 ),
-                origin=Origin(publisher or key.key_id[:16], source_url, source_revision, notes),
+                origin=Origin(publisher or key.key_id[:16], source_url, source_revision, notes,
+                              dict(origin_extra or {})),
                 torrent=TorrentBinding(piece_length, info_hash),
                 lineage=tuple(links),
                 expires=expires,

@@ -421,6 +421,10 @@ def test_model_signing_bundle_verified_and_imported(
     assert {f.path: f.sha256 for f in m.files} == expected
     notes = m.origin.notes or ""
     assert verdict.bundle_sha256 in notes and p256_key.key_id in notes and verdict.root in notes
+    # ... and as structured data, signed, that survives a round trip through the envelope.
+    stored = importer.vault.resolve("acme/oms@1.0").manifest.origin.extra["oms"]
+    assert stored == {"format": "OMS v1.0", "bundle_sha256": verdict.bundle_sha256, "key_id": p256_key.key_id,
+                      "key_hint": verdict.key_hint, "root_digest": verdict.root, "model_name": verdict.model_name}
     assert vault_files(importer, "acme/oms@1.0") == {p: d for p, d in files_of(model.path).items() if p in expected}
 
 

@@ -330,6 +330,11 @@ class OmsVerdict:
                 f"{self.bundle_sha256}, signed by ECDSA P-256 key {self.key_id} (OMS hint {self.key_hint}); "
                 f"root digest {self.root} over {len(self.files)} files.")
 
+    def origin_record(self) -> dict[str, Any]:
+        """The same evidence as structured data, signed into the manifest's origin (`oms`)."""
+        return {"format": "OMS v1.0", "bundle_sha256": self.bundle_sha256, "key_id": self.key_id,
+                "key_hint": self.key_hint, "root_digest": self.root, "model_name": self.model_name}
+
     def to_dict(self) -> dict[str, Any]:
         return {"directory": str(self.directory), "model_name": self.model_name, "root_digest": self.root,
                 "files": self.files, "key_id": self.key_id, "key_hint": self.key_hint,
@@ -419,7 +424,8 @@ def import_oms(
 
     The files are copied into private staging while hashed and the signature is checked
     against that copy, which is then what gets published: nothing can change in between.
-    The OMS evidence (bundle digest, signer key, root digest) goes into the origin notes.
+    The OMS evidence (bundle digest, signer key, root digest) is signed into the origin, as
+    structured data under `oms` and as a sentence in the notes.
     """
     st = read_bundle(_read_signature(signature), public_key, str(signature))
     files = model_files(directory, st.ignore_paths, signature)
@@ -439,6 +445,7 @@ def import_oms(
         admitted = client.publish(
             staged, name=name, version=version, license=license, key=key, publisher=publisher,
             source_url=source_url, notes=" ".join(filter(None, [verdict.evidence(), notes])),
+            origin_extra={"oms": verdict.origin_record()},
             expires=expires, allow_pickle=allow_pickle, piece_length=piece_length, progress=progress,
         )
     return admitted, verdict
