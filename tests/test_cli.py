@@ -370,3 +370,35 @@ def test_console_script_exit_codes(world: World) -> None:
     good = _script(world.recv_home, "import", bundle, "--json")
     assert good.returncode == 0, good.stderr
     assert json.loads(good.stdout)["ref"] == "acme/tiny@1.0"
+
+
+@pytest.mark.skipif(not SCRIPT.exists(), reason="console script not installed")
+def test_no_room_to_write_leaves_vault_clean(world: World) -> None:
+    """A write that fails for lack of room (here a real file-size limit, RLIMIT_FSIZE, on the
+    importing process): a clear message, exit 5, no traceback, nothing partial in the vault."""
+    import resource
+
+    from seedvault.demo_model import generate_model
+
+    generate_model(world.tmp / "big-model", 8, shards=2)  # two 4 MiB shards
+    ok(world.pub_home, "publish", world.tmp / "big-model", "--name", "acme/big", "--version", "1",
+       "--license", "MIT", "--key", world.key)
+    trust_publisher(world, world.pub_home)
+    bundle = world.tmp / "big-bundle"
+    ok(world.pub_home, "export", "acme/big@1", bundle)
+    trust_publisher(world, world.recv_home)
+    ok(world.recv_home, "list")  # create the vault and its database before the limit applies
+    limit = 2 * 1024 * 1024  # room for the database, not for a 4 MiB shard
+
+    def limit_file_size() -> None:  # Python ignores SIGXFSZ, so an oversized write raises EFBIG
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+    result = subprocess.run([str(SCRIPT), "--home", str(world.recv_home), "import", str(bundle)],
+                            capture_output=True, text=True, timeout=120, check=False, preexec_fn=limit_file_size)
+    assert result.returncode == 5, result.stderr
+    assert "no room to write" in result.stderr and "nothing partial was added" in result.stderr
+    assert "Traceback" not in result.stderr
+    vault = world.recv_home / "data" / "vault"
+    assert not list((vault / "snapshots").rglob("*")) and not list((vault / "incoming").iterdir())
+    assert not list((vault / "blobs").iterdir())
+    ok(world.recv_home, "import", bundle)  # with room again, the same bundle imports

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import errno
 import importlib
+import sqlite3
 import sys
 from pathlib import Path
 from typing import Any
@@ -19,7 +20,7 @@ import click
 
 from seedvault.cli._common import emit, json_option
 from seedvault.client import Client
-from seedvault.errors import Error
+from seedvault.errors import Error, TransferError
 from seedvault.signing import KEY_TYPES, PrivateKey
 
 # Command name -> "module:attribute". Loaded on first use, so `seedvault verify` does not
@@ -112,12 +113,16 @@ def main(argv: list[str] | None = None) -> Any:
         click.echo(f"error: {exc.diagnostics()}", err=True)
         sys.exit(exc.exit_code)
     except OSError as exc:
-        if exc.errno == errno.ENOSPC:
-            click.echo(f"error: the disk is full ({exc.filename or 'while writing'}); nothing partial "
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+            click.echo(f"error: no room to write {exc.filename or 'a file'} ({exc.strerror}); nothing partial "
                        "was added to the vault. Free some space and run the command again.", err=True)
-        else:
-            click.echo(f"error: {exc.strerror or exc}: {exc.filename or ''}".rstrip(": "), err=True)
+            sys.exit(TransferError.exit_code)  # a disk failed to take the bytes
+        click.echo(f"error: {exc.strerror or exc}: {exc.filename or ''}".rstrip(": "), err=True)
         sys.exit(1)
+    except sqlite3.Error as exc:
+        click.echo(f"error: the vault's database failed ({exc}); nothing partial was added to the vault. "
+                   "Is the disk full or read-only?", err=True)
+        sys.exit(TransferError.exit_code)
     except KeyboardInterrupt:
         click.echo("interrupted", err=True)
         sys.exit(130)
