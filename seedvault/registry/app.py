@@ -188,13 +188,14 @@ async def upload_file(request: web.Request) -> web.Response:
         raise UsageError(f"{path}: expected exactly {size} bytes (from the manifest), "
                          f"the request declares {request.content_length}")
     received = 0
+    loop = asyncio.get_running_loop()
     try:
         with open(target, "wb") as f:
             async for chunk in request.content.iter_chunked(READ_CHUNK):
                 received += len(chunk)
                 if received > size:
                     raise web.HTTPRequestEntityTooLarge(max_size=size, actual_size=received)
-                f.write(chunk)
+                await loop.run_in_executor(None, f.write, chunk)  # disk writes off the event loop
         if received != size:
             raise UsageError(f"{path}: expected {size} bytes, received {received}")
     except BaseException:
