@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from seedvault import hashing, weights
-from seedvault.errors import IntegrityError, NotFoundError, UnsafePathError, UnsafeWeightsError, UsageError
+from seedvault.errors import Error, IntegrityError, NotFoundError, UnsafePathError, UnsafeWeightsError, UsageError
 from seedvault.manifest import (
     FileEntry,
     License,
@@ -404,12 +404,12 @@ class Client:
         return per if per_file else out
 
     # ---- listing ------------------------------------------------------------------------
-    def show(self, ref: str) -> tuple[Manifest, Envelope, Verdict | Exception]:
+    def show(self, ref: str) -> tuple[Manifest, Envelope, Verdict | Error]:
         """The stored statement and its verdict under the local policy (or why it fails)."""
         entry = self.vault.resolve(ref)
         try:
-            verdict: Verdict | Exception = evaluate(entry.envelope, self.policy)
-        except Exception as exc:
+            verdict: Verdict | Error = evaluate(entry.envelope, self.policy)
+        except Error as exc:
             verdict = exc
         return entry.manifest, entry.envelope, verdict
 

@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 import click
 
 from seedvault.client import Client
-from seedvault.errors import UsageError
+from seedvault.errors import ManifestError, UsageError
 from seedvault.manifest import Ref, parse_time
 from seedvault.signing import PrivateKey
 
@@ -65,7 +65,7 @@ class TimeType(click.ParamType[datetime]):
             text += "T00:00:00Z"
         try:
             return parse_time(text, "date")
-        except Exception:
+        except ManifestError:
             self.fail(f"expected a date such as 2027-01-31 or 2027-01-31T12:00:00Z, found {value!r}", param, ctx)
 
 

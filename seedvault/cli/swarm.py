@@ -18,6 +18,7 @@ import click
 from seedvault.bridges.hf import export_hf
 from seedvault.cli._common import REF, emit, json_option
 from seedvault.client import Client
+from seedvault.errors import UsageError
 from seedvault.p2p import Swarm, SwarmConfig, TransferStats, format_endpoint, magnet_link, parse_endpoint, torrent_bytes
 from seedvault.sources import release_source
 from seedvault.swarming import pull as pull_model
@@ -32,7 +33,7 @@ class EndpointType(click.ParamType[tuple[str, int]]):
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> tuple[str, int]:
         try:
             return parse_endpoint(str(value))
-        except Exception as exc:
+        except UsageError as exc:
             self.fail(str(exc), param, ctx)
 
 
