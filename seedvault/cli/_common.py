@@ -95,8 +95,8 @@ def key_options(f: F) -> F:
 
 
 @contextmanager
-def byte_progress(label: str, total: int, enabled: bool) -> Iterator[Callable[[int], None] | None]:
-    """A rich progress bar on stderr when it is a terminal; silent otherwise."""
+def byte_progress(label: str, total: int | None, enabled: bool) -> Iterator[Callable[[int], None] | None]:
+    """A rich progress bar on stderr when it is a terminal; silent otherwise (None: unknown total)."""
     if not enabled or not sys.stderr.isatty():
         yield None
         return

@@ -109,9 +109,14 @@ def verify(client: Client, target: str, envelope_path: Path | None, fast: bool, 
         directory = Path(target)
         if not directory.is_dir():
             raise click.UsageError(f"with --envelope, TARGET must be a directory; {target} is not")
-        verdict = client.verify_dir(directory, envelope)
+        manifest = Manifest.from_payload(envelope.payload)
+        with byte_progress(f"verifying {manifest.ref}", manifest.total_size, not as_json) as progress:
+            verdict = client.verify_dir(directory, envelope, progress)
     else:
-        verdict = client.verify(REF.convert(target, None, None), fast=fast)
+        ref = REF.convert(target, None, None)
+        total = client.vault.resolve(ref).manifest.total_size
+        with byte_progress(f"verifying {ref}", total, not as_json) as progress:
+            verdict = client.verify(ref, fast=fast, progress=progress)
     emit(verdict.to_dict(), as_json, lambda: _verdict_text(verdict))
 
 
@@ -182,6 +187,7 @@ def export(client: Client, ref: str, dest: Path, as_tar: bool) -> None:
 @click.pass_obj
 def import_(client: Client, bundle: Path, as_json: bool) -> None:
     """Verify BUNDLE under your policy, then add it to the vault."""
-    result = import_bundle(client, bundle)
+    with byte_progress(f"verifying {bundle.name}", None, not as_json) as progress:
+        result = import_bundle(client, bundle, progress)
     emit({**result.verdict.to_dict(), "snapshot": str(result.snapshot)}, as_json,
          lambda: _verdict_text(result.verdict) + f"\n  snapshot  {result.snapshot}")
