@@ -15,8 +15,18 @@ import pytest
 from conftest import build_manifest, sign_payload
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
-from seedvault.errors import ExpiredError, ManifestError, NotFoundError, PolicyError, SignatureError, UsageError
+from seedvault.errors import (
+    ExpiredError,
+    ManifestError,
+    NotFoundError,
+    PolicyError,
+    SignatureError,
+    UsageError,
+    VerificationError,
+)
 from seedvault.manifest import FileEntry
 from seedvault.signing import Envelope, PrivateKey, PublicKey, Signature, TrustedKey, TrustPolicy, evaluate, pae
 
@@ -328,3 +338,41 @@ def test_threshold_of_two_needs_two_distinct_keys(pub_key: PrivateKey, p256_key:
 def test_hostile_envelope_is_a_manifest_error_not_a_crash(raw: bytes) -> None:
     with pytest.raises(ManifestError, match="expected a DSSE envelope in JSON, found invalid JSON"):
         Envelope.from_json(raw)
+
+
+# ---- fuzz: sign, change one thing, verification must refuse ------------------------------
+
+_FUZZ_KEY = PrivateKey.generate()
+_FUZZ_P256 = PrivateKey.generate("p256")
+_FUZZ_POLICY = (TrustPolicy().with_key(TrustedKey(_FUZZ_KEY.public, "publisher", ("acme/*",)))
+                .with_key(TrustedKey(_FUZZ_P256.public, "publisher", ("acme/*",))))
+_FUZZ_PAYLOAD = build_manifest([FileEntry("model.safetensors", 20000, "a" * 64, "b" * 64)]).to_payload()
+# Signed once: ECDSA signatures are randomized, and hypothesis needs the same input each run.
+_FUZZ_GOOD = {False: sign_payload(_FUZZ_PAYLOAD, _FUZZ_KEY), True: sign_payload(_FUZZ_PAYLOAD, _FUZZ_P256)}
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.data(), p256=st.booleans(), target=st.sampled_from(["payload", "sig", "payload_type"]))
+def test_any_single_byte_change_is_refused(data: st.DataObject, p256: bool, target: str) -> None:
+    """Flip one bit anywhere in the payload, the signature or the payload type of a valid
+    envelope: verification refuses with a VerificationError, never another exception."""
+    good = _FUZZ_GOOD[p256]
+    assert evaluate(good, _FUZZ_POLICY).publishers == 1
+    sig = good.signatures[0]
+    raw = {"payload": good.payload, "sig": sig.sig, "payload_type": good.payload_type.encode()}[target]
+    index = data.draw(st.integers(0, len(raw) - 1))
+    bit = data.draw(st.integers(0, 7))
+    mutated = bytearray(raw)
+    mutated[index] ^= 1 << bit
+    if target == "payload":
+        forged = Envelope(bytes(mutated), good.payload_type, good.signatures)
+    elif target == "sig":
+        forged = Envelope(good.payload, good.payload_type, (Signature(sig.keyid, bytes(mutated)),))
+    else:
+        try:
+            payload_type = mutated.decode()
+        except UnicodeDecodeError:
+            return  # not representable as a payload type at all
+        forged = Envelope(good.payload, payload_type, good.signatures)
+    with pytest.raises(VerificationError):
+        evaluate(forged, _FUZZ_POLICY)
