@@ -503,6 +503,18 @@ def build(keys: dict[str, PrivateKey]) -> list[Vector]:
         invalid(errors.PolicyError, "expected 1 approval(s) by distinct trusted approver keys, found 0"),
         pol=counter_policy,
     )
+    self_approval_policy = TrustPolicy(
+        keys=(release, trusted(pub, "approver", ("*",), "the-publisher-as-approver")),
+        required_approvals=1,
+    ).to_dict()
+    add(
+        "invalid-self-approval",
+        "The publisher's key is also trusted as an approver, and the policy requires one approval: "
+        "its single signature counts as publisher only; an approval must come from another key.",
+        base_env,
+        invalid(errors.PolicyError, "expected 1 approval(s) by distinct trusted approver keys, found 0"),
+        pol=self_approval_policy,
+    )
     add(
         "invalid-expired",
         "The same envelope as valid-ed25519, evaluated at exactly its expires time (expiry is inclusive).",
@@ -763,6 +775,7 @@ REQUIRED = (
     "valid-ed25519", "valid-p256", "valid-countersigned",
     "invalid-tampered-payload", "invalid-wrong-key", "invalid-path-traversal", "invalid-absolute-path",
     "invalid-backslash-path", "invalid-duplicate-path", "invalid-digest-length", "invalid-approval-missing",
+    "invalid-self-approval",
     "invalid-expired", "invalid-revoked-key", "invalid-out-of-scope", "invalid-duplicate-signer-p256",
     "invalid-license-not-allowed",
 )  # fmt: skip
