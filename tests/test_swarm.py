@@ -346,6 +346,20 @@ def test_leecher_finds_seed_through_private_dht(tmp_path: Path, spawn: Spawn, pu
     assert_holds_verified_copy(home, published)
 
 
+@pytest.mark.timeout(90)
+def test_leecher_finds_seed_on_the_lan(tmp_path: Path, spawn: Spawn, published: Published,
+                                       pub_key: PrivateKey) -> None:
+    """`--lan` (Local Service Discovery) on both sides, and no peer address: the seed is found."""
+    _seed, _ = start_seed(spawn, published, "--lan")
+    home = new_peer(tmp_path / "peer", pub_key)
+    child = spawn(home, "pull", published.ref, "--envelope", str(published.envelope_path),
+                  "--lan", "--json", "--timeout", "75")
+    report = child.next_doc(85)
+    assert child.wait(10) == 0, child.describe()
+    assert report["done"] == report["total"] == published.manifest.total_size, report
+    assert_holds_verified_copy(home, published)
+
+
 # ---- seeding ---------------------------------------------------------------------------
 
 
