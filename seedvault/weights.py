@@ -209,6 +209,9 @@ def _torch_tensors(buf: np.ndarray, header: SafetensorsHeader, name: str) -> dic
         dtype = torch_dtypes.get(t.dtype)
         if dtype is None:
             raise UsageError(f"tensor {t.name!r} in {name!r} is {t.dtype}, which torch cannot represent")
+        if t.end == t.begin:  # torch.frombuffer refuses an empty buffer
+            out[t.name] = torch.empty(t.shape, dtype=dtype)
+            continue
         raw = buf[header.data_start + t.begin : header.data_start + t.end]
         out[t.name] = torch.frombuffer(raw, dtype=torch.uint8).view(dtype).reshape(t.shape)
     return out

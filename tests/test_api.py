@@ -150,3 +150,35 @@ def test_model_without_weights_is_not_loadable(make_client: Any, tmp_path: Path,
 def test_public_names_exist() -> None:
     for name in seedvault.__all__:
         assert hasattr(seedvault, name), name
+
+
+@pytest.mark.skipif(importlib.util.find_spec("torch") is None, reason="torch is not installed")
+def test_pt_framework_handles_bfloat16_and_empty_tensors(make_client: Any, tmp_path: Path,
+                                                         pub_key: PrivateKey) -> None:  # pragma: no cover
+    import torch
+    from safetensors.torch import save_file as save_torch
+
+    src = tmp_path / "bf16"
+    src.mkdir()
+    saved = {"a": torch.randn(3, 5, dtype=torch.bfloat16), "b": torch.arange(7), "e": torch.zeros(0, 4)}
+    save_torch(saved, str(src / "model.safetensors"))
+    client: Client = make_client("bf16")
+    trust(client, pub_key)
+    client.publish(src, name="acme/bf16", version="1", license="MIT", key=pub_key)
+    loaded = seedvault.load("acme/bf16@1", framework="pt", home=home_of(client))
+    for name, tensor in saved.items():
+        assert loaded[name].dtype == tensor.dtype and torch.equal(loaded[name], tensor)
+    with pytest.raises(seedvault.UsageError, match="BF16, which numpy cannot represent"):
+        seedvault.load("acme/bf16@1", home=home_of(client))
+
+
+def test_empty_tensor_loads_in_numpy(make_client: Any, tmp_path: Path, pub_key: PrivateKey) -> None:
+    src = tmp_path / "empty"
+    src.mkdir()
+    save_file({"e": np.zeros((0, 4), np.float32), "w": np.arange(3, dtype=np.int16)}, str(src / "m.safetensors"))
+    client: Client = make_client("empty")
+    trust(client, pub_key)
+    client.publish(src, name="acme/empty", version="1", license="MIT", key=pub_key)
+    loaded = seedvault.load("acme/empty@1", home=home_of(client))
+    assert loaded["e"].shape == (0, 4) and loaded["e"].dtype == np.float32
+    np.testing.assert_array_equal(loaded["w"], np.arange(3, dtype=np.int16))
