@@ -309,6 +309,20 @@ def test_mirror_takes_only_what_policy_approves(tmp_path: Path, start_node: Star
     assert [(m["name"], m["digest"]) for m in listed] == [("acme/approved", approved.envelope.digest)]
     assert listed[0]["approver_keys"] == [approver_key.key_id]  # the mirror's own verdict
 
+    # The running node notices what the sync added behind its back and seeds it too.
+    manifest = Manifest.from_payload(approved.envelope.payload)
+    swarm = mirror.node.swarm
+    assert swarm is not None
+    host, port = swarm.endpoint
+    own_seed = bytes(map(int, host.split("."))) + port.to_bytes(2, "big")  # BEP 23 compact form
+    wait_for(lambda: announce(mirror, bytes.fromhex(manifest.torrent.info_hash_v2)[:20]).get(b"peers") == own_seed,
+             30, "the running mirror to seed what `mirror --once` added")
+
+    # Listing pages through everything, whatever the page size.
+    pages = list(RegistryClient(upstream.node.url).all_releases(page=2))
+    assert sorted(m["name"] for m in pages) == ["acme/approved", "acme/gpl", "acme/untrusted"]
+    assert_refused(request(upstream.node.url, "GET", "/v1/models?offset=-1"), 400, "offset")
+
     # A client of the mirror: its own policy, bytes from the mirror, verified.
     with receiver(tmp_path / "client", (pub_key, "publisher"), (approver_key, "approver"),
                   required_approvals=1) as client:

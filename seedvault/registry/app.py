@@ -40,6 +40,7 @@ from seedvault.settings import READ_CHUNK
 log = logging.getLogger("seedvault.registry")
 T = TypeVar("T")
 
+REFRESH_TICKS = 20  # pump ticks (0.5 s) between Node.refresh calls
 CONFIG = web.AppKey("config", NodeConfig)
 NODE = web.AppKey("node", Node)
 WORKER = web.AppKey("worker", ThreadPoolExecutor)
@@ -129,16 +130,22 @@ async def openapi(request: web.Request) -> web.Response:
 
 async def search(request: web.Request) -> web.Response:
     q = request.query
-    try:
-        limit = int(q.get("limit", "100"))
-    except ValueError:
-        limit = 0
-    if not 1 <= limit <= 1000:  # SQLite reads a negative LIMIT as "no limit"
-        raise UsageError(f"limit: expected an integer from 1 to 1000, found {q.get('limit')!r}")
+    limit = _int_param(q.get("limit", "100"), "limit", 1, 1000)  # SQLite reads a negative LIMIT as "no limit"
+    offset = _int_param(q.get("offset", "0"), "offset", 0, 10**9)
     node = request.app[NODE]
     releases = await _run(request, lambda: node.index.search(
-        q.get("q"), publisher=q.get("publisher"), license=q.get("license"), limit=limit))
+        q.get("q"), publisher=q.get("publisher"), license=q.get("license"), limit=limit, offset=offset))
     return web.json_response({"models": [r.to_dict() for r in releases]})
+
+
+def _int_param(raw: str, name: str, low: int, high: int) -> int:
+    try:
+        value = int(raw)
+    except ValueError:
+        value = low - 1
+    if not low <= value <= high:
+        raise UsageError(f"{name}: expected an integer from {low} to {high}, found {raw!r}")
+    return value
 
 
 async def versions(request: web.Request) -> web.Response:
@@ -293,9 +300,13 @@ async def _pump(app: web.Application) -> None:
     loop = asyncio.get_running_loop()
     syncing: asyncio.Future[None] | None = None
     next_sync = loop.time() + (config.mirror_interval or 0)
+    ticks = 0
     while True:
         await asyncio.sleep(0.5)
         await loop.run_in_executor(app[WORKER], node.pump)
+        ticks += 1
+        if ticks % REFRESH_TICKS == 0:
+            await loop.run_in_executor(app[WORKER], node.refresh)
         due = config.mirror_interval and config.upstreams and loop.time() >= next_sync
         if due and (syncing is None or syncing.done()):
             syncing = loop.run_in_executor(app[SYNCER], _sync_all, app)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import urllib.error
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlencode, urlsplit
@@ -63,10 +63,20 @@ class RegistryClient:
 
     # ---- reading ----------------------------------------------------------------------------
     def search(self, text: str | None = None, *, publisher: str | None = None, license: str | None = None,
-               limit: int = 100) -> list[dict[str, Any]]:
+               limit: int = 100, offset: int = 0) -> list[dict[str, Any]]:
         query = {k: v for k, v in {"q": text, "publisher": publisher, "license": license,
-                                   "limit": str(limit)}.items() if v}
+                                   "limit": str(limit), "offset": str(offset) if offset else None}.items() if v}
         return list(self._json("GET", "/v1/models?" + urlencode(query))["models"])
+
+    def all_releases(self, page: int = 1000) -> Iterator[dict[str, Any]]:
+        """Every listed release, page by page."""
+        offset = 0
+        while True:
+            batch = self.search(limit=page, offset=offset)
+            yield from batch
+            if len(batch) < page:
+                return
+            offset += len(batch)
 
     def versions(self, name: str) -> list[dict[str, Any]]:
         return list(self._json("GET", f"/v1/models/{_q(name)}")["versions"])

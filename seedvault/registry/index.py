@@ -90,7 +90,7 @@ class Index:
 
     def search(
         self, text: str | None = None, *, publisher: str | None = None, license: str | None = None,
-        name: str | None = None, include_yanked: bool = False, limit: int = 100,
+        name: str | None = None, include_yanked: bool = False, limit: int = 100, offset: int = 0,
     ) -> list[Release]:
         clauses, args = [], []
         if text:
@@ -110,8 +110,8 @@ class Index:
         where = " WHERE " + " AND ".join(clauses) if clauses else ""
         rows = self._db.execute(
             f"SELECT digest, name, version, created, license, publisher, publisher_keys, approver_keys, size, "  # noqa: S608 - clauses are constants
-            f"yanked FROM releases{where} ORDER BY name, created LIMIT ?",
-            (*args, limit),
+            f"yanked FROM releases{where} ORDER BY name, created, rowid LIMIT ? OFFSET ?",
+            (*args, limit, offset),
         ).fetchall()
         return [_release(r) for r in rows]
 

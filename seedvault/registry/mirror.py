@@ -51,7 +51,7 @@ def sync(
     remote = RegistryClient(upstream)
     report = SyncReport(upstream)
     held, removed = index.digests(), index.removed()
-    for release in remote.search(limit=1000):
+    for release in remote.all_releases():
         if stop is not None and stop.is_set():
             break
         ref = f"{release['name']}@{release['version']}"

@@ -8,7 +8,9 @@ used concurrently. Trust decisions are the node's policy's, through Client.judge
 from __future__ import annotations
 
 import hmac
+import logging
 import shutil
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,6 +25,10 @@ from seedvault.registry.tracker import Tracker
 from seedvault.signing import Envelope, Verdict, evaluate
 from seedvault.swarming import start_seeding, stored_layers
 
+UPLOAD_TTL = 3600.0  # seconds without a byte before an unfinished upload is dropped
+UNSEEDABLE_RETRY = 600.0  # seconds before a release that failed verification is checked again
+log = logging.getLogger("seedvault.registry")
+
 
 @dataclass
 class _Upload:
@@ -30,6 +36,7 @@ class _Upload:
     verdict: Verdict
     staging: Path
     received: set[str] = field(default_factory=set)
+    touched: float = field(default_factory=time.monotonic)
 
 
 class Node:
@@ -42,6 +49,7 @@ class Node:
         self._uploads: dict[str, _Upload] = {}
         self._envelopes: dict[tuple[str, str], bytes] = {}  # hot path of GET .../envelope
         self._seeding: dict[str, Any] = {}  # ref -> libtorrent handle of the node's own seed
+        self._unseedable: dict[str, float] = {}  # ref -> when seeding it was refused (damaged)
         self._reindex()
 
     def _reindex(self) -> None:
@@ -61,7 +69,7 @@ class Node:
         if not self.config.seed:
             return
         self.swarm = Swarm(SwarmConfig(listen=self.config.swarm_listen))
-        refs = [f"{r.name}@{r.version}" for r in self.index.search(limit=100_000)]
+        refs = [f"{r.name}@{r.version}" for r in self.index.search(limit=100_000, include_yanked=True)]
         if refs:
             self._start_seeding(refs)
 
@@ -69,12 +77,31 @@ class Node:
         assert self.swarm is not None
         report = start_seeding(self.client, self.swarm, refs)
         self._seeding.update(report.handles)
+        now = time.monotonic()
+        for ref, reason in report.refused:
+            self._unseedable[ref] = now
+            log.warning("not seeding %s: %s", ref, reason)
         for ref in report.seeding:
             self._announce_self(ref)
 
     def pump(self) -> None:
         if self.swarm is not None:
             self.swarm.pop_alerts()
+
+    def refresh(self) -> None:
+        """Periodic housekeeping: seed releases indexed behind the node's back (a `seedvault
+        mirror --once` run on its home), and drop uploads abandoned for UPLOAD_TTL."""
+        if self.swarm is not None:
+            listed = [f"{r.name}@{r.version}" for r in self.index.search(limit=100_000, include_yanked=True)]
+            now = time.monotonic()
+            # A release refused as damaged is re-checked now and then, not on every pass.
+            new = [ref for ref in listed if ref not in self._seeding
+                   and now - self._unseedable.get(ref, -UNSEEDABLE_RETRY) >= UNSEEDABLE_RETRY]
+            if new:
+                self._start_seeding(new)
+        now = time.monotonic()
+        for digest in [d for d, u in self._uploads.items() if now - u.touched > UPLOAD_TTL]:
+            shutil.rmtree(self._uploads.pop(digest).staging, ignore_errors=True)
 
     def close(self) -> None:
         if self.swarm is not None:
@@ -164,6 +191,7 @@ class Node:
         staging = self.client.vault.incoming / f"{envelope.digest}.upload"
         staging.mkdir(parents=True, exist_ok=True)
         upload = self._uploads.setdefault(envelope.digest, _Upload(envelope, verdict, staging))
+        upload.touched = time.monotonic()
         needed = [{"path": f.path, "size": f.size} for f in manifest.files if f.path not in upload.received]
         return {"digest": envelope.digest, "status": "uploading", "needed": needed,
                 "upload_url": f"{self.config.base_url}/v1/uploads/{envelope.digest}/"}
@@ -175,6 +203,7 @@ class Node:
             raise NotFoundError(f"no upload in progress for digest {digest}",
                                 hint="POST the envelope to /v1/envelopes first")
         check_relative_path(path, "upload path")
+        upload.touched = time.monotonic()
         entry = next((f for f in upload.verdict.manifest.files if f.path == path), None)
         if entry is None:
             raise IntegrityError(f"{upload.verdict.manifest.ref} lists no file {path!r}; refusing the upload")

@@ -38,6 +38,7 @@ OPENAPI: dict[str, Any] = {
             {"name": "publisher", "in": "query", "schema": {"type": "string"}, "description": "publisher key id"},
             {"name": "license", "in": "query", "schema": {"type": "string"}, "description": "SPDX expression"},
             {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 1000}},
+            {"name": "offset", "in": "query", "schema": {"type": "integer", "minimum": 0}},
         ])},
         "/v1/models/{ns}/{name}": {
             "get": _op("versions of a model", _MODEL_PARAMS),
