@@ -35,7 +35,7 @@ from seedvault.manifest import (
     torrent_name,
 )
 from seedvault.settings import DEFAULT_PIECE_LENGTH, Paths, paths, worker_count
-from seedvault.signing import Envelope, PrivateKey, TrustPolicy, Verdict, evaluate
+from seedvault.signing import Envelope, PrivateKey, Signature, TrustPolicy, Verdict, evaluate
 from seedvault.vault import Entry, Vault
 
 Progress = Callable[[int], None]
@@ -277,10 +277,28 @@ class Client:
         check_exact_files(staged, manifest)
         layers = hashing.verify_files(staged, expected_files(manifest), manifest.torrent.piece_length, progress)
         check_weights(staged, manifest)
+        if self.vault.has(envelope.digest):
+            envelope = self.trusted_signatures(envelope)
         snapshot = self.vault.add(envelope, manifest, staged)
         self.vault.save_layers(manifest, layers)
         self._record_snapshot(snapshot, manifest, envelope.digest)
         return Admitted(verdict, snapshot, envelope)
+
+    def trusted_signatures(self, envelope: Envelope) -> Envelope:
+        """Only the signatures that verify under a key of the local policy, one per key.
+
+        What is merged into an envelope already stored: otherwise anyone offering the same
+        payload again could pile junk signatures onto it until it no longer loads. (A first
+        admission stores the envelope whole, signatures by keys others may trust included.)
+        """
+        policy = self.policy
+        signed = envelope.signed_bytes()
+        kept: dict[str, Signature] = {}
+        for sig in envelope.signatures:
+            keys = policy.keys_by_id(sig.keyid)
+            if sig.keyid not in kept and keys and keys[0].key.verify(sig.sig, signed):
+                kept[sig.keyid] = sig
+        return Envelope(envelope.payload, envelope.payload_type, tuple(kept.values()))
 
     def _record_snapshot(self, snapshot: Path, manifest: Manifest, digest: str) -> None:
         for f in manifest.files:

@@ -91,7 +91,7 @@ def pull(
     manifest = verdict.manifest
     check_requested(Ref.parse(ref), manifest)
     if _present(client, verdict, envelope.digest):
-        client.vault.add_signatures(envelope)
+        client.vault.add_signatures(client.trusted_signatures(envelope))
         snapshot = client.vault.snapshot_dir(manifest)
         stats = TransferStats(total=manifest.total_size, done=manifest.total_size, state="already present")
         return PullReport(manifest.ref, envelope.digest, str(snapshot), True, stats)

@@ -29,7 +29,7 @@ from pathlib import Path
 
 from packaging.version import InvalidVersion, Version
 
-from seedvault.errors import NotFoundError, RollbackError, UsageError
+from seedvault.errors import NotFoundError, RollbackError
 from seedvault.manifest import FileEntry, Manifest, Ref, format_time
 from seedvault.signing.dsse import Envelope
 
@@ -272,6 +272,9 @@ class Vault:
         envelope = Envelope.from_json(row[0], f"stored envelope {digest}")
         return Entry(digest, envelope, Manifest.from_payload(envelope.payload), row[1])
 
+    def has(self, digest: str) -> bool:
+        return self._db.execute("SELECT 1 FROM manifests WHERE digest=?", (digest,)).fetchone() is not None
+
     def get(self, digest: str) -> Entry:
         return self._entry(digest)
 
@@ -346,10 +349,6 @@ class Vault:
             return False
         return (row[0], row[5]) == (digest, pieces_root) and FileRecord(*row[1:5]) == current
 
-    def forget_records(self, snapshot: Path) -> None:
-        with self._tx() as db:
-            db.execute("DELETE FROM records WHERE path LIKE ?", (f"{snapshot}/%",))
-
 
 def _link_or_copy(src: Path, dst: Path) -> None:
     try:
@@ -366,8 +365,3 @@ def _fsync_dir(path: Path) -> None:
             os.fsync(fd)
         finally:
             os.close(fd)
-
-
-def check_writable(path: Path) -> None:
-    if not os.access(path, os.W_OK):
-        raise UsageError(f"vault directory {path} is not writable")

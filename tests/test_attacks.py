@@ -61,7 +61,7 @@ from seedvault.errors import (
     VerificationError,
 )
 from seedvault.manifest import Manifest, info_hash_v2
-from seedvault.signing import Envelope, PrivateKey
+from seedvault.signing import Envelope, PrivateKey, Signature
 
 
 def published(client: Client, ref: str = REF) -> tuple[Envelope, Manifest]:
@@ -684,3 +684,21 @@ def test_nothing_is_loaded_from_a_refused_import(receiver: Client, bundle: Path)
     with pytest.raises(NotFoundError, match=r"acme/tiny@1.0 is not in the vault"):
         receiver.load(REF)
     assert_no_staging(receiver)
+
+
+def test_junk_signatures_on_a_known_release_not_stored(receiver: Client, bundle: Path, tmp_path: Path,
+                                                      stranger_key: PrivateKey, pub_key: PrivateKey) -> None:
+    """Offering an already-held release again with piles of junk signatures (random key ids,
+    invalid bytes, a stranger's valid signature) adds none of them to the stored envelope."""
+    import_bundle(receiver, bundle)
+    stored = receiver.vault.resolve(REF).envelope
+    junk = tuple(Signature(os.urandom(32).hex(), os.urandom(64)) for _ in range(200))
+    bad_by_trusted = Signature(pub_key.key_id, os.urandom(64))
+    padded = Envelope(stored.payload, stored.payload_type, (*stored.signatures, *junk, bad_by_trusted))
+    padded = padded.sign(stranger_key)
+    shutil.copyfile(bundle / "envelope.json", tmp_path / "original.json")
+    (bundle / "envelope.json").write_bytes(padded.to_json())
+    import_bundle(receiver, bundle)  # accepted: the publisher's signature still verifies
+    after = receiver.vault.resolve(REF).envelope
+    assert after.signatures == stored.signatures
+    assert receiver.verify(REF).publishers == 1

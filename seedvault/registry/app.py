@@ -164,8 +164,7 @@ async def envelope(request: web.Request) -> web.Response:
     name, version = _model(request)
     assert version is not None
     node = request.app[NODE]
-    key = (name, version)
-    body = node._envelopes.get(key)  # the hot path: no thread hop once cached
+    body = node.cached_envelope(name, version)  # the hot path: no thread hop once cached
     if body is None:
         body = await _run(request, node.envelope_bytes, name, version)
     return web.Response(body=body, content_type="application/json")

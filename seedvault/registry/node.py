@@ -133,6 +133,10 @@ class Node:
             raise NotFoundError(f"{name}@{version} is not on this registry")
         return release
 
+    def cached_envelope(self, name: str, version: str) -> bytes | None:
+        """The envelope if already served once; safe from the event loop (a dict lookup)."""
+        return self._envelopes.get((name, version))
+
     def envelope_bytes(self, name: str, version: str) -> bytes:
         key = (name, version)
         cached = self._envelopes.get(key)
