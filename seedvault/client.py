@@ -14,13 +14,21 @@ import os
 import shutil
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from seedvault import hashing, weights
-from seedvault.errors import Error, IntegrityError, NotFoundError, UnsafePathError, UnsafeWeightsError, UsageError
+from seedvault.errors import (
+    Error,
+    IntegrityError,
+    NotFoundError,
+    PolicyError,
+    UnsafePathError,
+    UnsafeWeightsError,
+    UsageError,
+)
 from seedvault.manifest import (
     FileEntry,
     License,
@@ -35,7 +43,8 @@ from seedvault.manifest import (
     torrent_name,
 )
 from seedvault.settings import DEFAULT_PIECE_LENGTH, Paths, paths, worker_count
-from seedvault.signing import Envelope, PrivateKey, Signature, TrustPolicy, Verdict, evaluate
+from seedvault.signing import Envelope, PrivateKey, TrustPolicy, Verdict, counted_signatures, evaluate
+from seedvault.signing.trusted import Purpose, signer_reports
 from seedvault.vault import Entry, Vault
 
 Progress = Callable[[int], None]
@@ -243,7 +252,7 @@ class Client:
         under the local policy (approvals aside: this is one) and every byte of its files.
         """
         entry = self.vault.resolve(ref)
-        self._verify_entry(entry, replace(self.policy, required_approvals=0), fast=True)
+        self._verify_entry(entry, self.policy, fast=True, purpose="approve")
         signed = Envelope(entry.envelope.payload, entry.envelope.payload_type).sign(key)
         return self.vault.add_signatures(signed)
 
@@ -277,28 +286,37 @@ class Client:
         check_exact_files(staged, manifest)
         layers = hashing.verify_files(staged, expected_files(manifest), manifest.torrent.piece_length, progress)
         check_weights(staged, manifest)
-        if self.vault.has(envelope.digest):
-            envelope = self.trusted_signatures(envelope)
+        envelope = self.trusted_signatures(envelope)
         snapshot = self.vault.add(envelope, manifest, staged)
         self.vault.save_layers(manifest, layers)
         self._record_snapshot(snapshot, manifest, envelope.digest)
         return Admitted(verdict, snapshot, envelope)
 
     def trusted_signatures(self, envelope: Envelope) -> Envelope:
-        """Only the signatures that verify under a key of the local policy, one per key.
+        """Only the signatures that count under the local policy, one per key: what every
+        admission stores (see `signing.counted_signatures`)."""
+        return counted_signatures(envelope, Manifest.from_payload(envelope.payload).name, self.policy)
 
-        What is merged into an envelope already stored: otherwise anyone offering the same
-        payload again could pile junk signatures onto it until it no longer loads. (A first
-        admission stores the envelope whole, signatures by keys others may trust included.)
-        """
-        policy = self.policy
-        signed = envelope.signed_bytes()
-        kept: dict[str, Signature] = {}
-        for sig in envelope.signatures:
-            keys = policy.keys_by_id(sig.keyid)
-            if sig.keyid not in kept and keys and keys[0].key.verify(sig.sig, signed):
-                kept[sig.keyid] = sig
-        return Envelope(envelope.payload, envelope.payload_type, tuple(kept.values()))
+    def merge_signatures(self, offered: Envelope) -> Envelope:
+        """Add to a release already stored the offered signatures that count under the local
+        policy (approvals, another publisher's): the stored envelope afterwards.
+
+        Raises PolicyError when the offer brings no new signature that counts, naming what
+        each offered signature amounted to."""
+        stored = self.vault.get(offered.digest).envelope
+        if offered.payload_type != stored.payload_type:
+            raise IntegrityError(f"signatures for {offered.digest}: expected payload type "
+                                 f"{stored.payload_type}, found {offered.payload_type}")
+        name = Manifest.from_payload(stored.payload).name
+        known = {s.keyid for s in stored.signatures}
+        new = [s for s in counted_signatures(offered, name, self.policy).signatures if s.keyid not in known]
+        if not new:
+            reports = [r for r, sig in signer_reports(offered, name, self.policy) if sig.keyid not in known]
+            found = "; ".join(r.describe() for r in reports[:8]) or "only signatures already held"
+            raise PolicyError(f"signatures for {name} ({offered.digest[:16]}): expected at least one new "
+                              f"signature by a key this vault trusts for {name}, found {found}",
+                              hint="the signing key must be in this side's trust policy (seedvault trust list)")
+        return self.vault.add_signatures(Envelope(stored.payload, stored.payload_type, tuple(new)))
 
     def _record_snapshot(self, snapshot: Path, manifest: Manifest, digest: str) -> None:
         for f in manifest.files:
@@ -319,9 +337,9 @@ class Client:
 
     def _verify_entry(
         self, entry: Entry, policy: TrustPolicy, *, fast: bool, progress: Progress | None = None,
-        need_layers: bool = False,
+        need_layers: bool = False, purpose: Purpose = "use",
     ) -> Verdict:
-        verdict = evaluate(entry.envelope, policy)
+        verdict = evaluate(entry.envelope, policy, purpose=purpose)
         manifest = verdict.manifest
         snapshot = self.vault.snapshot_dir(manifest)
         if not snapshot.is_dir():

@@ -1,7 +1,10 @@
 """One exception hierarchy for seedvault, split by who is at fault.
 
 Every message names what was expected, what was found, and what the user can do.
-The CLI maps each branch to its own exit code and never prints a traceback for them.
+Each class carries the exit code the CLI uses and the HTTP status a registry node answers
+with, so a refusal means the same thing on the command line, over HTTP, and in Python; the
+registry client rebuilds the exact class from the JSON `type` a node sends (`by_name`).
+The CLI never prints a traceback for them.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ class Error(Exception):
     """Root of every error seedvault raises on purpose."""
 
     exit_code = 1
+    http_status = 500
 
     def diagnostics(self) -> str:
         """Text for a person: the message, and a hint when one was given."""
@@ -26,14 +30,19 @@ class VerificationError(Error):
     """The data is bad or not trusted: refuse it, load nothing, store nothing."""
 
     exit_code = 3
+    http_status = 422
 
 
 class SignatureError(VerificationError):
     """A signature does not verify, or no signature was made by a trusted key."""
 
+    http_status = 403
+
 
 class PolicyError(VerificationError):
     """Signatures verify but the local trust policy does not accept them."""
+
+    http_status = 403
 
 
 class IntegrityError(VerificationError):
@@ -57,6 +66,8 @@ class IntegrityError(VerificationError):
 class RollbackError(VerificationError):
     """A manifest would replace one already seen for the same name@version, or move latest back."""
 
+    http_status = 409
+
 
 class ExpiredError(VerificationError):
     """The manifest's signed expiry time has passed."""
@@ -64,6 +75,12 @@ class ExpiredError(VerificationError):
 
 class ManifestError(VerificationError):
     """The manifest is malformed or breaks a validation rule (paths, names, digests)."""
+
+
+class OversizeError(ManifestError):
+    """Input from outside is larger than the bound seedvault reads (an envelope, a header, a body)."""
+
+    http_status = 413
 
 
 class UnsafePathError(ManifestError):
@@ -78,15 +95,33 @@ class TransferError(Error):
     """Moving bytes failed: a peer, a server, a disk."""
 
     exit_code = 5
+    http_status = 502
 
 
 class UsageError(Error):
     """The user asked for something inconsistent, or the configuration is wrong."""
 
     exit_code = 2
+    http_status = 400
 
 
 class NotFoundError(Error, LookupError):
     """A model, version, key or file that was asked for does not exist."""
 
     exit_code = 4
+    http_status = 404
+
+
+def _all_classes(root: type[Error]) -> dict[str, type[Error]]:
+    found = {root.__name__: root}
+    for sub in root.__subclasses__():
+        found.update(_all_classes(sub))
+    return found
+
+
+def by_name(name: object) -> type[Error] | None:
+    """The error class a registry's JSON `type` names, or None if seedvault has none by that name.
+
+    Only classes of this hierarchy are ever returned: a hostile server cannot make a client
+    raise anything else."""
+    return _all_classes(Error).get(name) if isinstance(name, str) else None

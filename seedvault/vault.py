@@ -27,11 +27,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from packaging.version import InvalidVersion, Version
-
-from seedvault.errors import NotFoundError, RollbackError
+from seedvault.errors import Error, NotFoundError
 from seedvault.manifest import FileEntry, Manifest, Ref, format_time
 from seedvault.signing.dsse import Envelope
+from seedvault.signing.trusted import check_not_substituted, is_newer
 
 EMPTY_SHA256 = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
 
@@ -66,26 +65,12 @@ CREATE TABLE IF NOT EXISTS records (
     pieces_root TEXT,
     verified_at TEXT NOT NULL
 );
+-- One release per name@version, whoever writes: two threads or processes admitting at once
+-- cannot both succeed (the first-seen check runs inside the writing transaction too).
+CREATE UNIQUE INDEX IF NOT EXISTS manifests_name_version ON manifests (name, version);
 """
 
-
-def is_newer(candidate: Manifest, current: Manifest) -> bool:
-    """Whether `candidate` is a newer release than `current` of the same model.
-
-    When both versions parse as PEP 440 / semantic versions (1.2.0, 2.0.0rc1, 2024.5.1),
-    their order decides. Otherwise (dates with dashes, commit ids) the signed `created`
-    time decides, and equal times fall back to comparing the labels.
-    """
-    try:
-        a, b = Version(candidate.version), Version(current.version)
-    except InvalidVersion:
-        pass
-    else:
-        if a != b:
-            return a > b
-    if candidate.created != current.created:
-        return candidate.created > current.created
-    return candidate.version > current.version
+__all__ = ["Damaged", "Entry", "FileRecord", "Vault", "is_newer"]
 
 
 @dataclass(frozen=True)
@@ -96,6 +81,16 @@ class Entry:
     envelope: Envelope
     manifest: Manifest
     added_at: str
+
+
+@dataclass(frozen=True)
+class Damaged:
+    """A stored envelope that no longer reads: named, so the rest of the vault stays usable."""
+
+    digest: str
+    name: str
+    version: str
+    reason: str
 
 
 @dataclass(frozen=True)
@@ -168,17 +163,30 @@ class Vault:
             shutil.rmtree(path, ignore_errors=True)
 
     # ---- rollback and substitution ----------------------------------------------------
-    def check_not_substituted(self, manifest: Manifest, digest: str) -> None:
-        """Refuse a manifest whose name@version was first seen with another digest."""
-        row = self._db.execute(
+    def _first_seen(self, db: sqlite3.Connection, manifest: Manifest) -> tuple[str, str] | None:
+        row = db.execute(
             "SELECT digest, seen_at FROM first_seen WHERE name=? AND version=?",
             (manifest.name, manifest.version),
         ).fetchone()
-        if row and row[0] != digest:
-            raise RollbackError(
-                f"{manifest.ref}: this vault first saw manifest digest {row[0]} (at {row[1]}); "
-                f"refusing a different manifest with digest {digest} for the same name@version",
-                hint="a release is immutable; the publisher must use a new version",
+        return (row[0], row[1]) if row else None
+
+    def check_not_substituted(self, manifest: Manifest, digest: str) -> None:
+        """Refuse a manifest whose name@version was first seen with another digest (early,
+        before any byte moves; `add` checks again inside its transaction)."""
+        check_not_substituted(manifest, digest, self._first_seen(self._db, manifest))
+
+    def _claim(self, manifest: Manifest, digest: str) -> None:
+        """Record `digest` as the one release of its name@version, or raise RollbackError.
+
+        Check and record happen in one write transaction, so of two admissions racing with
+        different digests (threads of one node, or a node and a `mirror --once`) exactly
+        one gets the snapshot; the other is refused before it touches it."""
+        now = format_time(datetime.now(UTC))
+        with self._tx() as db:
+            check_not_substituted(manifest, digest, self._first_seen(db, manifest))
+            db.execute(
+                "INSERT OR IGNORE INTO first_seen (name, version, digest, seen_at) VALUES (?, ?, ?, ?)",
+                (manifest.name, manifest.version, digest, now),
             )
 
     # ---- adding -------------------------------------------------------------------------
@@ -188,7 +196,7 @@ class Vault:
         The caller has verified `staged` against `manifest` and the envelope under policy.
         """
         digest = envelope.digest
-        self.check_not_substituted(manifest, digest)
+        self._claim(manifest, digest)
         final = self.snapshot_dir(manifest)
         for f in manifest.files:
             blob = self.blob_path(f)
@@ -233,32 +241,41 @@ class Vault:
         now = format_time(datetime.now(UTC))
         digest = envelope.digest
         with self._tx() as db:
+            check_not_substituted(manifest, digest, self._first_seen(db, manifest))
             row = db.execute("SELECT envelope FROM manifests WHERE digest=?", (digest,)).fetchone()
             if row:
-                envelope = Envelope.from_json(row[0]).merge(envelope)
+                envelope = self._stored_envelope(row[0], digest).merge(envelope)
             db.execute(
                 "INSERT INTO manifests (digest, name, version, created, envelope, added_at) "
                 "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(digest) DO UPDATE SET envelope=excluded.envelope",
                 (digest, manifest.name, manifest.version, format_time(manifest.created),
                  envelope.to_json(), now),
             )
-            db.execute(
-                "INSERT OR IGNORE INTO first_seen (name, version, digest, seen_at) VALUES (?, ?, ?, ?)",
-                (manifest.name, manifest.version, digest, now),
-            )
             current = db.execute("SELECT digest FROM latest WHERE name=?", (manifest.name,)).fetchone()
-            if current is None or is_newer(manifest, self._entry(current[0]).manifest):
+            if current is None or self._newer_than_stored(manifest, current[0]):
                 db.execute(
                     "INSERT INTO latest (name, version, digest) VALUES (?, ?, ?) "
                     "ON CONFLICT(name) DO UPDATE SET version=excluded.version, digest=excluded.digest",
                     (manifest.name, manifest.version, digest),
                 )
 
+    def _newer_than_stored(self, manifest: Manifest, digest: str) -> bool:
+        try:
+            return is_newer(manifest, self._entry(digest).manifest)
+        except Error:  # the release `latest` named no longer reads: any readable one replaces it
+            return True
+
     def add_signatures(self, envelope: Envelope) -> Envelope:
-        """Merge countersignatures into a stored envelope over the same payload."""
-        entry = self.get(envelope.digest)
-        merged = entry.envelope.merge(envelope)
+        """Merge signatures into a stored envelope over the same payload.
+
+        The caller passes only signatures that count under its policy
+        (`signing.counted_signatures`); read and write happen in one transaction, so two
+        approvals arriving at once both stay."""
         with self._tx() as db:
+            row = db.execute("SELECT envelope FROM manifests WHERE digest=?", (envelope.digest,)).fetchone()
+            if row is None:
+                raise NotFoundError(f"no manifest with digest {envelope.digest} in the vault")
+            merged = self._stored_envelope(row[0], envelope.digest).merge(envelope)
             db.execute("UPDATE manifests SET envelope=? WHERE digest=?", (merged.to_json(), envelope.digest))
         return merged
 
@@ -269,8 +286,12 @@ class Vault:
         ).fetchone()
         if row is None:
             raise NotFoundError(f"no manifest with digest {digest} in the vault")
-        envelope = Envelope.from_json(row[0], f"stored envelope {digest}")
+        envelope = self._stored_envelope(row[0], digest)
         return Entry(digest, envelope, Manifest.from_payload(envelope.payload), row[1])
+
+    @staticmethod
+    def _stored_envelope(raw: bytes, digest: str) -> Envelope:
+        return Envelope.from_json(raw, f"stored envelope {digest}")
 
     def has(self, digest: str) -> bool:
         return self._db.execute("SELECT 1 FROM manifests WHERE digest=?", (digest,)).fetchone() is not None
@@ -298,8 +319,20 @@ class Vault:
         return self._entry(row[0])
 
     def entries(self) -> list[Entry]:
-        rows = self._db.execute("SELECT digest FROM manifests ORDER BY name, created").fetchall()
-        return [self._entry(d) for (d,) in rows]
+        """Every release that reads; one that does not (see `damaged`) never hides the rest."""
+        return [e for e in self._scan() if isinstance(e, Entry)]
+
+    def damaged(self) -> list[Damaged]:
+        """Stored releases whose envelope no longer reads, with the reason."""
+        return [e for e in self._scan() if isinstance(e, Damaged)]
+
+    def _scan(self) -> Iterator[Entry | Damaged]:
+        rows = self._db.execute("SELECT digest, name, version FROM manifests ORDER BY name, created").fetchall()
+        for digest, name, version in rows:
+            try:
+                yield self._entry(digest)
+            except Error as exc:
+                yield Damaged(digest, name, version, str(exc))
 
     def latest_version(self, name: str) -> str | None:
         row = self._db.execute("SELECT version FROM latest WHERE name=?", (name,)).fetchone()

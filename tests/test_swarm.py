@@ -117,6 +117,10 @@ def incoming_of(home: Path) -> list[str]:
     return sorted(p.name for p in incoming.iterdir()) if incoming.is_dir() else []
 
 
+def incoming_dir(home: Path) -> Path:
+    return paths(home).vault_dir / "incoming"
+
+
 def snapshots_of(home: Path) -> list[str]:
     snapshots = paths(home).vault_dir / "snapshots"
     return sorted(p.relative_to(snapshots).as_posix() for p in snapshots.rglob("*")) if snapshots.is_dir() else []
@@ -422,3 +426,36 @@ def test_python_api_pull_from_a_peer(tmp_path: Path, published: Published, pub_k
     assert seedvault.load(published.ref, home=home)
     with pytest.raises(seedvault.UsageError, match="exactly one of"):
         seedvault.pull(published.ref, home=home)
+
+
+@pytest.mark.timeout(150)
+def test_interrupted_pull_from_torrent_sources_resumes_not_stalls(tmp_path: Path, published: Published,
+                                                                  pub_key: PrivateKey) -> None:
+    """A registry's torrent names its web seed inside the torrent. A pull interrupted after a
+    resume-data save must find that source again on the next run (libtorrent's resume data
+    would otherwise override the torrent's sources with none, and the re-run stall)."""
+    total = published.manifest.total_size
+    home = new_peer(tmp_path / "peer", pub_key)
+    root = web_root(tmp_path / "webroot", published.manifest, published.snapshot)
+    with Client(published.home) as owner:
+        layers = stored_layers(owner, published.manifest)
+    with WebSeed(root) as http:
+        torrent = torrent_bytes(published.manifest, layers, web_seeds=[http.url])
+        started = time.monotonic()
+
+        def interrupt(stats: TransferStats) -> None:
+            if stats.done >= 0.3 * total and time.monotonic() - started > RESUME_EVERY + 1:
+                raise TransferError("interrupted by the test")
+
+        slow = SwarmConfig(download_rate_limit=SLOW, limit_local_peers=True)
+        with Client(home) as client, pytest.raises(TransferError, match="interrupted by the test"):
+            pull(client, published.ref, published.envelope, torrent=torrent, config=slow, timeout=60,
+                 on_status=interrupt)
+        assert snapshots_of(home) == []
+        with Client(home) as client:
+            report = pull(client, published.ref, published.envelope, torrent=torrent, config=SwarmConfig(),
+                          timeout=60)
+    s = report.stats
+    assert s.resumed > 0, s
+    assert s.from_web > 0 and s.resumed + s.downloaded >= total, s
+    assert_holds_verified_copy(home, published)

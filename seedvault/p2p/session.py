@@ -148,6 +148,10 @@ class Swarm:
         # Files go to save_path/<manifest path>, not save_path/<torrent name>/<path>.
         atp.renamed_files = {index: path for path, index in file_map(ti).items()}
         flags = atp.flags & ~lt.torrent_flags.auto_managed & ~lt.torrent_flags.paused
+        # Resume data sets these, so the trackers and web seeds it saved (none, for sources
+        # given at add time) would replace the ones this run passes: the resumed torrent
+        # would have no source and stall for good. This run's sources always apply.
+        flags &= ~lt.torrent_flags.override_trackers & ~lt.torrent_flags.override_web_seeds
         if seed:
             flags |= lt.torrent_flags.seed_mode  # verified by us; libtorrent re-hashes on demand
             if self.config.super_seed:

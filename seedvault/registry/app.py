@@ -20,14 +20,7 @@ from aiohttp import web
 
 from seedvault.errors import (
     Error,
-    ManifestError,
-    NotFoundError,
-    PolicyError,
-    RollbackError,
-    SignatureError,
-    TransferError,
     UsageError,
-    VerificationError,
 )
 from seedvault.manifest import check_model_name, check_version
 from seedvault.registry.config import MAX_JSON_BODY, NodeConfig
@@ -53,22 +46,6 @@ async def _run(request: web.Request, fn: Callable[..., T], *args: Any) -> T:
     return await asyncio.get_running_loop().run_in_executor(request.app[WORKER], fn, *args)
 
 
-def _status(exc: Error) -> int:
-    if isinstance(exc, NotFoundError):
-        return 404
-    if isinstance(exc, SignatureError | PolicyError):
-        return 403
-    if isinstance(exc, RollbackError):
-        return 409
-    if isinstance(exc, ManifestError | VerificationError):
-        return 422
-    if isinstance(exc, UsageError):
-        return 400
-    if isinstance(exc, TransferError):
-        return 502
-    return 500
-
-
 def error_json(status: int, kind: str, message: str, hint: str | None = None) -> web.Response:
     body: dict[str, Any] = {"error": {"type": kind, "message": message}}
     if hint:
@@ -81,7 +58,7 @@ async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
         return await handler(request)
     except Error as exc:
-        return error_json(_status(exc), type(exc).__name__, str(exc), exc.hint)
+        return error_json(exc.http_status, type(exc).__name__, str(exc), exc.hint)
     except web.HTTPException as exc:
         if exc.status < 400:
             raise

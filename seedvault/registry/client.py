@@ -16,13 +16,25 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlencode, urlsplit
 
-from seedvault.errors import NotFoundError, PolicyError, TransferError, UsageError, VerificationError
+from seedvault.errors import (
+    Error,
+    NotFoundError,
+    OversizeError,
+    PolicyError,
+    RollbackError,
+    TransferError,
+    UsageError,
+    VerificationError,
+    by_name,
+)
 from seedvault.manifest import Manifest
 from seedvault.settings import MAX_ENVELOPE_BYTES, READ_CHUNK
 from seedvault.signing import Envelope
 
 MAX_JSON_RESPONSE = 64 * 1024 * 1024
 TIMEOUT = 30.0
+MAX_ERROR_BODY = 64 * 1024  # an error body is a short JSON object; more is not read
+MAX_ERROR_TEXT = 2000  # characters of a server's message repeated to the user
 
 
 class RegistryClient:
@@ -135,19 +147,23 @@ def _q(name: str) -> str:
     return f"{quote(ns, safe='')}/{quote(model, safe='')}"
 
 
-def _http_error(exc: urllib.error.HTTPError, method: str, url: str) -> Exception:
+def _http_error(exc: urllib.error.HTTPError, method: str, url: str) -> Error:
+    """The node's refusal as the very error class it raised (its JSON `type`), so a refusal
+    over HTTP means what it means locally; a type seedvault does not know falls back on the
+    status. Only classes of seedvault's hierarchy are ever built from what a server says."""
+    kind: object = None
     try:
-        body = json.loads(exc.read(MAX_ENVELOPE_BYTES))["error"]
-        message, hint = str(body.get("message")), body.get("hint")
+        body = json.loads(exc.read(MAX_ERROR_BODY))["error"]
+        message, hint, kind = str(body["message"])[:MAX_ERROR_TEXT], body.get("hint"), body.get("type")
+        hint = str(hint)[:MAX_ERROR_TEXT] if hint else None
     except (ValueError, KeyError, TypeError):
-        message, hint = exc.reason, None
+        message, hint = str(exc.reason)[:MAX_ERROR_TEXT], None
     text = f"registry refused {method} {url} ({exc.code}): {message}"
-    if exc.code == 404:
-        return NotFoundError(text, hint=hint)
-    if exc.code == 403:
-        return PolicyError(text, hint=hint)
-    if exc.code in (409, 422):
-        return VerificationError(text, hint=hint)
-    if exc.code in (400, 413):
-        return UsageError(text, hint=hint)
-    return TransferError(text, hint=hint)
+    cls = by_name(kind) or _BY_STATUS.get(exc.code, TransferError)
+    return cls(text, hint=hint)
+
+
+_BY_STATUS: dict[int, type[Error]] = {
+    400: UsageError, 401: PolicyError, 403: PolicyError, 404: NotFoundError, 409: RollbackError, 413: OversizeError,
+    422: VerificationError,
+}

@@ -16,8 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from seedvault.client import Client
-from seedvault.errors import Error, IntegrityError, NotFoundError, PolicyError, SignatureError, UsageError
-from seedvault.manifest import Manifest, check_model_name, check_relative_path, check_version
+from seedvault.errors import Error, IntegrityError, NotFoundError, PolicyError
+from seedvault.manifest import check_model_name, check_relative_path, check_version
 from seedvault.p2p import Swarm, SwarmConfig, torrent_bytes
 from seedvault.registry.config import NodeConfig
 from seedvault.registry.index import Index, Release
@@ -243,33 +243,20 @@ class Node:
 
     # ---- approvals ------------------------------------------------------------------------
     def approve(self, name: str, version: str, raw: bytes) -> dict[str, Any]:
-        """Accept countersignatures over the stored payload, by keys the node trusts as approvers."""
+        """Accept new signatures over the stored payload (approvals, another publisher's) by
+        keys the node's policy trusts for this model; anything else is refused, never kept."""
         release = self.release(name, version)
-        stored = self.client.vault.get(release.digest).envelope
         offered = Envelope.from_json(raw, "approval")
-        if offered.payload != stored.payload:
+        if offered.digest != release.digest:
             raise IntegrityError(
                 f"approval for {name}@{version}: expected a signature over the stored payload "
-                f"(digest {stored.digest}), found one over digest {offered.digest}"
+                f"(digest {release.digest}), found one over digest {offered.digest}"
             )
-        policy = self.client.policy
-        known = {(s.keyid, s.sig) for s in stored.signatures}
-        new = [s for s in offered.signatures if (s.keyid, s.sig) not in known]
-        if not new:
-            raise UsageError("approval: expected at least one new signature, found none")
-        manifest = Manifest.from_payload(stored.payload)
-        for sig in new:
-            keys = [k for k in policy.keys_by_id(sig.keyid) if k.role == "approver" and k.covers(manifest.name)]
-            if not keys or sig.keyid in policy.revoked:
-                raise PolicyError(f"approval for {name}@{version}: key {sig.keyid} is not a trusted approver "
-                                  f"for {manifest.name} on this registry")
-            if not keys[0].key.verify(sig.sig, stored.signed_bytes()):
-                raise SignatureError(f"approval for {name}@{version}: the signature by {sig.keyid} does not verify")
-        merged = self.client.vault.add_signatures(Envelope(stored.payload, stored.payload_type, tuple(new)))
-        verdict = evaluate(merged, policy)
-        self.index.put(manifest, verdict)
+        merged = self.client.merge_signatures(offered)
+        verdict = evaluate(merged, self.client.policy)
+        self.index.put(verdict.manifest, verdict)
         self._envelopes.pop((name, version), None)
-        return {"ref": manifest.ref, "verdict": verdict.to_dict()}
+        return {"ref": verdict.manifest.ref, "verdict": verdict.to_dict()}
 
     # ---- admin ------------------------------------------------------------------------------
     def check_admin(self, authorization: str | None) -> None:

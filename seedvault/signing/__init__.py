@@ -3,9 +3,19 @@
 from seedvault.signing.dsse import Envelope, Signature, pae
 from seedvault.signing.keys import KEY_TYPES, KeyType, PrivateKey, PublicKey
 from seedvault.signing.policy import ROLES, Role, TrustedKey, TrustPolicy
-from seedvault.signing.verify import SignerReport, Verdict, evaluate
+from seedvault.signing.trusted import (
+    RELEASE,
+    Accepted,
+    SignerReport,
+    StatementKind,
+    Verdict,
+    accept,
+    counted_signatures,
+    evaluate,
+)
 
 __all__ = [
-    "KEY_TYPES", "ROLES", "Envelope", "KeyType", "PrivateKey", "PublicKey", "Role",
-    "Signature", "SignerReport", "TrustPolicy", "TrustedKey", "Verdict", "evaluate", "pae",
+    "KEY_TYPES", "RELEASE", "ROLES", "Accepted", "Envelope", "KeyType", "PrivateKey", "PublicKey", "Role",
+    "Signature", "SignerReport", "StatementKind", "TrustPolicy", "TrustedKey", "Verdict", "accept",
+    "counted_signatures", "evaluate", "pae",
 ]  # fmt: skip

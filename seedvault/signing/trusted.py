@@ -1,0 +1,283 @@
+"""The trust core: every decision about whether signed bytes are accepted, in one place.
+
+Like python-tuf's `TrustedMetadataSet`, it takes bytes already fetched (an envelope) and
+what the local store remembers, and decides; fetching and storing live elsewhere.
+
+- `signer_reports` is the one function that decides which signatures count: by a key of
+  the local policy, not revoked, verifying over the exact payload, within the key's scope;
+  one per key and role.
+- `counted_signatures` keeps exactly those (one per key): what any admission (node, client,
+  mirror, import) stores, so junk offered alongside a release is never kept.
+- `accept` applies a statement kind's requirements (roles and thresholds, approvals,
+  licenses, expiry) and fails closed; `evaluate` is `accept` for releases.
+- `check_not_substituted` and `is_newer` are the rules that need memory: a name@version
+  keeps the first digest ever seen, and `latest` never moves back. The vault applies them
+  inside its own transaction.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Generic, Literal, Protocol, TypeVar
+
+from packaging.version import InvalidVersion, Version
+
+from seedvault.errors import ExpiredError, PolicyError, RollbackError, SignatureError, UsageError
+from seedvault.manifest import Manifest, format_time
+from seedvault.signing.dsse import Envelope, Signature
+from seedvault.signing.policy import Role, TrustPolicy
+
+Purpose = Literal["use", "approve"]
+
+
+class Statement(Protocol):
+    """What the trust core needs of any signed statement about a model."""
+
+    @property
+    def name(self) -> str: ...  # the model (`ns/name`) the key scopes are matched against
+
+    @property
+    def ref(self) -> str: ...  # how messages name it
+
+    def is_expired(self, now: datetime | None = None) -> bool: ...
+
+    @property
+    def expires(self) -> datetime | None: ...
+
+
+S = TypeVar("S", bound=Statement)
+
+
+@dataclass(frozen=True)
+class StatementKind(Generic[S]):
+    """One type of signed statement: how its payload is read and what must sign it."""
+
+    noun: str
+    parse: Callable[[bytes], S]
+    roles: frozenset[Role]  # roles whose valid signatures count toward the publisher threshold
+    approvals: bool  # whether the policy's required approvals apply to it
+    license_of: Callable[[S], str] | None = None  # the SPDX expression the license policy checks
+
+
+RELEASE: StatementKind[Manifest] = StatementKind(
+    noun="release",
+    parse=Manifest.from_payload,
+    roles=frozenset({"publisher"}),
+    approvals=True,
+    license_of=lambda manifest: manifest.license.spdx,
+)
+
+
+@dataclass(frozen=True)
+class SignerReport:
+    """What one signature on the envelope amounted to under the local policy."""
+
+    key_id: str
+    status: str  # "valid", "untrusted", "revoked", "invalid", "out-of-scope", "duplicate"
+    role: str | None = None
+    label: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"key_id": self.key_id, "status": self.status, "role": self.role, "label": self.label}
+
+    def describe(self) -> str:
+        short = self.key_id[:16]
+        who = f"{self.label} ({short})" if self.label and self.label != short else short
+        return {
+            "valid": f"{who}: valid signature, counted as {self.role}",
+            "untrusted": f"{who}: key not in the local trust policy",
+            "revoked": f"{who}: key is revoked",
+            "invalid": f"{who}: signature does not verify (payload changed or signature forged)",
+            "out-of-scope": f"{who}: trusted as {self.role}, but not for this namespace",
+            "duplicate": f"{who}: another signature by the same key, counted once",
+        }[self.status]
+
+
+@dataclass(frozen=True)
+class Accepted(Generic[S]):
+    """A statement whose signatures satisfy the local policy, and how they did."""
+
+    statement: S
+    digest: str
+    signers: tuple[SignerReport, ...]
+    publishers: int
+    approvers: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "ref": self.statement.ref,
+            "digest": self.digest,
+            "publishers": self.publishers,
+            "approvers": self.approvers,
+            "signers": [s.to_dict() for s in self.signers],
+        }
+
+
+@dataclass(frozen=True)
+class Verdict(Accepted[Manifest]):
+    """An accepted release."""
+
+    @property
+    def manifest(self) -> Manifest:
+        return self.statement
+
+
+# At most this many signers are named in a refusal: the rest are counted, not listed.
+_DESCRIBED_SIGNERS = 8
+
+
+def signer_reports(envelope: Envelope, name: str, policy: TrustPolicy) -> list[tuple[SignerReport, Signature]]:
+    """Each signature's status under the policy, for a statement about model `name`.
+
+    The one place that decides which signatures count. A key id already counted is not
+    verified again: repeated signatures by one key cost nothing and count once.
+    """
+    signed = envelope.signed_bytes()
+    reports: list[tuple[SignerReport, Signature]] = []
+    counted: set[str] = set()
+    for sig in envelope.signatures:
+        candidates = policy.keys_by_id(sig.keyid)
+        if not candidates:
+            reports.append((SignerReport(sig.keyid, "untrusted"), sig))
+            continue
+        first = candidates[0]
+        if sig.keyid in counted:
+            reports.append((SignerReport(sig.keyid, "duplicate", first.role, first.label), sig))
+            continue
+        if sig.keyid in policy.revoked:
+            reports.append((SignerReport(sig.keyid, "revoked", first.role, first.label), sig))
+            continue
+        if not first.key.verify(sig.sig, signed):
+            reports.append((SignerReport(sig.keyid, "invalid", first.role, first.label), sig))
+            continue
+        # One key may hold several roles; each role it holds within scope counts once.
+        in_scope = [k for k in candidates if k.covers(name)]
+        if not in_scope:
+            reports.append((SignerReport(sig.keyid, "out-of-scope", first.role, first.label), sig))
+            continue
+        counted.add(sig.keyid)
+        reports.extend((SignerReport(k.key_id, "valid", k.role, k.label), sig) for k in in_scope)
+    return reports
+
+
+def counted_signatures(envelope: Envelope, name: str, policy: TrustPolicy) -> Envelope:
+    """The envelope with only the signatures that count under the local policy, one per key.
+
+    What every admission stores: anyone can re-offer a public envelope padded with junk
+    signatures, and none of it may be kept (it would make the release unreadable)."""
+    kept: dict[str, Signature] = {}
+    for report, sig in signer_reports(envelope, name, policy):
+        if report.status == "valid":
+            kept.setdefault(sig.keyid, sig)
+    return Envelope(envelope.payload, envelope.payload_type, tuple(kept.values()))
+
+
+def _describe(reports: list[SignerReport]) -> str:
+    shown = "; ".join(r.describe() for r in reports[:_DESCRIBED_SIGNERS])
+    rest = len(reports) - _DESCRIBED_SIGNERS
+    return shown + (f"; and {rest} more signature(s)" if rest > 0 else "")
+
+
+def accept(
+    envelope: Envelope, policy: TrustPolicy, kind: StatementKind[S], *,
+    now: datetime | None = None, purpose: Purpose = "use",
+) -> Accepted[S]:
+    """Parse the statement, check its signatures against the policy, and accept it or raise.
+
+    `purpose="approve"` is the judgement an approver makes before countersigning: every
+    requirement but the approvals themselves (the countersignature is one).
+
+    Raises SignatureError (no valid trusted signature), PolicyError (trusted signatures,
+    but a requirement is unmet) or ExpiredError; ManifestError for a malformed payload.
+    """
+    statement = kind.parse(envelope.payload)
+    if not policy.keys:
+        raise SignatureError(
+            f"{statement.ref}: the local trust policy has no keys, so nothing can be trusted",
+            hint="trust the publisher's key: seedvault trust add KEY.pub --role publisher --scope 'ns/*'",
+        )
+    if not envelope.signatures:
+        raise SignatureError(f"{statement.ref}: expected at least one signature, found none")
+    reports = [r for r, _sig in signer_reports(envelope, statement.name, policy)]
+    signer_keys = {r.key_id for r in reports if r.status == "valid" and r.role in kind.roles}
+    publishers = len(signer_keys)
+    # An approval is a second party's: a key already counted as publisher does not approve.
+    approvers = len({r.key_id for r in reports if r.status == "valid" and r.role == "approver"} - signer_keys)
+    roles = " or ".join(sorted(kind.roles))
+
+    if publishers < policy.publisher_threshold:
+        # Some trusted signature verified, but not one that counts here: a policy refusal.
+        policy_refusal = any(r.status in ("valid", "revoked", "out-of-scope") for r in reports)
+        error = PolicyError if policy_refusal else SignatureError
+        raise error(
+            f"{statement.ref}: expected {policy.publisher_threshold} valid signature(s) by trusted "
+            f"{roles} keys for {statement.name}, found {publishers}. Signatures: {_describe(reports)}",
+            hint="check the publisher's key id and your policy: seedvault trust list",
+        )
+    if kind.approvals and purpose == "use" and approvers < policy.required_approvals:
+        raise PolicyError(
+            f"{statement.ref}: expected {policy.required_approvals} approval(s) by distinct trusted "
+            f"approver keys, found {approvers}. Signatures: {_describe(reports)}",
+            hint="an approver countersigns with: seedvault approve REF --key APPROVER_KEY",
+        )
+    if kind.license_of is not None:
+        spdx = kind.license_of(statement)
+        if not policy.license_allowed(spdx):
+            raise PolicyError(
+                f"{statement.ref}: license {spdx} is not allowed; expected one of "
+                f"{', '.join(policy.allowed_licenses or ())}",
+                hint="allow it with: seedvault trust licenses allow SPDX",
+            )
+    if now is not None and now.tzinfo is None:
+        raise UsageError("evaluation time: expected a timezone-aware datetime, found a naive one")
+    moment = now or datetime.now(UTC)
+    if statement.is_expired(moment):
+        expires = statement.expires
+        assert expires is not None
+        raise ExpiredError(
+            f"{statement.ref}: expired at {format_time(expires)}; it is now {format_time(moment)}",
+            hint=f"ask the publisher for a fresh {kind.noun}",
+        )
+    return Accepted(statement, envelope.digest, tuple(reports), publishers, approvers)
+
+
+def evaluate(
+    envelope: Envelope, policy: TrustPolicy, now: datetime | None = None, *, purpose: Purpose = "use"
+) -> Verdict:
+    """The verdict on a release under the local policy, or the refusal."""
+    a = accept(envelope, policy, RELEASE, now=now, purpose=purpose)
+    return Verdict(a.statement, a.digest, a.signers, a.publishers, a.approvers)
+
+
+# ---- rules that need the store's memory ---------------------------------------------------
+
+
+def check_not_substituted(manifest: Manifest, digest: str, first_seen: tuple[str, str] | None) -> None:
+    """Refuse a manifest whose name@version was first seen (digest, when) with another digest."""
+    if first_seen is not None and first_seen[0] != digest:
+        raise RollbackError(
+            f"{manifest.ref}: this vault first saw manifest digest {first_seen[0]} (at {first_seen[1]}); "
+            f"refusing a different manifest with digest {digest} for the same name@version",
+            hint="a release is immutable; the publisher must use a new version",
+        )
+
+
+def is_newer(candidate: Manifest, current: Manifest) -> bool:
+    """Whether `candidate` is a newer release than `current` of the same model.
+
+    When both versions parse as PEP 440 / semantic versions (1.2.0, 2.0.0rc1, 2024.5.1),
+    their order decides. Otherwise (dates with dashes, commit ids) the signed `created`
+    time decides, and equal times fall back to comparing the labels.
+    """
+    try:
+        a, b = Version(candidate.version), Version(current.version)
+    except InvalidVersion:
+        pass
+    else:
+        if a != b:
+            return a > b
+    if candidate.created != current.created:
+        return candidate.created > current.created
+    return candidate.version > current.version
