@@ -121,6 +121,16 @@ def incoming_dir(home: Path) -> Path:
     return paths(home).vault_dir / "incoming"
 
 
+def resume_overrides_sources(home: Path) -> bool:
+    """Whether the resume data a pull left would replace a torrent's trackers and web seeds."""
+    import libtorrent as lt
+
+    saved = list(incoming_dir(home).glob("*.resume"))
+    assert len(saved) == 1, saved
+    flags = lt.read_resume_data(saved[0].read_bytes()).flags
+    return bool(flags & lt.torrent_flags.override_web_seeds and flags & lt.torrent_flags.override_trackers)
+
+
 def snapshots_of(home: Path) -> list[str]:
     snapshots = paths(home).vault_dir / "snapshots"
     return sorted(p.relative_to(snapshots).as_posix() for p in snapshots.rglob("*")) if snapshots.is_dir() else []
@@ -452,10 +462,13 @@ def test_interrupted_pull_from_torrent_sources_resumes_not_stalls(tmp_path: Path
             pull(client, published.ref, published.envelope, torrent=torrent, config=slow, timeout=60,
                  on_status=interrupt)
         assert snapshots_of(home) == []
+        # The precondition of the attack: the saved resume data would override the sources.
+        assert resume_overrides_sources(home)
         with Client(home) as client:
             report = pull(client, published.ref, published.envelope, torrent=torrent, config=SwarmConfig(),
                           timeout=60)
     s = report.stats
-    assert s.resumed > 0, s
+    assert report.already_present is False
     assert s.from_web > 0 and s.resumed + s.downloaded >= total, s
     assert_holds_verified_copy(home, published)
+    assert incoming_of(home) == []

@@ -76,6 +76,7 @@ class Download:
         self._kinds: dict[str, str] = {}  # endpoint -> "seed", "peer" or "web", fixed at its first block
         self._started = time.monotonic()
         self._last_resume = 0.0
+        self._saves_pending = 0  # save_resume_data requests whose alert has not arrived yet
         self._running = False
 
     # ---- the loop ----------------------------------------------------------------------
@@ -113,7 +114,8 @@ class Download:
         checking = (lt.torrent_status.checking_files, lt.torrent_status.checking_resume_data)
         while True:
             st = self.handle.status()
-            if st.state not in checking and self.handle.flags() & lt.torrent_flags.paused:
+            stopped = st.state not in checking and self.handle.flags() & lt.torrent_flags.paused
+            if stopped:
                 self.stats.resumed = st.total_wanted_done
                 self.handle.unset_flags(lt.torrent_flags.stop_when_ready)  # a later recheck must not stop
                 self.handle.resume()
@@ -142,8 +144,8 @@ class Download:
             banned = format_endpoint(_endpoint(alert.endpoint))
             if banned not in self.stats.banned:
                 self.stats.banned.append(banned)
-        elif isinstance(alert, lt.save_resume_data_alert):
-            write_atomic(self.resume_path, lt.write_resume_data_buf(alert.params))
+        elif isinstance(alert, lt.save_resume_data_alert | lt.save_resume_data_failed_alert):
+            self._on_saved(alert)
         elif isinstance(alert, lt.file_error_alert | lt.torrent_error_alert):
             self.stats.errors.append(alert.message())
             raise TransferError(
@@ -191,21 +193,32 @@ class Download:
     def _request_resume(self) -> None:
         self._last_resume = time.monotonic()
         if self.handle.is_valid() and self.handle.need_save_resume_data():
-            self.handle.save_resume_data(lt.save_resume_flags_t.flush_disk_cache)
+            self._ask_save()
+
+    def _ask_save(self) -> None:
+        self.handle.save_resume_data(lt.save_resume_flags_t.flush_disk_cache)
+        self._saves_pending += 1
+
+    def _on_saved(self, alert: Any) -> None:
+        self._saves_pending = max(0, self._saves_pending - 1)
+        if isinstance(alert, lt.save_resume_data_alert):
+            write_atomic(self.resume_path, lt.write_resume_data_buf(alert.params))
 
     def save_resume(self, timeout: float = 5.0) -> None:
-        """Write resume data now and wait for it (bounded)."""
+        """Write resume data now and wait for it (bounded).
+
+        Alerts arrive in request order, so this waits for every outstanding save, not the
+        first: an earlier periodic request answers first with older state, and stopping there
+        would leave resume data that forgets the pieces fetched since.
+        """
         if not self.handle.is_valid():
             return
-        self.handle.save_resume_data(lt.save_resume_flags_t.flush_disk_cache)
+        self._ask_save()
         deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+        while self._saves_pending and time.monotonic() < deadline:
             for alert in self.swarm.pop_alerts(wait=0.1):
-                if isinstance(alert, lt.save_resume_data_alert):
-                    write_atomic(self.resume_path, lt.write_resume_data_buf(alert.params))
-                    return
-                if isinstance(alert, lt.save_resume_data_failed_alert):
-                    return
+                if isinstance(alert, lt.save_resume_data_alert | lt.save_resume_data_failed_alert):
+                    self._on_saved(alert)
 
     # ---- after completion ---------------------------------------------------------------
     def pause(self, timeout: float = 10.0) -> None:
