@@ -27,6 +27,7 @@ from seedvault.errors import IntegrityError, ManifestError, UnsafePathError, Usa
 from seedvault.manifest import Manifest, check_relative_path
 from seedvault.settings import MAX_ENVELOPE_BYTES, READ_CHUNK
 from seedvault.signing import Envelope
+from seedvault.signing.dsse import check_envelope_size
 
 FORMAT = "seedvault-bundle/1"
 
@@ -112,8 +113,7 @@ def _import_dir(client: Client, source: Path, progress: Progress | None) -> Admi
     envelope_path = source / "envelope.json"
     if envelope_path.is_symlink() or not envelope_path.is_file():
         raise ManifestError(f"{source}: expected envelope.json in the bundle, found none")
-    if envelope_path.stat().st_size > MAX_ENVELOPE_BYTES:
-        raise ManifestError(f"{envelope_path}: expected at most {MAX_ENVELOPE_BYTES} bytes")
+    check_envelope_size(envelope_path.stat().st_size, str(envelope_path))
     envelope = _read_envelope(envelope_path.read_bytes(), str(envelope_path))
     files_dir = source / "files"
 
@@ -161,8 +161,7 @@ def _import_tar(client: Client, source: Path, progress: Progress | None) -> Admi
         env_member = members.get("envelope.json")
         if env_member is None or not env_member.isfile():
             raise ManifestError(f"{source}: expected envelope.json in the bundle, found none")
-        if env_member.size > MAX_ENVELOPE_BYTES:
-            raise ManifestError(f"{source}: envelope.json: expected at most {MAX_ENVELOPE_BYTES} bytes")
+        check_envelope_size(env_member.size, f"{source}:envelope.json")
         envelope = _read_envelope(_read_member(tar, env_member), f"{source}:envelope.json")
 
         def fill(manifest: Manifest, staged: Path) -> None:

@@ -57,7 +57,7 @@ def check_requested(ref: Ref, manifest: Manifest) -> None:
 def _present(client: Client, verdict: Verdict, digest: str) -> bool:
     try:
         entry = client.vault.resolve(Ref(verdict.manifest.name, verdict.manifest.version))
-    except NotFoundError:
+    except (NotFoundError, ManifestError):  # absent, or stored damaged: fetch it, which repairs it
         return False
     if entry.digest != digest:
         return False

@@ -244,7 +244,8 @@ class Vault:
             check_not_substituted(manifest, digest, self._first_seen(db, manifest))
             row = db.execute("SELECT envelope FROM manifests WHERE digest=?", (digest,)).fetchone()
             if row:
-                envelope = self._stored_envelope(row[0], digest).merge(envelope)
+                with contextlib.suppress(Error):  # one that no longer reads is replaced: repaired
+                    envelope = self._stored_envelope(row[0], digest).merge(envelope)
             db.execute(
                 "INSERT INTO manifests (digest, name, version, created, envelope, added_at) "
                 "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(digest) DO UPDATE SET envelope=excluded.envelope",
@@ -327,7 +328,7 @@ class Vault:
         return [e for e in self._scan() if isinstance(e, Damaged)]
 
     def _scan(self) -> Iterator[Entry | Damaged]:
-        rows = self._db.execute("SELECT digest, name, version FROM manifests ORDER BY name, created").fetchall()
+        rows = self._db.execute("SELECT digest, name, version FROM manifests ORDER BY name, created, rowid").fetchall()
         for digest, name, version in rows:
             try:
                 yield self._entry(digest)

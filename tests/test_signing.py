@@ -22,6 +22,7 @@ from seedvault.errors import (
     ExpiredError,
     ManifestError,
     NotFoundError,
+    OversizeError,
     PolicyError,
     SignatureError,
     UsageError,
@@ -159,7 +160,7 @@ def test_malformed_envelope_refused(raw: bytes, message: str) -> None:
 
 
 def test_oversized_envelope_refused() -> None:
-    with pytest.raises(ManifestError, match="expected at most 16777216 bytes, found 16777217"):
+    with pytest.raises(OversizeError, match="expected an envelope of at most 16777216 bytes, found 16777217"):
         Envelope.from_json(b" " * (16 * 1024 * 1024 + 1))
 
 
@@ -298,7 +299,7 @@ def test_unsigned_envelope_refused(pub_key: PrivateKey) -> None:
 
 def test_approver_signature_alone_is_not_a_publisher(approver_key: PrivateKey) -> None:
     env = sign_payload(_manifest_payload(), approver_key)
-    with pytest.raises(SignatureError, match=r"expected 1 valid signature.*found 0"):
+    with pytest.raises(PolicyError, match=r"expected 1 valid signature.*found 0.*counted as approver"):
         evaluate(env, _policy((approver_key, "approver", ("*",))))
 
 

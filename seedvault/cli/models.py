@@ -161,13 +161,23 @@ def show(client: Client, ref: str, as_json: bool) -> None:
 @json_option
 @click.pass_obj
 def list_(client: Client, as_json: bool) -> None:
-    """List the models in the vault."""
+    """List the models in the vault (and any stored release that no longer reads)."""
     entries = client.vault.entries()
-    data = [{**_manifest_summary(e.manifest), "digest": e.digest,
-             "latest": client.vault.latest_version(e.manifest.name) == e.manifest.version} for e in entries]
-    emit(data, as_json, lambda: "\n".join(
-        f"{d['ref']:<40} {d['license']:<14} {d['size']:>14} bytes  {d['digest'][:16]}"
-        + ("  (latest)" if d["latest"] else "") for d in data) or "the vault is empty")
+    data: list[dict[str, Any]] = [
+        {**_manifest_summary(e.manifest), "digest": e.digest,
+         "latest": client.vault.latest_version(e.manifest.name) == e.manifest.version} for e in entries]
+    damaged = [{"ref": f"{d.name}@{d.version}", "digest": d.digest, "damaged": d.reason}
+               for d in client.vault.damaged()]
+
+    def text() -> str:
+        lines = [f"{d['ref']:<40} {d['license']:<14} {d['size']:>14} bytes  {d['digest'][:16]}"
+                 + ("  (latest)" if d["latest"] else "") for d in data]
+        lines += [f"{d['ref']:<40} DAMAGED: {d['damaged']}" for d in damaged]
+        if damaged:
+            lines.append("damaged releases are never loaded; import or pull them again to repair")
+        return "\n".join(lines) or "the vault is empty"
+
+    emit(data + damaged, as_json, text)
 
 
 @click.command("export")

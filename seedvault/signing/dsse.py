@@ -13,7 +13,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from seedvault.errors import ManifestError, SignatureError
+from seedvault.errors import ManifestError, OversizeError, SignatureError
 from seedvault.manifest import PAYLOAD_TYPE
 from seedvault.settings import MAX_ENVELOPE_BYTES
 from seedvault.signing.keys import PrivateKey
@@ -29,6 +29,12 @@ def pae(payload_type: str, payload: bytes) -> bytes:
 class Signature:
     keyid: str
     sig: bytes
+
+
+def check_envelope_size(size: int, source: str) -> None:
+    """An envelope past the cap is refused by its size alone, before it is read (413)."""
+    if size > MAX_ENVELOPE_BYTES:
+        raise OversizeError(f"{source}: expected an envelope of at most {MAX_ENVELOPE_BYTES} bytes, found {size}")
 
 
 @dataclass(frozen=True)
@@ -76,10 +82,7 @@ class Envelope:
 
     @classmethod
     def from_json(cls, raw: bytes, source: str = "envelope") -> Envelope:
-        if len(raw) > MAX_ENVELOPE_BYTES:
-            raise ManifestError(
-                f"{source}: expected at most {MAX_ENVELOPE_BYTES} bytes, found {len(raw)}"
-            )
+        check_envelope_size(len(raw), source)
         try:
             data = json.loads(raw)
         except (ValueError, RecursionError) as exc:  # bad UTF-8 or JSON, a 5000-digit number, deep nesting
