@@ -564,7 +564,7 @@ def build(keys: dict[str, PrivateKey]) -> list[Vector]:
         "invalid-license-not-allowed",
         "The policy allows only MIT; the model is Apache-2.0.",
         base_env,
-        invalid(errors.PolicyError, "license 'Apache-2.0' is not allowed"),
+        invalid(errors.PolicyError, "license Apache-2.0 is not allowed"),
         pol=TrustPolicy(keys=(release,), allowed_licenses=("MIT",)).to_dict(),
     )
 

@@ -312,8 +312,29 @@ BAD_PATHS = [
     "a\n",
     "x" * 256,
     "a/" + "x" * 256,
+    "...",
+    "a./b",
+    "a /b",
+    "ab:c",
+    "model.safetensors:stream",
+    "a<b",
+    "a|b",
+    "a?b",
+    "a*b",
+    'a"b',
+    "a\x7fb",
+    "CON",
+    "con.txt",
+    "dir/Lpt1.json",
+    "NUL.tar.gz",
+    "COM\u00b9",
+    "/".join(["d"] * 33),
+    "/".join(["d"] * 2048),
 ]
-GOOD_PATHS = ["a", "a/b.c", "...", ".hidden/x", "a..b", "ab:c", "a b/c d", "模型/权重.safetensors", "x" * 255]
+GOOD_PATHS = [
+    "a", "a/b.c", ".hidden/x", "a..b", "a b/c d", "模型/权重.safetensors", "x" * 255, "CONFIG.json",
+    "console", "com10", "/".join(["d"] * 32),
+]
 
 
 @pytest.mark.parametrize("path", BAD_PATHS, ids=repr)
