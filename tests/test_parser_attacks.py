@@ -320,3 +320,16 @@ def test_safetensors_header_with_duplicate_tensor_names_refused() -> None:
     with pytest.raises(errors.UnsafeWeightsError, match="found 'a' twice") as caught:
         parse_header(header, 8 + len(header) + 8, "model.safetensors")
     assert_for_people(str(caught.value))
+
+
+def test_small_order_ed25519_key_refused_by_trust_add(tmp_path: Path) -> None:
+    """Under the identity point, (R = identity, S = 0) verifies for every message: such a
+    "key" must never enter a policy, whatever file it comes in."""
+    spki = bytes.fromhex("302a300506032b6570032100") + b"\x01" + bytes(31)
+    pem = f"-----BEGIN PUBLIC KEY-----\n{base64.b64encode(spki).decode()}\n-----END PUBLIC KEY-----\n"
+    (tmp_path / "forged.pub").write_text(pem)
+    code, text = cli(tmp_path / "home", "trust", "add", tmp_path / "forged.pub", "--role", "publisher",
+                     "--scope", "acme/*")
+    assert code == 2, text
+    assert "small order" in text
+    assert_for_people(text)
