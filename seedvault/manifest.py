@@ -16,14 +16,24 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import unicodedata
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from seedvault import _json
 from seedvault._bencode import bencode
+from seedvault._json import describe, quote
 from seedvault.errors import ManifestError, UnsafePathError, UnsafeWeightsError, UsageError
-from seedvault.settings import MAX_FILES_PER_MANIFEST, MERKLE_BLOCK_SIZE
+from seedvault.settings import (
+    MAX_COMPONENT_BYTES,
+    MAX_FILES_PER_MANIFEST,
+    MAX_PATH_BYTES,
+    MAX_PATH_COMPONENTS,
+    MAX_PIECE_LENGTH,
+    MERKLE_BLOCK_SIZE,
+)
 
 STATEMENT_TYPE = "https://in-toto.io/Statement/v1"
 PREDICATE_TYPE = "https://seedvault.dev/manifest/v1"
@@ -41,25 +51,40 @@ _HEX64 = re.compile(r"^[0-9a-f]{64}$")
 _NAME_PART = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9._-]{0,94}[A-Za-z0-9])?$")
 _VERSION = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9._+-]{0,62}[A-Za-z0-9])?$")
 _SPDX = re.compile(r"^[A-Za-z0-9.+\-() :]{1,256}$")
-_MAX_PATH_BYTES = 4096
-_MAX_COMPONENT_BYTES = 255
+# Other algorithms of a digest set: a name, and a lowercase hex value (bounded).
+_DIGEST_ALGORITHM = re.compile(r"[a-z0-9][a-z0-9._+-]{0,63}")
+_HEX_VALUE = re.compile(r"(?:[0-9a-f]{2}){1,256}")
+# Windows cannot create these names, with or without an extension, in any case; a file
+# named `model.safetensors:x` there writes an alternate data stream of another file.
+_WINDOWS_RESERVED = re.compile(
+    r"(?:CON|PRN|AUX|NUL|COM[0-9\u00b9\u00b2\u00b3]|LPT[0-9\u00b9\u00b2\u00b3])(?:\..*)?", re.I
+)
+_WINDOWS_FORBIDDEN = frozenset('<>:"|?*')
+# RFC 3339 `date-time`, the one profile seedvault reads (manifests/README.md section 5.4).
+_RFC3339 = re.compile(
+    r"(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2}):(\d{2})(Z|[+-]\d{2}:\d{2})", re.ASCII
+)
+MIN_YEAR, MAX_YEAR = 1970, 9999
+_KINDS = {dict: "an object", list: "a list", str: "a string", int: "an integer", bool: "true or false"}
 
 
 def _fail(field_name: str, expected: str, found: object) -> ManifestError:
-    return ManifestError(f"manifest field {field_name}: expected {expected}, found {found!r}")
+    return ManifestError(f"manifest field {field_name}: expected {expected}, found {describe(found)}")
 
 
 def _require(data: Mapping[str, Any], key: str, kind: type, where: str) -> Any:
     if key not in data:
-        raise ManifestError(f"manifest field {where}.{key}: expected {kind.__name__}, found nothing")
+        raise ManifestError(f"manifest field {where}.{key}: expected {_KINDS[kind]}, found nothing")
     value = data[key]
     if (kind is int and isinstance(value, bool)) or not isinstance(value, kind):
-        raise _fail(f"{where}.{key}", kind.__name__, value)
+        raise _fail(f"{where}.{key}", _KINDS[kind], value)
     return value
 
 
 def _optional(data: Mapping[str, Any], key: str, kind: type, where: str) -> Any:
-    if data.get(key) is None:
+    """An OPTIONAL member: absent gives None; present, even as null, must have its type
+    (producers omit optional members; a null is a fault, never a second way to say absent)."""
+    if key not in data:
         return None
     return _require(data, key, kind, where)
 
@@ -69,12 +94,12 @@ def _is_count(value: object) -> bool:
 
 
 def unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    """`json.loads` hook refusing a key given twice: parsers that keep the first and those
-    that keep the last would otherwise read different documents from the same bytes."""
+    """`json.loads` hook refusing a key given twice. Kept for callers outside the package's
+    readers; seedvault itself reads JSON with `seedvault._json`, which does this and more."""
     out: dict[str, Any] = {}
     for key, value in pairs:
         if key in out:
-            raise ValueError(f"expected each key once per object, found {key!r} twice")
+            raise ValueError(f"expected each member name once per object, found {quote(key)} twice")
         out[key] = value
     return out
 
@@ -85,12 +110,26 @@ def _extra(data: Mapping[str, Any], known: set[str]) -> dict[str, Any]:
 
 def check_hex_digest(value: object, where: str) -> str:
     if not isinstance(value, str) or not _HEX64.fullmatch(value):
-        length = len(value) if isinstance(value, str) else "no"
+        shown = f"{describe(value)} ({len(value)} characters)" if isinstance(value, str) else describe(value)
         raise ManifestError(
-            f"manifest field {where}: expected 64 lowercase hex characters (SHA-256), "
-            f"found {value!r} ({length} characters)"
+            f"manifest field {where}: expected 64 lowercase hex characters (SHA-256), found {shown}"
         )
     return value
+
+
+def check_digest_set(digest: Mapping[str, Any], where: str) -> dict[str, Any]:
+    """The other algorithms of a digest set: ignored when deciding, but well-formed, so two
+    verifiers never disagree on whether a digest set is valid."""
+    extra = _extra(digest, {"sha256", PIECES_ROOT_KEY})
+    for algorithm, value in extra.items():
+        if not _DIGEST_ALGORITHM.fullmatch(algorithm):
+            raise ManifestError(
+                f"manifest field {where}: expected digest algorithm names of lowercase letters, digits, "
+                f"'.', '_', '+', '-' (1-64 characters), found {quote(algorithm)}"
+            )
+        if not isinstance(value, str) or not _HEX_VALUE.fullmatch(value):
+            raise _fail(f"{where}.{algorithm}", "lowercase hex of whole bytes (2-512 characters)", value)
+    return extra
 
 
 def check_model_name(name: str) -> str:
@@ -99,7 +138,7 @@ def check_model_name(name: str) -> str:
     if len(parts) != 2 or not all(_NAME_PART.fullmatch(p) and ".." not in p for p in parts):
         raise ManifestError(
             f"model name: expected 'namespace/name' (letters, digits, '.', '_', '-'; "
-            f"no '..'; each part 1-96 characters), found {name!r}"
+            f"no '..'; each part 1-96 characters), found {quote(name)}"
         )
     return name
 
@@ -108,17 +147,28 @@ def check_version(version: str) -> str:
     if not _VERSION.fullmatch(version) or ".." in version:
         raise ManifestError(
             "version: expected a label of letters, digits, '.', '_', '+', '-' "
-            f"(1-64 characters, no '..'), such as 1.2.0, 2024-05-01 or 3f2a9c1; found {version!r}"
+            f"(1-64 characters, no '..'), such as 1.2.0, 2024-05-01 or 3f2a9c1; found {quote(version)}"
         )
     return version
 
 
 def check_relative_path(path: object, where: str = "path") -> str:
-    """Refuse any path that could escape the model directory or collide on disk."""
+    """Refuse any path that could escape the model directory, or that some file system
+    (Linux, macOS, Windows) cannot create as exactly this one file."""
     if not isinstance(path, str) or not path:
-        raise UnsafePathError(f"{where}: expected a relative POSIX path, found {path!r}")
+        raise UnsafePathError(f"{where}: expected a relative POSIX path, found {describe(path)}")
+    reasons = _path_faults(path)
+    if reasons:
+        raise UnsafePathError(
+            f"{where}: expected a relative POSIX path inside the model directory, "
+            f"found {quote(path)}, which {' and '.join(reasons)}"
+        )
+    return path
+
+
+def _path_faults(path: str) -> list[str]:
     reasons = []
-    if "\x00" in path or any(ord(c) < 0x20 for c in path):
+    if "\x00" in path or any(ord(c) < 0x20 or c == "\x7f" for c in path):
         reasons.append("contains NUL or a control character")
     if any("\ud800" <= c <= "\udfff" for c in path):  # undecodable bytes in a file name, or a JSON \ud800
         reasons.append("is not valid Unicode (UTF-8)")
@@ -126,50 +176,83 @@ def check_relative_path(path: object, where: str = "path") -> str:
         reasons.append("contains a backslash")
     if path.startswith("/") or re.match(r"^[A-Za-z]:", path):
         reasons.append("is absolute")
+    elif any(c in _WINDOWS_FORBIDDEN for c in path):
+        reasons.append('contains one of < > : " | ? *, which Windows does not allow in a name')
+    # Count before splitting: a path of a million '/' must not cost a million-item list.
+    if path.count("/") >= MAX_PATH_COMPONENTS:
+        reasons.append(f"has more than {MAX_PATH_COMPONENTS} components")
+        return reasons
     parts = path.split("/")
     if any(p in ("", ".", "..") for p in parts):
         reasons.append("has an empty, '.' or '..' component")
-    if len(path.encode(errors="surrogatepass")) > _MAX_PATH_BYTES or any(
-        len(p.encode(errors="surrogatepass")) > _MAX_COMPONENT_BYTES for p in parts
+    elif any(p[-1] in ". " for p in parts):
+        reasons.append("has a component ending in '.' or a space, which Windows drops")
+    if any(_WINDOWS_RESERVED.fullmatch(p.rstrip(". ")) for p in parts if p):
+        reasons.append("has a component Windows reserves for a device (CON, NUL, COM1, ...)")
+    if len(path.encode(errors="surrogatepass")) > MAX_PATH_BYTES or any(
+        len(p.encode(errors="surrogatepass")) > MAX_COMPONENT_BYTES for p in parts
     ):
-        reasons.append("is too long")
-    if reasons:
-        raise UnsafePathError(
-            f"{where}: expected a relative POSIX path inside the model directory, "
-            f"found {path!r}, which {' and '.join(reasons)}"
-        )
-    return path
+        reasons.append(f"is too long (at most {MAX_PATH_BYTES} bytes, {MAX_COMPONENT_BYTES} per component)")
+    return reasons
+
+
+def path_key(path: str) -> str:
+    """The key two paths collide under on some file system: Unicode canonical caseless
+    matching (NFD, case folding, NFD), so `Config.json`/`config.json` and NFC/NFD spellings
+    of `café` (one file on macOS and Windows) are the same."""
+    return unicodedata.normalize("NFD", unicodedata.normalize("NFD", path).casefold())
 
 
 def check_path_set(paths: Sequence[str], where: str = "subject") -> None:
-    """No duplicates after case folding; no file that is also another file's directory."""
+    """No duplicates after normalization and case folding; no file that is also another
+    file's directory."""
     seen: dict[str, str] = {}
     for p in paths:
-        folded = p.casefold()
-        if folded in seen:
+        key = path_key(p)
+        if key in seen:
             raise UnsafePathError(
-                f"{where}: expected each path once (compared case-insensitively), "
-                f"found {p!r} and {seen[folded]!r}"
+                f"{where}: expected each path once (compared case-insensitively, after Unicode "
+                f"normalization), found {quote(p)} and {quote(seen[key])}"
             )
-        seen[folded] = p
+        seen[key] = p
     for p in paths:
-        parts = p.casefold().split("/")
+        parts = path_key(p).split("/")
         for i in range(1, len(parts)):
             prefix = "/".join(parts[:i])
             if prefix in seen:
                 raise UnsafePathError(
-                    f"{where}: {seen[prefix]!r} is a file, but {p!r} needs it to be a directory"
+                    f"{where}: {quote(seen[prefix])} is a file, but {quote(p)} needs it to be a directory"
                 )
 
 
 def parse_time(value: str, where: str) -> datetime:
+    """RFC 3339 `date-time` in seedvault's profile: `T` and `Z` in capitals, whole seconds,
+    no leap second (`:60`), no unknown offset (`-00:00`), and a UTC year in 1970..9999."""
+    expected = "an RFC 3339 time such as 2026-01-31T12:00:00Z (whole seconds, T and Z in capitals)"
+    match = _RFC3339.fullmatch(value) if isinstance(value, str) else None
+    if match is None:
+        if isinstance(value, str) and re.fullmatch(r"[0-9T:.-]+", value, re.ASCII):
+            raise _fail(where, "a time with a UTC offset (e.g. ending in Z)", value)
+        raise _fail(where, expected, value)
+    offset = match.group(7)
+    if offset == "-00:00":
+        raise _fail(where, "a known UTC offset (Z or +00:00; RFC 3339's -00:00 means unknown)", value)
+    if match.group(6) == "60":
+        raise _fail(where, "seconds 00-59 (leap seconds are not representable)", value)
+    if offset != "Z" and (int(offset[1:3]) > 23 or int(offset[4:6]) > 59):
+        raise _fail(where, "a UTC offset between -23:59 and +23:59", value)
     try:
-        parsed = datetime.fromisoformat(value)
-    except ValueError:
-        raise _fail(where, "an RFC 3339 time such as 2026-01-31T12:00:00Z", value) from None
-    if parsed.tzinfo is None:
-        raise _fail(where, "a time with a UTC offset (e.g. ending in Z)", value)
-    return parsed.astimezone(UTC)
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:  # February 30, hour 24
+        raise _fail(where, "a date and time of day that exist", value) from None
+    in_range = f"a time in the years {MIN_YEAR} to {MAX_YEAR} after conversion to UTC"
+    try:
+        moment = parsed.astimezone(UTC)
+    except OverflowError:  # 9999-12-31T23:00:00-05:00 is in the year 10000 in UTC
+        raise _fail(where, in_range, value) from None
+    if not MIN_YEAR <= moment.year <= MAX_YEAR:
+        raise _fail(where, in_range, value)
+    return moment
 
 
 def format_time(moment: datetime) -> str:
@@ -189,7 +272,10 @@ class SafetensorsSummary:
     def from_dict(cls, data: Mapping[str, Any], where: str) -> SafetensorsSummary:
         dtypes = _require(data, "dtypes", dict, where)
         if not all(isinstance(k, str) and _is_count(v) for k, v in dtypes.items()):
-            raise _fail(f"{where}.dtypes", "a map of dtype name to tensor count (integer >= 0)", dtypes)
+            raise ManifestError(
+                f"manifest field {where}.dtypes: expected a map of dtype name to tensor count (integer >= 0), "
+                "found another value in it"
+            )
         counts = {k: _require(data, k, int, where) for k in ("tensors", "parameters")}
         for k, v in counts.items():
             if not _is_count(v):
@@ -251,7 +337,7 @@ class License:
         if file is not None:
             check_relative_path(file, "predicate.license.file")
             check_hex_digest(digest, "predicate.license.sha256")
-        elif digest is not None:
+        elif "sha256" in data:
             raise _fail("predicate.license.sha256", "nothing unless license.file is set", digest)
         return cls(spdx, file, digest, _extra(data, {"spdx", "file", "sha256"}))
 
@@ -301,9 +387,9 @@ class LineageLink:
     def from_dict(cls, data: Mapping[str, Any], where: str) -> LineageLink:
         relation = _require(data, "relation", str, where)
         if relation not in LINEAGE_RELATIONS:
-            raise _fail(f"{where}.relation", f"one of {sorted(LINEAGE_RELATIONS)}", relation)
+            raise _fail(f"{where}.relation", "one of " + ", ".join(sorted(LINEAGE_RELATIONS)), relation)
         digest = data.get("manifest_digest")
-        if digest is not None:
+        if "manifest_digest" in data:
             check_hex_digest(digest, f"{where}.manifest_digest")
         ref = _require(data, "ref", str, where)
         name, _, version = ref.partition("@")
@@ -338,10 +424,10 @@ class TorrentBinding:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> TorrentBinding:
         piece_length = _require(data, "piece_length", int, "predicate.torrent")
-        if piece_length < MERKLE_BLOCK_SIZE or piece_length & (piece_length - 1):
+        if not MERKLE_BLOCK_SIZE <= piece_length <= MAX_PIECE_LENGTH or piece_length & (piece_length - 1):
             raise _fail(
                 "predicate.torrent.piece_length",
-                f"a power of two of at least {MERKLE_BLOCK_SIZE}",
+                f"a power of two of at least {MERKLE_BLOCK_SIZE} and at most {MAX_PIECE_LENGTH}",
                 piece_length,
             )
         info_hash = check_hex_digest(data.get("info_hash_v2"), "predicate.torrent.info_hash_v2")
@@ -386,7 +472,7 @@ class Manifest:
         for entry in self.files:
             if entry.path == path:
                 return entry
-        raise ManifestError(f"manifest of {self.ref} has no file {path!r}")
+        raise ManifestError(f"manifest of {self.ref} has no file {quote(path)}")
 
     def is_expired(self, now: datetime | None = None) -> bool:
         return self.expires is not None and (now or datetime.now(UTC)) >= self.expires
@@ -440,16 +526,12 @@ class Manifest:
 
     @classmethod
     def from_payload(cls, payload: bytes) -> Manifest:
-        try:
-            data = json.loads(payload.decode("utf-8"), object_pairs_hook=unique_keys)  # UTF-8 only
-        except (ValueError, RecursionError) as exc:  # bad UTF-8 or JSON, a 5000-digit number, deep nesting
-            raise ManifestError(f"manifest payload: expected JSON, found invalid data ({exc})") from None
-        if not isinstance(data, dict):
-            raise _fail("(statement)", "a JSON object", type(data).__name__)
-        return cls.from_dict(data)
+        return cls.from_dict(_json.load_object(payload, "manifest payload"))
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Manifest:
+        if not isinstance(data, Mapping):
+            raise _fail("(statement)", "a JSON object", data)
         if data.get("_type") != STATEMENT_TYPE:
             raise _fail("_type", STATEMENT_TYPE, data.get("_type"))
         if data.get("predicateType") != PREDICATE_TYPE:
@@ -457,7 +539,9 @@ class Manifest:
         subject = _require(data, "subject", list, "statement")
         pred = _require(data, "predicate", dict, "statement")
         if not subject or len(subject) > MAX_FILES_PER_MANIFEST:
-            raise _fail("subject", f"1 to {MAX_FILES_PER_MANIFEST} files", f"{len(subject)} entries")
+            raise ManifestError(
+                f"manifest field subject: expected 1 to {MAX_FILES_PER_MANIFEST} files, found {len(subject)}"
+            )
 
         digests: dict[str, tuple[str, str | None, dict[str, Any], dict[str, Any]]] = {}
         order: list[str] = []
@@ -469,13 +553,12 @@ class Manifest:
             digest = _require(item, "digest", dict, where)
             sha = check_hex_digest(digest.get("sha256"), f"{where}.digest.sha256")
             root = digest.get(PIECES_ROOT_KEY)
-            if root is not None:
+            if PIECES_ROOT_KEY in digest:
                 check_hex_digest(root, f"{where}.digest.{PIECES_ROOT_KEY}")
+            digest_extra = check_digest_set(digest, f"{where}.digest")
             if path in digests:
-                raise UnsafePathError(f"subject: expected each path once, found {path!r} twice")
-            digests[path] = (
-                sha, root, _extra(digest, {"sha256", PIECES_ROOT_KEY}), _extra(item, {"name", "digest"})
-            )
+                raise UnsafePathError(f"subject: expected each path once, found {quote(path)} twice")
+            digests[path] = (sha, root, digest_extra, _extra(item, {"name", "digest"}))
             order.append(path)
         check_path_set(order)
 
@@ -490,19 +573,19 @@ class Manifest:
             if size < 0:
                 raise _fail(f"{where}.size", "a size >= 0", size)
             summary = None
-            if item.get("safetensors") is not None:
+            if "safetensors" in item:
                 summary = SafetensorsSummary.from_dict(
                     _require(item, "safetensors", dict, where), f"{where}.safetensors"
                 )
             if path in sizes:
-                raise UnsafePathError(f"predicate.files: expected each path once, found {path!r} twice")
+                raise UnsafePathError(f"predicate.files: expected each path once, found {quote(path)} twice")
             sizes[path] = (size, summary, _extra(item, {"path", "size", "safetensors"}))
         if set(sizes) != set(digests):
             only_subject = sorted(set(digests) - set(sizes))
             only_files = sorted(set(sizes) - set(digests))
             raise ManifestError(
                 "manifest: expected subject and predicate.files to list the same paths; "
-                f"only in subject: {only_subject}, only in files: {only_files}"
+                f"only in subject: {_paths(only_subject)}; only in files: {_paths(only_files)}"
             )
 
         files = []
@@ -511,7 +594,7 @@ class Manifest:
             size, summary, extra = sizes[path]
             if (size == 0) != (root is None):
                 raise ManifestError(
-                    f"file {path!r}: expected a {PIECES_ROOT_KEY} digest exactly when the file is "
+                    f"file {quote(path)}: expected a {PIECES_ROOT_KEY} digest exactly when the file is "
                     f"not empty; found size {size} and {'a' if root else 'no'} pieces root"
                 )
             files.append(FileEntry(path, size, sha, root, summary, extra, subject_extra, digest_extra))
@@ -527,6 +610,8 @@ class Manifest:
         lineage_raw = pred.get("lineage", [])
         if not isinstance(lineage_raw, list):
             raise _fail("predicate.lineage", "a list", lineage_raw)
+        if len(lineage_raw) > MAX_LINEAGE:
+            raise _fail("predicate.lineage", f"at most {MAX_LINEAGE} links", lineage_raw)
 
         manifest = cls(
             name=name,
@@ -560,7 +645,7 @@ class Manifest:
             entry = next((f for f in self.files if f.path == self.license.file), None)
             if entry is None or entry.sha256 != self.license.sha256:
                 raise ManifestError(
-                    f"license file {self.license.file!r}: expected a listed file with sha256 "
+                    f"license file {quote(self.license.file)}: expected a listed file with sha256 "
                     f"{self.license.sha256}, found "
                     + ("no such file" if entry is None else f"sha256 {entry.sha256}")
                 )
@@ -568,7 +653,7 @@ class Manifest:
             pickles = [f.path for f in self.files if f.is_pickle]
             if pickles:
                 raise UnsafeWeightsError(
-                    f"manifest of {self.ref} lists pickle files {pickles}, which can run code when "
+                    f"manifest of {self.ref} lists pickle files {_paths(pickles)}, which can run code when "
                     "loaded; expected none unless the publisher set allow_pickle"
                 )
         computed = self.computed_info_hash_v2()
@@ -585,8 +670,20 @@ _PREDICATE_KEYS = {
 }
 
 
+# Lineage is informational; a base list this long is junk, not a merge.
+MAX_LINEAGE = 1024
+
+
 def _raise(exc: Exception) -> Any:
     raise exc
+
+
+def _paths(paths: Sequence[str], limit: int = 5) -> str:
+    """A list of paths for a message: quoted, comma-separated, cut after `limit`."""
+    if not paths:
+        return "none"
+    shown = ", ".join(quote(p) for p in paths[:limit])
+    return shown if len(paths) <= limit else f"{shown} and {len(paths) - limit} more"
 
 
 def torrent_name(name: str, version: str) -> str:
@@ -629,7 +726,7 @@ class Ref:
                 check_version(version)
         except ManifestError as exc:
             raise UsageError(
-                f"model reference: expected NAMESPACE/NAME or NAMESPACE/NAME@VERSION, found {text!r}",
+                f"model reference: expected NAMESPACE/NAME or NAMESPACE/NAME@VERSION, found {quote(text)}",
                 hint=str(exc),
             ) from None
         return cls(name, version if sep else None)

@@ -19,9 +19,22 @@ MAX_SAFETENSORS_HEADER = 100 * 1024 * 1024
 # An envelope pins files by digest; even a model of 100k shards stays far below this.
 MAX_ENVELOPE_BYTES = 16 * 1024 * 1024
 MAX_FILES_PER_MANIFEST = 100_000
+# Signatures per envelope, refused at parse before any is checked: a publisher and its
+# approvers need a handful; junk padding must not cost a verification each.
+MAX_SIGNATURES = 64
+# Nesting of any JSON document read from outside; a statement needs 5 levels.
+MAX_JSON_DEPTH = 64
+# A file path in a manifest: bytes, components, bytes per component. 1024 leaves room for
+# the vault's own prefix below Linux's PATH_MAX (4096) and macOS's (1024 for the whole
+# path is the practical limit there: such a path is refused when written, clearly).
+MAX_PATH_BYTES = 1024
+MAX_PATH_COMPONENTS = 32
+MAX_COMPONENT_BYTES = 255
 # BitTorrent v2 leaf size (BEP 52); fixed by the protocol.
 MERKLE_BLOCK_SIZE = 16 * 1024
 DEFAULT_PIECE_LENGTH = 4 * 1024 * 1024
+# libtorrent refuses pieces above 256 MiB; a swarm buffers whole pieces, so stay well below.
+MAX_PIECE_LENGTH = 64 * 1024 * 1024
 # Files are read in chunks of this size: bounded memory, large enough to amortize syscalls.
 READ_CHUNK = 8 * 1024 * 1024
 

@@ -10,7 +10,6 @@ buffer, so the bytes that were hashed are the bytes handed out.
 from __future__ import annotations
 
 import hashlib
-import json
 import math
 import struct
 from dataclasses import dataclass
@@ -19,9 +18,14 @@ from typing import Any
 
 import numpy as np
 
+from seedvault import _json
+from seedvault._json import describe, quote
 from seedvault.errors import UnsafeWeightsError, UsageError
-from seedvault.manifest import SafetensorsSummary, unique_keys
+from seedvault.manifest import SafetensorsSummary
 from seedvault.settings import MAX_SAFETENSORS_HEADER
+
+# numpy (1.x) refuses arrays of more than 32 dimensions; so would a loader.
+MAX_TENSOR_RANK = 32
 
 # Bytes per element. Sub-byte types (F4, F6) cannot be sliced per tensor safely here.
 DTYPE_SIZES: dict[str, int] = {
@@ -65,7 +69,7 @@ class SafetensorsHeader:
 
 
 def _bad(name: str, message: str) -> UnsafeWeightsError:
-    return UnsafeWeightsError(f"safetensors file {name!r}: {message}")
+    return UnsafeWeightsError(f"safetensors file {quote(name)}: {message}")
 
 
 def header_length(prefix: bytes, file_size: int, name: str) -> int:
@@ -83,34 +87,39 @@ def header_length(prefix: bytes, file_size: int, name: str) -> int:
     return length
 
 
+# Members of a tensor entry; anything else is refused (a reader that honoured an extra
+# member, say a byte order, would read other numbers from the same bytes).
+_TENSOR_KEYS = frozenset({"dtype", "shape", "data_offsets"})
+
+
 def parse_header(header: bytes, file_size: int, name: str) -> SafetensorsHeader:
-    """Validate the JSON header (the bytes after the 8-byte length) against the file size."""
+    """Validate the JSON header (the bytes after the 8-byte length) against the file size.
+
+    The header is one JSON object (seedvault's strict profile: unique names, no NaN, ...)
+    starting at its first byte and followed only by space (0x20) padding; `__metadata__`,
+    when present, maps strings to strings; every other member is a tensor with exactly
+    dtype, shape and data_offsets; the tensors tile the data section exactly."""
     data_start = 8 + len(header)
     data_len = file_size - data_start
-    if not header.startswith(b"{"):
-        raise _bad(name, f"expected the header to be a JSON object, found {header[:16]!r}")
-    try:
-        raw = json.loads(header.decode("utf-8"), object_pairs_hook=unique_keys)
-    except (ValueError, RecursionError) as exc:  # bad UTF-8 or JSON, a 5000-digit number, deep nesting
-        raise _bad(name, f"expected a JSON header, found invalid JSON ({exc})") from None
-    if not isinstance(raw, dict):
-        raise _bad(name, f"expected the header to be a JSON object, found {type(raw).__name__}")
-    metadata = raw.pop("__metadata__", None) or {}
-    if not isinstance(metadata, dict) or not all(
-        isinstance(k, str) and isinstance(v, str) for k, v in metadata.items()
-    ):
-        raise _bad(name, "expected __metadata__ to map strings to strings")
-    tensors = []
-    for tname, info in raw.items():
-        tensors.append(_tensor(name, tname, info, data_len))
+    if not header.startswith(b"{") or not header.rstrip(b" ").endswith(b"}"):
+        raise _bad(
+            name,
+            "expected the header to be a JSON object starting at its first byte and followed only "
+            "by spaces, found other bytes around it",
+        )
+    raw = _json.load_object(header, f"safetensors file {quote(name)}: header", UnsafeWeightsError)
+    metadata = raw.pop("__metadata__", {})
+    if not isinstance(metadata, dict) or not all(isinstance(v, str) for v in metadata.values()):
+        raise _bad(name, f"expected __metadata__ to map strings to strings, found {describe(metadata)}")
+    tensors = [_tensor(name, tname, info, data_len) for tname, info in raw.items()]
     ordered = sorted(tensors, key=lambda t: (t.begin, t.end))
     cursor = 0
     for t in ordered:
         if t.begin < cursor:
-            raise _bad(name, f"tensor {t.name!r} starts at byte {t.begin}, overlapping the previous "
+            raise _bad(name, f"tensor {quote(t.name)} starts at byte {t.begin}, overlapping the previous "
                              f"tensor, which ends at {cursor}")
         if t.begin > cursor:
-            raise _bad(name, f"expected tensor {t.name!r} to start at byte {cursor} (no gaps), "
+            raise _bad(name, f"expected tensor {quote(t.name)} to start at byte {cursor} (no gaps), "
                              f"found {t.begin}")
         cursor = t.end
     if cursor != data_len:
@@ -124,35 +133,59 @@ def parse_header(header: bytes, file_size: int, name: str) -> SafetensorsHeader:
     )
 
 
+def _is_uint(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
 def _tensor(name: str, tname: str, info: object, data_len: int) -> TensorInfo:
+    where = f"tensor {quote(tname)}"
     if not isinstance(info, dict):
-        raise _bad(name, f"tensor {tname!r}: expected an object with dtype, shape, data_offsets")
+        raise _bad(name, f"{where}: expected an object with dtype, shape, data_offsets, found {describe(info)}")
+    unknown = sorted(set(info) - _TENSOR_KEYS)
+    if unknown:
+        raise _bad(name, f"{where}: expected only dtype, shape and data_offsets, found {quote(unknown[0])}")
     dtype = info.get("dtype")
-    if dtype not in DTYPE_SIZES:
-        raise _bad(name, f"tensor {tname!r}: expected a dtype in {sorted(DTYPE_SIZES)}, found {dtype!r}")
+    if not isinstance(dtype, str) or dtype not in DTYPE_SIZES:
+        raise _bad(name, f"{where}: expected a dtype in {', '.join(DTYPE_SIZES)}, found {describe(dtype)}")
     shape = info.get("shape")
-    if not isinstance(shape, list) or not all(
-        isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape
-    ):
-        raise _bad(name, f"tensor {tname!r}: expected a shape of non-negative integers, found {shape!r}")
+    if not isinstance(shape, list) or not all(_is_uint(d) for d in shape):
+        raise _bad(name, f"{where}: expected a shape of non-negative integers, found {describe(shape)}")
+    if len(shape) > MAX_TENSOR_RANK:
+        raise _bad(name, f"{where}: expected at most {MAX_TENSOR_RANK} dimensions, found {len(shape)}")
     offsets = info.get("data_offsets")
-    if (
-        not isinstance(offsets, list)
-        or len(offsets) != 2
-        or not all(isinstance(o, int) and not isinstance(o, bool) for o in offsets)
-    ):
-        raise _bad(name, f"tensor {tname!r}: expected data_offsets [begin, end], found {offsets!r}")
+    if not isinstance(offsets, list) or len(offsets) != 2 or not all(_is_uint(o) for o in offsets):
+        raise _bad(name, f"{where}: expected data_offsets [begin, end], found {describe(offsets)}")
     begin, end = offsets
-    if not 0 <= begin <= end <= data_len:
-        raise _bad(name, f"tensor {tname!r}: expected offsets within 0..{data_len}, found [{begin}, {end}]")
-    nbytes = math.prod(shape) * DTYPE_SIZES[dtype]
+    if not begin <= end <= data_len:
+        raise _bad(name, f"{where}: expected offsets within 0..{data_len}, found [{begin}, {end}]")
+    nbytes = _byte_size(shape, DTYPE_SIZES[dtype], _SIZE_CAP)
     if end - begin != nbytes:
+        held = "more than 2**128 bytes" if nbytes > _SIZE_CAP else f"{nbytes} bytes"
         raise _bad(
             name,
-            f"tensor {tname!r}: shape {shape} of {dtype} needs {nbytes} bytes, "
-            f"its offsets hold {end - begin}",
+            f"{where}: shape {_shape(shape)} of {dtype} needs {held}, its offsets hold {end - begin}",
         )
     return TensorInfo(tname, dtype, tuple(shape), begin, end)
+
+
+_SIZE_CAP = 2**128  # far above any file; keeps each multiplication small
+
+
+def _byte_size(shape: list[int], item: int, limit: int) -> int:
+    """Bytes a shape needs, stopping once past `limit`: the product of many large
+    dimensions would otherwise cost time quadratic in their count."""
+    if 0 in shape:
+        return 0
+    total = item
+    for d in shape:
+        total *= d
+        if total > limit:
+            return limit + 1
+    return total
+
+
+def _shape(shape: list[int]) -> str:
+    return "[" + ", ".join(map(str, shape)) + "]"
 
 
 def read_header(path: Path, name: str | None = None) -> SafetensorsHeader:
@@ -179,7 +212,7 @@ def tensors_from_buffer(buf: np.ndarray, name: str, framework: str = "numpy") ->
             np_dtype = _NUMPY_DTYPES.get(t.dtype)
             if np_dtype is None:
                 raise UsageError(
-                    f"tensor {t.name!r} in {name!r} is {t.dtype}, which numpy cannot represent",
+                    f"tensor {quote(t.name)} in {quote(name)} is {t.dtype}, which numpy cannot represent",
                     hint="load with framework='pt' (requires torch)",
                 )
             start = header.data_start + t.begin
@@ -187,7 +220,7 @@ def tensors_from_buffer(buf: np.ndarray, name: str, framework: str = "numpy") ->
         return out
     if framework == "pt":
         return _torch_tensors(buf, header, name)
-    raise UsageError(f"framework: expected 'numpy' or 'pt', found {framework!r}")
+    raise UsageError(f"framework: expected 'numpy' or 'pt', found {quote(framework)}")
 
 
 def _torch_tensors(buf: np.ndarray, header: SafetensorsHeader, name: str) -> dict[str, Any]:
@@ -208,7 +241,7 @@ def _torch_tensors(buf: np.ndarray, header: SafetensorsHeader, name: str) -> dic
     for t in header.tensors:
         dtype = torch_dtypes.get(t.dtype)
         if dtype is None:
-            raise UsageError(f"tensor {t.name!r} in {name!r} is {t.dtype}, which torch cannot represent")
+            raise UsageError(f"tensor {quote(t.name)} in {quote(name)} is {t.dtype}, which torch cannot represent")
         if t.end == t.begin:  # torch.frombuffer refuses an empty buffer
             out[t.name] = torch.empty(t.shape, dtype=dtype)
             continue

@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import json
+import re
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -41,12 +42,12 @@ name_part = st.from_regex(r"[A-Za-z0-9]([A-Za-z0-9._-]{0,10}[A-Za-z0-9])?", full
 version = st.from_regex(r"[A-Za-z0-9]([A-Za-z0-9._+-]{0,10}[A-Za-z0-9])?", fullmatch=True).filter(
     lambda s: ".." not in s
 )
-path_part = st.from_regex(r"[A-Za-z0-9_-][A-Za-z0-9._ -]{0,8}", fullmatch=True).filter(
-    lambda s: s not in (".", "..")
+path_part = st.from_regex(r"[A-Za-z0-9_-](?:[A-Za-z0-9._ -]{0,7}[A-Za-z0-9_-])?", fullmatch=True).filter(
+    lambda s: not re.fullmatch(r"(?:CON|PRN|AUX|NUL|COM[0-9]|LPT[0-9])(?:\..*)?", s, re.I)
 )
 rel_path = st.lists(path_part, min_size=1, max_size=3).map("/".join)
 text = st.text(st.characters(exclude_categories=("Cs",)), max_size=20)
-json_scalar = st.one_of(st.none(), st.booleans(), st.integers(-(2**53), 2**53), text)
+json_scalar = st.one_of(st.none(), st.booleans(), st.integers(-(2**53) + 1, 2**53 - 1), text)
 json_value = st.recursive(
     json_scalar,
     lambda inner: st.one_of(st.lists(inner, max_size=3), st.dictionaries(text, inner, max_size=3)),
@@ -59,7 +60,7 @@ def extras(known: set[str]) -> st.SearchStrategy[dict[str, Any]]:
 
 
 moment = st.datetimes(
-    min_value=datetime(1, 1, 2), max_value=datetime(9999, 12, 30), timezones=st.just(UTC)
+    min_value=datetime(1970, 1, 2), max_value=datetime(9999, 12, 30), timezones=st.just(UTC)
 ).map(lambda d: d.replace(microsecond=0))
 
 
@@ -89,7 +90,9 @@ def manifests(draw: st.DrawFn) -> Manifest:
             path=p, size=size, sha256=draw(hex64), pieces_root=draw(hex64) if size else None,
             safetensors=summary, extra=draw(extras({"path", "size", "safetensors"})),
             subject_extra=draw(extras({"name", "digest"})),
-            digest_extra=draw(st.dictionaries(st.sampled_from(["sha512", "blake3"]), st.text(HEX, max_size=8))),
+            digest_extra=draw(st.dictionaries(
+                st.sampled_from(["sha512", "blake3"]), st.binary(min_size=1, max_size=4).map(bytes.hex)
+            )),
         ))
     lic_file = draw(st.sampled_from([None, *paths]))
     license = License(
@@ -249,16 +252,17 @@ def test_duplicate_path_in_statement_refused() -> None:
         (lambda d: d["subject"][2]["digest"].update({PIECES_ROOT_KEY: "f" * 64}), ManifestError,
          "found size 0 and a pieces root"),
         (lambda d: d["predicate"]["files"].pop(), ManifestError,
-         r"only in subject: \['empty.txt'\], only in files: \[\]"),
+         "only in subject: 'empty.txt'; only in files: none"),
         (lambda d: d["predicate"]["files"][0].update(size=-1), ManifestError, "a size >= 0"),
-        (lambda d: d["predicate"]["files"][0].update(size="7"), ManifestError, "expected int, found '7'"),
-        (lambda d: d["predicate"]["files"][0].update(size=True), ManifestError, "expected int, found True"),
+        (lambda d: d["predicate"]["files"][0].update(size="7"), ManifestError, "expected an integer, found '7'"),
+        (lambda d: d["predicate"]["files"][0].update(size=True), ManifestError, "expected an integer, found true"),
         (lambda d: d["predicate"].update(name="acme"), ManifestError, "expected 'namespace/name'"),
         (lambda d: d["predicate"].update(name="acme/../x"), ManifestError, "expected 'namespace/name'"),
         (lambda d: d["predicate"].update(version="1..0"), ManifestError, "version: expected a label"),
         (lambda d: d["predicate"].update(created="2026-01-01T00:00:00"), ManifestError, "with a UTC offset"),
         (lambda d: d["predicate"].update(created="yesterday"), ManifestError, "RFC 3339"),
-        (lambda d: d["predicate"].pop("license"), ManifestError, "predicate.license: expected dict, found nothing"),
+        (lambda d: d["predicate"].pop("license"), ManifestError,
+         "predicate.license: expected an object, found nothing"),
         (lambda d: d["predicate"]["license"].update(spdx="MIT; rm -rf"), ManifestError, "SPDX"),
         (lambda d: d["predicate"]["license"].update(file="sub/config.json", sha256="0" * 64), ManifestError,
          "license file 'sub/config.json': expected a listed file with sha256 0{64}, found sha256 c{64}"),
@@ -295,7 +299,7 @@ def test_changing_a_file_digest_changes_the_torrent_binding() -> None:
 
 def test_pickle_file_needs_allow_pickle() -> None:
     files = (FileEntry("pytorch_model.bin", 10, "a" * 64, "b" * 64),)
-    with pytest.raises(UnsafeWeightsError, match=r"pickle files \['pytorch_model.bin'\].*allow_pickle"):
+    with pytest.raises(UnsafeWeightsError, match=r"pickle files 'pytorch_model.bin'.*allow_pickle"):
         good_manifest(files=files).validate()
     good_manifest(files=files, allow_pickle=True).validate()
 
@@ -303,7 +307,7 @@ def test_pickle_file_needs_allow_pickle() -> None:
 def test_payload_must_be_a_json_object() -> None:
     with pytest.raises(ManifestError, match="expected JSON"):
         Manifest.from_payload(b"\xff not json")
-    with pytest.raises(ManifestError, match="a JSON object, found 'list'"):
+    with pytest.raises(ManifestError, match="a JSON object, found an empty list"):
         Manifest.from_payload(b"[]")
 
 
@@ -337,7 +341,7 @@ def test_payload_with_a_key_given_twice_refused() -> None:
     payload = good_manifest().to_payload()
     doubled = payload.replace(b'"version": "1.0"', b'"version": "1.0", "version": "9.9"', 1)
     assert doubled != payload
-    with pytest.raises(ManifestError, match="expected each key once per object, found 'version' twice"):
+    with pytest.raises(ManifestError, match="expected each member name once per object, found 'version' twice"):
         Manifest.from_payload(doubled)
 
 
@@ -347,5 +351,6 @@ def test_payload_with_a_key_given_twice_refused() -> None:
     ids=["deeply-nested", "5000-digit-number", "not-utf8"],
 )
 def test_hostile_payload_is_a_manifest_error_not_a_crash(payload: bytes) -> None:
-    with pytest.raises(ManifestError, match="manifest payload: expected JSON, found invalid data"):
+    with pytest.raises(ManifestError, match="manifest payload: expected ") as caught:
         Manifest.from_payload(payload)
+    assert "Error" not in str(caught.value) and "\\x" not in str(caught.value)

@@ -151,7 +151,7 @@ def test_merge_adds_countersignatures_once(pub_key: PrivateKey, approver_key: Pr
         (b'{"payloadType": "application/vnd.in-toto+json", "payload": "!!", "signatures": []}', "base64"),
         (b'{"payloadType": "application/vnd.in-toto+json", "payload": "", "signatures": {}}', "expected a list"),
         (b'{"payloadType": "application/vnd.in-toto+json", "payload": "", "signatures": [{"keyid": 1}]}',
-         "keyid and sig"),
+         "keyid: expected a string"),
     ],
 )
 def test_malformed_envelope_refused(raw: bytes, message: str) -> None:
@@ -337,7 +337,7 @@ def test_threshold_of_two_needs_two_distinct_keys(pub_key: PrivateKey, p256_key:
 @pytest.mark.parametrize("raw", [b"[" * 100_000 + b"]" * 100_000, b'{"payload": ' + b"9" * 5000 + b"}"],
                          ids=["deeply-nested", "5000-digit-number"])
 def test_hostile_envelope_is_a_manifest_error_not_a_crash(raw: bytes) -> None:
-    with pytest.raises(ManifestError, match="expected a DSSE envelope in JSON, found invalid JSON"):
+    with pytest.raises(ManifestError, match=r"^envelope: expected "):
         Envelope.from_json(raw)
 
 

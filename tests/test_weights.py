@@ -116,7 +116,7 @@ def test_file_shorter_than_length_prefix_refused(tmp_path: Path) -> None:
     ("header", "data", "message"),
     [
         (b"not json", b"", "expected the header to be a JSON object"),
-        (b"{\"a\": ", b"", "invalid JSON"),
+        (b"{\"a\": }", b"", "invalid JSON"),
         (b"[1, 2]", b"", "JSON object"),
         (b"{\"a\": {\"dtype\": \"F32\", \"shape\": [1], \"data_offsets\": [0, 4]}, "
          b"\"a\": {\"dtype\": \"F32\", \"shape\": [1], \"data_offsets\": [4, 8]}}", b"\0" * 8, "found 'a' twice"),
@@ -210,5 +210,6 @@ def test_what_we_accept_safetensors_also_loads(tmp_path: Path) -> None:
     ids=["deeply-nested", "5000-digit-number"],
 )
 def test_hostile_header_json_refused_not_a_crash(tmp_path: Path, header: bytes) -> None:
-    with pytest.raises(UnsafeWeightsError, match="expected a JSON header, found invalid JSON"):
+    with pytest.raises(UnsafeWeightsError, match="header: expected ") as caught:
         weights.read_header(write(tmp_path, craft(header, b"")))
+    assert "Error" not in str(caught.value)

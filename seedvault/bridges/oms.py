@@ -32,10 +32,11 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from seedvault import hashing
+from seedvault._json import load_object
 from seedvault.bridges._files import copy_hashed, write_atomic
 from seedvault.client import Admitted, Client, Progress, scan_model_dir
 from seedvault.errors import IntegrityError, ManifestError, SignatureError, UnsafePathError, UsageError
-from seedvault.manifest import PAYLOAD_TYPE, STATEMENT_TYPE, check_relative_path, unique_keys
+from seedvault.manifest import PAYLOAD_TYPE, STATEMENT_TYPE, check_relative_path
 from seedvault.settings import DEFAULT_PIECE_LENGTH, MAX_ENVELOPE_BYTES, MAX_FILES_PER_MANIFEST
 from seedvault.signing import PrivateKey, PublicKey, pae
 from seedvault.signing.dsse import b64_field
@@ -123,13 +124,7 @@ class OmsStatement:
 
 
 def _json(raw: bytes, where: str) -> dict[str, Any]:
-    try:
-        data = json.loads(raw.decode("utf-8"), object_pairs_hook=unique_keys)
-    except (ValueError, RecursionError) as exc:  # bad UTF-8 or JSON, a 5000-digit number, deep nesting
-        raise ManifestError(f"{where}: expected JSON, found invalid data ({exc})") from None
-    if not isinstance(data, dict):
-        raise ManifestError(f"{where}: expected a JSON object, found {type(data).__name__}")
-    return data
+    return load_object(raw, where)  # the one strict reader: unique names, no NaN, ...
 
 
 def _field(data: Mapping[str, Any], key: str, kind: type, where: str) -> Any:

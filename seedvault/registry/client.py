@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlencode, urlsplit
 
+from seedvault import _json
 from seedvault.errors import (
     Error,
     NotFoundError,
@@ -68,10 +69,8 @@ class RegistryClient:
 
     def _json(self, method: str, path: str, **kw: Any) -> Any:
         raw = self._request(method, path, **kw)
-        try:
-            return json.loads(raw)
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            raise TransferError(f"{method} {self.base_url}{path}: expected JSON, found {raw[:80]!r}") from None
+        # The one strict reader (seedvault._json): a registry's answer is outside input too.
+        return _json.loads(raw, f"{method} {self.base_url}{path}", TransferError)
 
     # ---- reading ----------------------------------------------------------------------------
     def search(self, text: str | None = None, *, publisher: str | None = None, license: str | None = None,

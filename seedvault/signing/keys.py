@@ -146,8 +146,28 @@ class PrivateKey:
         return pub_path
 
 
+# Encodings of the Ed25519 points of small order (and their non-canonical spellings), as
+# libsodium's blocklist has them, compared without the sign bit. Under such a key one
+# forged signature verifies for every message, so no policy may hold one.
+_SMALL_ORDER = frozenset(bytes.fromhex(h) for h in (
+    "0000000000000000000000000000000000000000000000000000000000000000",
+    "0100000000000000000000000000000000000000000000000000000000000000",
+    "26e8958fc2b227b045c3f489f2ef98f0d5dfac05d3c63339b13802886d53fc05",
+    "c7176a703d4dd84fba3c0b760d10670f2a2053fa2c39ccc64ec7fd7792ac037a",
+    "ecffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f",
+    "edffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f",
+    "eeffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f",
+))
+
+
 def _check_public(key: object, source: str) -> _PublicKey:
     if isinstance(key, ed25519.Ed25519PublicKey):
+        raw = key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+        if raw[:31] + bytes([raw[31] & 0x7F]) in _SMALL_ORDER:
+            raise UsageError(
+                f"{source}: expected an Ed25519 public key, found a point of small order, under which "
+                "forged signatures verify; this is not a real key"
+            )
         return key
     if isinstance(key, ec.EllipticCurvePublicKey) and isinstance(key.curve, ec.SECP256R1):
         return key
