@@ -1,31 +1,38 @@
 """Air-gap bundles: a self-contained directory or tar that carries one release across.
 
-    bundle.json          format marker, ref, manifest digest
+    bundle.json          format marker, ref, manifest digest, file list (unsigned: it must
+                         agree with the envelope, or the bundle is refused)
     envelope.json        the DSSE envelope with every signature
     keys/<keyid>.pub     the signers' public keys, for the receiver to decide to trust
     files/<path>         the model's files
 
 A bundle is never trusted for what it says: import judges the envelope under the local
 policy first (bundled keys are NOT trusted automatically), copies files into staging
-while refusing symlinks, links, devices and any member outside `files/`, then verifies.
+while refusing symlinks, links, devices, FIFOs, members held twice and anything in
+`files/` the manifest does not list, then verifies both digests of every file.
 """
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
+import lzma
 import os
 import shutil
 import tarfile
 import uuid
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
-from seedvault.client import Admitted, Client, Progress, check_exact_files, copy_files
-from seedvault.errors import IntegrityError, ManifestError, UnsafePathError, UsageError
+from seedvault import _json, hashing
+from seedvault._text import count, cut, kind, listing, quote, show
+from seedvault.client import Admitted, Client, Progress, check_exact_files, compare_file_sets, copy_files
+from seedvault.errors import IntegrityError, ManifestError, NotFoundError, OversizeError, UnsafePathError, UsageError
 from seedvault.manifest import Manifest, check_relative_path
-from seedvault.settings import MAX_ENVELOPE_BYTES, READ_CHUNK
+from seedvault.settings import MAX_ENVELOPE_BYTES, MAX_FILES_PER_MANIFEST, READ_CHUNK
 from seedvault.signing import Envelope
 from seedvault.signing.dsse import check_envelope_size
 
@@ -45,7 +52,7 @@ def export_bundle(client: Client, ref: str, dest: Path, *, as_tar: bool = False)
     for sig in entry.envelope.signatures:
         for trusted in policy.keys_by_id(sig.keyid):
             keys[sig.keyid] = trusted.key.pem()
-    meta = {"format": FORMAT, "ref": manifest.ref, "digest": entry.digest}
+    meta = {"format": FORMAT, "ref": manifest.ref, "digest": entry.digest, "files": [f.path for f in manifest.files]}
     tmp = dest.with_name(f".{dest.name}.{uuid.uuid4().hex[:8]}.tmp")
     try:
         if as_tar:
@@ -58,7 +65,7 @@ def export_bundle(client: Client, ref: str, dest: Path, *, as_tar: bool = False)
                     info = tarfile.TarInfo(f"files/{f.path}")
                     info.size = f.size
                     info.mode = 0o644
-                    with open(snapshot / f.path, "rb") as src:
+                    with hashing.open_regular_file(snapshot / f.path, f.path, f.size) as src:
                         tar.addfile(info, src)
         else:
             tmp.mkdir(parents=True)
@@ -70,7 +77,8 @@ def export_bundle(client: Client, ref: str, dest: Path, *, as_tar: bool = False)
             for f in manifest.files:
                 target = tmp / "files" / f.path
                 target.parent.mkdir(parents=True, exist_ok=True)
-                shutil.copyfile(snapshot / f.path, target)
+                with hashing.open_regular_file(snapshot / f.path, f.path, f.size) as src, open(target, "xb") as out:
+                    shutil.copyfileobj(src, out, READ_CHUNK)
         os.rename(tmp, dest)
     finally:
         if tmp.is_dir():
@@ -91,38 +99,140 @@ def import_bundle(client: Client, source: Path, progress: Progress | None = None
     """Verify a bundle under the local policy and admit it into the vault."""
     if source.is_dir():
         return _import_dir(client, source, progress)
-    if source.is_file() and tarfile.is_tarfile(source):
-        try:
-            return _import_tar(client, source, progress)
-        except (tarfile.TarError, EOFError) as exc:  # staging is already cleaned up by then
-            raise IntegrityError(
-                f"{source}: expected a complete tar bundle, found a damaged or truncated one ({exc})",
-                hint="copy the bundle again from its source",
-            ) from None
+    if _is_tar(source):
+        with _open_tar(source) as tar:
+            return _import_tar(client, source, tar, progress)
     raise UsageError(
         f"{source}: expected a bundle directory or tar file, found "
         + ("nothing" if not source.exists() else "another kind of file")
     )
 
 
-def _read_envelope(raw: bytes, source: str) -> Envelope:
-    return Envelope.from_json(raw, source)
+def read_envelope_source(source: Path) -> Envelope:
+    """The envelope of an envelope file, a bundle directory or a bundle tar, read by the
+    same rules as `import_bundle` (a tar holding a member twice, or a link or special file
+    where envelope.json should be, is refused): what `pull --envelope` and `verify` read is
+    what import would judge."""
+    if source.is_dir():
+        return _read_envelope_file(source / "envelope.json", f"{source}: bundle")
+    if _is_tar(source):
+        with _open_tar(source) as tar:
+            members = _members(tar)
+            return _tar_envelope(tar, members, source)
+    if not os.path.lexists(source):
+        raise NotFoundError(f"envelope {source} does not exist")
+    return _read_envelope_file(source, None)
+
+
+def _is_tar(source: Path) -> bool:
+    # is_file follows links and says False for FIFOs: a FIFO is never opened here.
+    return source.is_file() and tarfile.is_tarfile(source)
+
+
+@contextlib.contextmanager
+def _open_tar(source: Path) -> Iterator[tarfile.TarFile]:
+    """The tar, any damage (truncation, bad headers, bad compression) a clean refusal."""
+    try:
+        with tarfile.open(source, "r:*") as tar:
+            yield tar
+    except (tarfile.TarError, EOFError, zlib.error, lzma.LZMAError, OSError) as exc:
+        if isinstance(exc, OSError) and exc.errno is not None:
+            raise  # a real I/O failure (disk, permissions) says so itself; bad gzip/bz2 data has no errno
+        raise IntegrityError(
+            f"{source}: expected a complete tar bundle, found a damaged or truncated one ({cut(str(exc))})",
+            hint="copy the bundle again from its source",
+        ) from None
+
+
+def _read_small_file(path: Path, name: str, limit: int, where: str | None) -> bytes:
+    """A bounded read of a regular file (not a link, FIFO or device)."""
+    label = where or str(path.parent)
+    try:
+        f = hashing.open_regular_file(path, name)
+    except IntegrityError as exc:
+        if exc.found == "no file":
+            raise ManifestError(f"{label}: expected {name} in the bundle, found none") from None
+        raise ManifestError(f"{label}: expected {name} to be a regular file, found {exc.found}") from None
+    with f:
+        data = f.read(limit + 1)
+    if len(data) > limit:
+        raise OversizeError(f"{label}: {name}: expected at most {limit:,} bytes, found more")
+    return data
+
+
+def _read_envelope_file(path: Path, where: str | None) -> Envelope:
+    name = path.name if where is not None else str(path)
+    if where is None:
+        try:
+            f = hashing.open_regular_file(path, str(path))
+        except IntegrityError as exc:
+            raise ManifestError(f"envelope {path}: expected a regular file, found {exc.found}") from None
+        with f:  # read past the bound by one byte: from_json refuses it by size
+            return Envelope.from_json(f.read(MAX_ENVELOPE_BYTES + 1), str(path))
+    return Envelope.from_json(_read_small_file(path, name, MAX_ENVELOPE_BYTES, where), str(path))
 
 
 def _import_dir(client: Client, source: Path, progress: Progress | None) -> Admitted:
-    envelope_path = source / "envelope.json"
-    if envelope_path.is_symlink() or not envelope_path.is_file():
-        raise ManifestError(f"{source}: expected envelope.json in the bundle, found none")
-    check_envelope_size(envelope_path.stat().st_size, str(envelope_path))
-    envelope = _read_envelope(envelope_path.read_bytes(), str(envelope_path))
+    envelope = _read_envelope_file(source / "envelope.json", str(source))
+    meta = _read_meta(source / "bundle.json", str(source)) if os.path.lexists(source / "bundle.json") else None
     files_dir = source / "files"
 
     def fill(manifest: Manifest, staged: Path) -> None:
+        if meta is not None:
+            check_meta(meta, envelope, manifest, str(source))
         _refuse_links(files_dir)
-        check_exact_files(files_dir, manifest)
+        check_exact_files(files_dir, manifest, f"{source}: bundle")
         copy_files(files_dir, manifest, staged)
 
     return client.admit(envelope, fill, progress)
+
+
+def _read_meta(path: Path, where: str) -> dict[str, Any]:
+    return _parse_meta(_read_small_file(path, "bundle.json", MAX_ENVELOPE_BYTES, where), where)
+
+
+def _parse_meta(raw: bytes, where: str) -> dict[str, Any]:
+    """bundle.json as strict JSON (the one reader: unique member names, no NaN, ...)."""
+    return _json.load_object(raw, f"{where}: bundle.json")
+
+
+def check_meta(meta: dict[str, Any], envelope: Envelope, manifest: Manifest, where: str) -> None:
+    """bundle.json says nothing the envelope contradicts: its format, and whichever of the
+    release's ref (or name and version), manifest digest and file list it states.
+
+    bundle.json is not signed, so it decides nothing; but a tool reading it must not see a
+    different release than the one seedvault verified, so a contradiction is refused."""
+
+    def refuse(field: str, expected: object, found: object) -> ManifestError:
+        return ManifestError(
+            f"{where}: bundle.json {field}: expected {show(expected)} (as the signed envelope says), "
+            f"found {show(found)}",
+            hint="bundle.json contradicts the envelope it travels with; the bundle was altered or assembled "
+            "by hand: get it again from its source",
+        )
+
+    if meta.get("format") != FORMAT:
+        raise ManifestError(f"{where}: bundle.json format: expected {show(FORMAT)}, found {show(meta.get('format'))}",
+                            hint="this is not a seedvault bundle, or one of a newer format")
+    stated = {"ref": manifest.ref, "name": manifest.name, "version": manifest.version, "digest": envelope.digest}
+    for field, expected in stated.items():
+        if field in meta and meta[field] != expected:
+            raise refuse(field, expected, meta[field])
+    if "files" in meta:
+        files = meta["files"]
+        wanted = [f.path for f in manifest.files]
+        if not isinstance(files, list) or not all(isinstance(p, str) for p in files):
+            raise refuse("files", "an array of paths", kind(files))
+        if files != wanted:
+            missing = [p for p in wanted if p not in set(files)]
+            extra = [p for p in files if p not in set(wanted)]
+            found = "; ".join(([f"missing {listing(missing)}"] if missing else [])
+                              + ([f"not in the manifest: {listing(extra)}"] if extra else []))
+            raise ManifestError(
+                f"{where}: bundle.json files: expected the manifest's {count(len(wanted), 'file')} in its order, "
+                f"found {count(len(files), 'entry', 'entries')}" + (f" ({found})" if found else " (another order)"),
+                hint="bundle.json contradicts the envelope it travels with; get the bundle again from its source",
+            )
 
 
 def _refuse_links(root: Path) -> None:
@@ -133,69 +243,111 @@ def _refuse_links(root: Path) -> None:
             p = Path(dirpath) / name
             if p.is_symlink():
                 raise UnsafePathError(
-                    f"bundle member {p.relative_to(root).as_posix()!r}: expected a regular file, found a "
-                    f"symlink to {os.readlink(p)!r}"
+                    f"bundle member {quote(p.relative_to(root).as_posix())}: expected a regular file, found a "
+                    f"symlink to {quote(os.readlink(p))}"
                 )
 
 
-def _members(tar: tarfile.TarFile) -> Iterator[tuple[str, tarfile.TarInfo]]:
-    """Every member, validated before anything is read: regular files and dirs, safe names."""
-    for m in tar.getmembers():
+# Members a bundle tar holds: bundle.json, envelope.json, keys, the files, and directories.
+MAX_TAR_MEMBERS = MAX_FILES_PER_MANIFEST * 2 + 1_000
+
+
+def _member_kind(m: tarfile.TarInfo) -> str:
+    if m.issym():
+        return f"a symlink to {quote(m.linkname)}"
+    if m.islnk():
+        return f"a hard link to {quote(m.linkname)}"
+    if m.ischr():
+        return "a character device"
+    if m.isblk():
+        return "a block device"
+    if m.isfifo():
+        return "a FIFO (named pipe)"
+    return "a special file"
+
+
+def _members(tar: tarfile.TarFile) -> dict[str, tarfile.TarInfo]:
+    """Every member, validated before anything is read: only regular files and
+    directories, safe relative names, each name once, a bounded count.
+
+    A name held twice is refused, not resolved: tar tools disagree about which copy wins
+    (Python's `getmember` takes the last, others the first), so a verifier and a later
+    extractor could see different bytes under one name."""
+    found: dict[str, tarfile.TarInfo] = {}
+    seen = 0
+    while (m := tar.next()) is not None:
+        seen += 1
+        if seen > MAX_TAR_MEMBERS:
+            raise OversizeError(f"tar bundle: expected at most {MAX_TAR_MEMBERS:,} members, found more")
         name = m.name.removeprefix("./").rstrip("/") if m.isdir() else m.name.removeprefix("./")
-        if m.issym() or m.islnk():
+        # Only plain regular files: no links, devices, FIFOs, nor sparse or continued members
+        # (whose stored bytes differ from what extraction writes).
+        if not (m.type in (tarfile.REGTYPE, tarfile.AREGTYPE) or m.isdir()):
             raise UnsafePathError(
-                f"tar member {m.name!r}: expected a regular file, found a "
-                f"{'symlink' if m.issym() else 'hard link'} to {m.linkname!r}"
-            )
-        if not (m.isfile() or m.isdir()):
-            raise UnsafePathError(f"tar member {m.name!r}: expected a regular file, found a special file")
+                f"tar member {quote(m.name)}: expected a regular file, found {_member_kind(m)}")
         if m.isdir() and name in ("", "."):  # the archive's root, as `tar -C BUNDLE -cf X .` writes it
             continue
-        check_relative_path(name, f"tar member {m.name!r}")
-        yield name, m
+        check_relative_path(name, f"tar member {quote(m.name)}")
+        previous = found.get(name)
+        if previous is not None and not (previous.isdir() and m.isdir()):
+            raise UnsafePathError(
+                f"tar member {quote(name)}: expected each name once, found it twice",
+                hint="tools disagree about which copy of a repeated member counts; make the tar again",
+            )
+        found[name] = m
+    return found
 
 
-def _import_tar(client: Client, source: Path, progress: Progress | None) -> Admitted:
-    with tarfile.open(source, "r:*") as tar:
-        members = dict(_members(tar))
-        env_member = members.get("envelope.json")
-        if env_member is None or not env_member.isfile():
-            raise ManifestError(f"{source}: expected envelope.json in the bundle, found none")
-        check_envelope_size(env_member.size, f"{source}:envelope.json")
-        envelope = _read_envelope(_read_member(tar, env_member), f"{source}:envelope.json")
+def _tar_envelope(tar: tarfile.TarFile, members: dict[str, tarfile.TarInfo], source: Path) -> Envelope:
+    member = members.get("envelope.json")
+    if member is None or not member.isfile():
+        raise ManifestError(f"{source}: expected envelope.json in the bundle, found none")
+    check_envelope_size(member.size, f"{source}:envelope.json")
+    return Envelope.from_json(_read_member(tar, member), f"{source}:envelope.json")
 
-        def fill(manifest: Manifest, staged: Path) -> None:
-            present = {n.removeprefix("files/") for n, m in members.items()
-                       if n.startswith("files/") and m.isfile()}
-            wanted = {f.path for f in manifest.files}
-            if present != wanted:
+
+def _import_tar(client: Client, source: Path, tar: tarfile.TarFile, progress: Progress | None) -> Admitted:
+    members = _members(tar)
+    envelope = _tar_envelope(tar, members, source)
+    meta_member = members.get("bundle.json")
+    meta = None
+    if meta_member is not None:
+        if not meta_member.isfile():
+            raise ManifestError(f"{source}: bundle.json: expected a regular file, found a directory")
+        if meta_member.size > MAX_ENVELOPE_BYTES:
+            raise OversizeError(f"{source}: bundle.json: expected at most {MAX_ENVELOPE_BYTES:,} bytes, "
+                                f"found {meta_member.size:,}")
+        meta = _parse_meta(_read_member(tar, meta_member), str(source))
+
+    def fill(manifest: Manifest, staged: Path) -> None:
+        if meta is not None:
+            check_meta(meta, envelope, manifest, str(source))
+        present = {n.removeprefix("files/") for n, m in members.items() if n.startswith("files/") and m.isfile()}
+        compare_file_sets(present, manifest, f"{source}: bundle")
+        for f in manifest.files:  # every size checked before a byte is copied
+            member = members[f"files/{f.path}"]
+            if member.size != f.size:
                 raise IntegrityError(
-                    f"{source}: expected exactly the {len(wanted)} files the manifest lists; "
-                    f"missing: {sorted(wanted - present)}; not in the manifest: {sorted(present - wanted)}",
-                    hint="a file was added, removed or renamed after signing",
+                    f"file {quote(f.path)}: expected {f.size} bytes, found {member.size}",
+                    path=f.path, expected=str(f.size), found=str(member.size),
                 )
-            for f in manifest.files:
-                member = members[f"files/{f.path}"]
-                if member.size != f.size:
-                    raise IntegrityError(
-                        f"file {f.path!r}: expected {f.size} bytes, found {member.size}",
-                        path=f.path, expected=str(f.size), found=str(member.size),
-                    )
-                target = staged / f.path
-                target.parent.mkdir(parents=True, exist_ok=True)
-                src = tar.extractfile(member)
-                if src is None:
-                    raise UnsafePathError(f"tar member {member.name!r}: cannot be read as a file")
-                with src, open(target, "xb") as dst:
-                    _copy(src, dst)
+        for f in manifest.files:
+            member = members[f"files/{f.path}"]
+            target = staged / f.path
+            target.parent.mkdir(parents=True, exist_ok=True)
+            src = tar.extractfile(member)
+            if src is None:
+                raise UnsafePathError(f"tar member {quote(member.name)}: cannot be read as a file")
+            with src, open(target, "xb") as dst:
+                _copy(src, dst)
 
-        return client.admit(envelope, fill, progress)
+    return client.admit(envelope, fill, progress)
 
 
 def _read_member(tar: tarfile.TarFile, member: tarfile.TarInfo) -> bytes:
     f = tar.extractfile(member)
     if f is None:
-        raise UnsafePathError(f"tar member {member.name!r}: cannot be read as a file")
+        raise UnsafePathError(f"tar member {quote(member.name)}: cannot be read as a file")
     with f:
         return f.read(MAX_ENVELOPE_BYTES + 1)
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import stat
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -20,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from seedvault import hashing, weights
+from seedvault._text import count, listing, quote
 from seedvault.errors import (
     Error,
     IntegrityError,
@@ -42,7 +44,7 @@ from seedvault.manifest import (
     info_hash_v2,
     torrent_name,
 )
-from seedvault.settings import DEFAULT_PIECE_LENGTH, Paths, paths, worker_count
+from seedvault.settings import DEFAULT_PIECE_LENGTH, READ_CHUNK, Paths, paths, worker_count
 from seedvault.signing import Envelope, PrivateKey, TrustPolicy, Verdict, counted_signatures, evaluate
 from seedvault.signing.trusted import Purpose, signer_reports
 from seedvault.vault import Entry, Vault
@@ -96,22 +98,65 @@ def scan_model_dir(directory: Path) -> list[str]:
     return found
 
 
-def check_exact_files(base: Path, manifest: Manifest) -> None:
-    """The directory holds exactly the manifest's files: none missing, none extra."""
-    present = set()
-    for root, _dirs, files in os.walk(base):
-        for name in files:
-            present.add((Path(root) / name).relative_to(base).as_posix())
+def scan_files(base: Path, where: str) -> set[str]:
+    """Relative POSIX paths of the regular files under `base`, which must be a real directory.
+
+    Nothing is followed: a symlink (to a file or a directory), a FIFO, a socket or a device
+    anywhere in the tree is refused, naming it and what it is, since its content could
+    change after it was checked (or, for a FIFO, reading it would block)."""
+    try:
+        st = os.lstat(base)
+    except FileNotFoundError:
+        raise IntegrityError(f"{where}: expected a directory at {quote(str(base))}, found nothing",
+                             path=str(base), hint="import or pull the model again") from None
+    if not stat.S_ISDIR(st.st_mode):
+        raise IntegrityError(f"{where}: expected a directory at {quote(str(base))}, found "
+                             f"{hashing.describe_mode(st.st_mode)}", path=str(base),
+                             hint="a snapshot must be a real directory; import or pull the model again")
+    present: set[str] = set()
+    pending = [base]
+    while pending:
+        here = pending.pop()
+        with os.scandir(here) as it:
+            for item in it:
+                mode = item.stat(follow_symlinks=False).st_mode
+                rel = Path(item.path).relative_to(base).as_posix()
+                if stat.S_ISDIR(mode):
+                    pending.append(Path(item.path))
+                elif stat.S_ISREG(mode):
+                    present.add(rel)
+                else:
+                    found = hashing.describe_mode(mode)
+                    if stat.S_ISLNK(mode):
+                        found += f" to {quote(os.readlink(item.path))}"
+                    raise IntegrityError(
+                        f"{where}: file {quote(rel)}: expected a regular file, found {found}",
+                        path=rel, expected="a regular file", found=found,
+                        hint="only regular files are verified and handed out; replace it with the real file",
+                    )
+    return present
+
+
+def compare_file_sets(present: set[str], manifest: Manifest, where: str) -> None:
+    """`present` is exactly the manifest's files: none missing, none extra. The one check
+    every entry point (load, verify, snapshot_path, verify_dir, seed, export, import) uses."""
     wanted = {f.path for f in manifest.files}
     extra, missing = sorted(present - wanted), sorted(wanted - present)
     if extra or missing:
+        parts = ([f"missing {listing(missing)}"] if missing else []) + (
+            [f"not in the manifest: {listing(extra)}"] if extra else [])
         raise IntegrityError(
-            f"{manifest.ref}: expected exactly the {len(wanted)} files the manifest lists; "
-            + (f"missing: {missing}" if missing else "")
-            + ("; " if extra and missing else "")
-            + (f"not in the manifest: {extra}" if extra else ""),
+            f"{where}: expected exactly the {count(len(wanted), 'file')} the manifest of {manifest.ref} lists; "
+            + "; ".join(parts),
             hint="a file was added, removed or renamed after signing",
         )
+
+
+def check_exact_files(base: Path, manifest: Manifest, where: str | None = None) -> None:
+    """The directory holds exactly the manifest's files, all regular: none missing, none
+    extra, no links or special files."""
+    where = where or str(base)
+    compare_file_sets(scan_files(base, where), manifest, where)
 
 
 def check_weights(base: Path, manifest: Manifest) -> None:
@@ -186,14 +231,14 @@ class Client:
         pickles = [p for p in files if FileEntry(p, 0, "", None).is_pickle]
         if pickles and not allow_pickle:
             raise UnsafeWeightsError(
-                f"{directory}: {pickles} are pickle files, which run code when loaded; expected "
-                "safetensors",
+                f"{directory}: expected safetensors, found pickle files, which run code when loaded: "
+                f"{listing(pickles)}",
                 hint="convert them to safetensors, or pass --allow-pickle to publish them anyway",
             )
         links = [self._lineage_link(relation, ref) for relation, ref in lineage]
         license_path = license_file or next((n for n in LICENSE_NAMES if n in files), None)
         if license_path is not None and license_path not in files:
-            raise UsageError(f"license file {license_path!r} is not among the model's files")
+            raise UsageError(f"license file {quote(license_path)} is not among the model's files")
         with self.vault.staging("publish") as staged:
             targets = [staged / p for p in files]
             for t in targets:
@@ -341,30 +386,57 @@ class Client:
     ) -> Verdict:
         verdict = evaluate(entry.envelope, policy, purpose=purpose)
         manifest = verdict.manifest
-        snapshot = self.vault.snapshot_dir(manifest)
-        if not snapshot.is_dir():
-            raise IntegrityError(f"{manifest.ref}: snapshot directory {snapshot} is missing",
-                                 hint="import or pull the model again")
-        check_exact_files(snapshot, manifest)
+        snapshot = self.checked_snapshot(manifest)
         todo = [f for f in manifest.files
                 if not (fast and self.vault.has_valid_record(snapshot / f.path, entry.digest, f.pieces_root))]
         # Stat before hashing: a change during or after the hash then invalidates the record.
-        before = {f.path: (snapshot / f.path).stat() for f in todo}
+        before = {f.path: hashing.lstat_regular(snapshot / f.path, f.path, f.size) for f in todo}
         layers = hashing.verify_files(
             snapshot,
             [hashing.Expected(f.path, f.size, f.pieces_root, f.sha256) for f in todo],
             manifest.torrent.piece_length,
             progress,
             need_layers=need_layers,
+            both=False,  # admission checked both digests; either one binds the bytes since
         )
         self.vault.save_layers(manifest, layers)
         for f in todo:
             self.vault.record_verified(snapshot / f.path, entry.digest, f.pieces_root, before[f.path])
         return verdict
 
+    def checked_snapshot(self, manifest: Manifest) -> Path:
+        """The snapshot directory of a stored release, fit to be read or handed out: every
+        directory from the vault down to it a real directory (no symlink swapped in for a
+        snapshot or a namespace), holding exactly the manifest's files, all regular.
+
+        Hashing then opens each file without following links (see `hashing.open_regular`)."""
+        snapshot = self.vault.snapshot_dir(manifest)
+        where = f"{manifest.ref}: snapshot"
+        part = self.vault.root
+        for name in snapshot.relative_to(self.vault.root).parts[:-1]:
+            part = part / name
+            try:
+                mode = os.lstat(part).st_mode
+            except FileNotFoundError:
+                break  # scan_files names the missing snapshot
+            if not stat.S_ISDIR(mode):
+                raise IntegrityError(
+                    f"{where}: expected {quote(str(part))} to be a directory of the vault, found "
+                    f"{hashing.describe_mode(mode)}", path=str(part),
+                    hint="the vault was changed by hand; remove the link and import or pull the model again",
+                )
+        check_exact_files(snapshot, manifest, where)
+        return snapshot
+
     def verify_dir(self, directory: Path, envelope: Envelope, progress: Progress | None = None) -> Verdict:
-        """Check a loose directory (not in the vault) against an envelope, under policy."""
+        """Check a loose directory (not in the vault) against an envelope, under policy.
+
+        Like an admission, every file must be a regular file (no links, FIFOs, devices)
+        and match both signed digests: this certifies the directory for consumers that
+        check only the SHA-256 (Hugging Face, OMS) as well as for peers."""
         verdict = evaluate(envelope, self.policy)
+        # The directory named may be reached through a link (the user's choice); nothing in it may be one.
+        directory = Path(directory).resolve()
         check_exact_files(directory, verdict.manifest)
         hashing.verify_files(
             directory, expected_files(verdict.manifest), verdict.manifest.torrent.piece_length, progress,
@@ -397,11 +469,13 @@ class Client:
         entry = self.vault.resolve(ref)
         verdict = evaluate(entry.envelope, self.policy)
         manifest = verdict.manifest
-        snapshot = self.vault.snapshot_dir(manifest)
-        tensor_files = [f for f in manifest.files if f.is_safetensors]
         refused = [f.path for f in manifest.files if f.is_pickle]
         if refused:
-            raise UnsafeWeightsError(f"{manifest.ref}: refusing to load pickle files {refused}")
+            raise UnsafeWeightsError(f"{manifest.ref}: refusing to load pickle files ({listing(refused)}): "
+                                     "they can run code when loaded")
+        # Exactly what `verify` checks: no extra file, no link or special file, nothing missing.
+        snapshot = self.checked_snapshot(manifest)
+        tensor_files = [f for f in manifest.files if f.is_safetensors]
         if not tensor_files:
             raise NotFoundError(f"{manifest.ref} has no safetensors files to load",
                                 hint=f"its files are under {snapshot}")
@@ -417,7 +491,7 @@ class Client:
                 # Still unchanged after the read? Otherwise the bytes may be mixed: check them.
                 if self.vault.has_valid_record(path, entry.digest, f.pieces_root):
                     return f, buf
-            before = path.stat()  # a change after this moment invalidates the record
+            before = hashing.lstat_regular(path, f.path, f.size)  # a change after this invalidates the record
             buf = hashing.read_verified(path, expected, piece_length, whole_file=whole_file)
             self.vault.record_verified(path, entry.digest, f.pieces_root, before)
             return f, buf
@@ -434,8 +508,8 @@ class Client:
                 continue
             clash = set(tensors) & set(out)
             if clash:
-                raise UsageError(f"{manifest.ref}: tensor names {sorted(clash)[:3]} appear in several "
-                                 "files", hint="load with per_file=True")
+                raise UsageError(f"{manifest.ref}: tensor names appear in several files: "
+                                 f"{listing(sorted(clash), 3)}", hint="load with per_file=True")
             out.update(tensors)
         return per if per_file else out
 
@@ -451,15 +525,12 @@ class Client:
 
 
 def copy_files(source: Path, manifest: Manifest, staged: Path) -> None:
-    """Fill staging from a plain directory (a bundle's files/ or a loose model dir)."""
+    """Fill staging from a plain directory (a bundle's files/ or a loose model dir).
+
+    Each source is opened without following a symlink and must be a regular file (a FIFO
+    is refused without blocking): the bytes copied are those of the file checked."""
     for f in manifest.files:
-        src = source / f.path
-        if src.is_symlink() or not src.is_file():
-            raise IntegrityError(
-                f"{manifest.ref}: expected regular file {f.path!r}, found "
-                + ("a symlink" if src.is_symlink() else "nothing" if not src.exists() else "a non-file"),
-                path=f.path,
-            )
         dst = staged / f.path
         dst.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(src, dst)
+        with hashing.open_regular_file(source / f.path, f.path, f.size) as src, open(dst, "xb") as out:
+            shutil.copyfileobj(src, out, READ_CHUNK)

@@ -16,9 +16,11 @@ Memory stays bounded: at most a few chunks of `READ_CHUNK` bytes per worker.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import io
 import os
+import stat
 import threading
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -29,6 +31,7 @@ from typing import Any
 
 import numpy as np
 
+from seedvault._text import quote
 from seedvault.errors import IntegrityError
 from seedvault.settings import MERKLE_BLOCK_SIZE, READ_CHUNK, worker_count
 
@@ -48,6 +51,87 @@ def _shared_pool(name: str) -> ThreadPoolExecutor:
 
 def _leaf_pool() -> ThreadPoolExecutor:
     return _shared_pool("hash")
+
+
+# ---- only regular files are hashed ----------------------------------------------------
+
+
+def describe_mode(mode: int) -> str:
+    """What a file system entry is, for "expected a regular file, found ..."."""
+    if stat.S_ISLNK(mode):
+        return "a symlink"
+    if stat.S_ISDIR(mode):
+        return "a directory"
+    if stat.S_ISFIFO(mode):
+        return "a FIFO (named pipe)"
+    if stat.S_ISCHR(mode):
+        return "a character device"
+    if stat.S_ISBLK(mode):
+        return "a block device"
+    if stat.S_ISSOCK(mode):
+        return "a socket"
+    return "a file that is not a regular file" if not stat.S_ISREG(mode) else "a regular file"
+
+
+def not_regular(rel: str, found: str) -> IntegrityError:
+    return IntegrityError(
+        f"file {quote(rel)}: expected a regular file, found {found}",
+        path=rel, expected="a regular file", found=found,
+        hint="only regular files are verified: a link or special file could change what is read after the "
+        "check; put the real file there (fetch or import the model again)",
+    )
+
+
+def missing_file(rel: str, size: int) -> IntegrityError:
+    return IntegrityError(
+        f"file {quote(rel)}: expected {size} bytes, found no file",
+        path=rel, expected=str(size), found="no file",
+        hint="the copy is incomplete; fetch or import it again",
+    )
+
+
+_OPEN_FLAGS = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0)
+
+
+def open_regular(path: str | os.PathLike[str], rel: str, size: int = 0) -> int:
+    """A file descriptor for reading `path`, which must be a regular file.
+
+    A final symlink is not followed (O_NOFOLLOW) and a FIFO does not block the open
+    (O_NONBLOCK, cleared again once fstat shows a regular file): what is checked is the
+    very file that is read, and nothing else is ever read."""
+    try:
+        fd = os.open(path, _OPEN_FLAGS | getattr(os, "O_CLOEXEC", 0))
+    except FileNotFoundError:
+        raise missing_file(rel, size) from None
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise not_regular(rel, "a symlink") from None
+        raise
+    try:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            raise not_regular(rel, describe_mode(mode))
+        os.set_blocking(fd, True)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def open_regular_file(path: str | os.PathLike[str], rel: str, size: int = 0) -> io.FileIO:
+    """`open_regular` as an unbuffered binary file object."""
+    return io.FileIO(open_regular(path, rel, size), "rb", closefd=True)
+
+
+def lstat_regular(path: Path, rel: str, size: int = 0) -> os.stat_result:
+    """The stat of `path` (not following a symlink), which must be a regular file."""
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        raise missing_file(rel, size) from None
+    if not stat.S_ISREG(st.st_mode):
+        raise not_regular(rel, describe_mode(st.st_mode))
+    return st
 
 
 def _pad_hash(height: int) -> bytes:
@@ -172,6 +256,16 @@ def _hash_file(
     progress: Callable[[int], None] | None,
     sink: int | None,
 ) -> FileDigest:
+    with open_regular_file(path, str(path)) as f:
+        return _hash_stream(f, piece_length, progress, sink)
+
+
+def _hash_stream(
+    f: io.RawIOBase,
+    piece_length: int,
+    progress: Callable[[int], None] | None,
+    sink: int | None,
+) -> FileDigest:
     pool = _leaf_pool()
     writer = _shared_pool("write") if sink is not None else None
     sha = hashlib.sha256()
@@ -184,30 +278,29 @@ def _hash_file(
     pieces: list[bytes] = []
     size = 0
     chunk_no = 0
-    with open(path, "rb", buffering=0) as f:
-        while True:
-            slot = chunk_no % _RING
-            for fut in busy[slot]:
-                fut.result()
-            while len(hashed) >= _RING:
-                pieces.extend(hashed.popleft().result())
-            n = _read_full(f, ring[slot].data)
-            if not n:
-                break
-            view = ring[slot].data[:n]
-            # A first chunk shorter than a piece is the whole file: BEP 52's short-file root.
-            whole = n if size == 0 and n < piece_length else None
-            leaf_job = pool.submit(_piece_hashes, view, piece_length, file_size=whole)
-            hashed.append(leaf_job)
-            busy[slot] = [leaf_job]
-            if writer is not None and sink is not None:
-                sync = chunk_no % _SYNC_EVERY == _SYNC_EVERY - 1
-                busy[slot].append(writer.submit(_write_chunk, sink, view, size, sync))
-            sha.update(view)  # runs beside the pool's leaf hashing and the write
-            size += n
-            chunk_no += 1
-            if progress:
-                progress(n)
+    while True:
+        slot = chunk_no % _RING
+        for fut in busy[slot]:
+            fut.result()
+        while len(hashed) >= _RING:
+            pieces.extend(hashed.popleft().result())
+        n = _read_full(f, ring[slot].data)
+        if not n:
+            break
+        view = ring[slot].data[:n]
+        # A first chunk shorter than a piece is the whole file: BEP 52's short-file root.
+        whole = n if size == 0 and n < piece_length else None
+        leaf_job = pool.submit(_piece_hashes, view, piece_length, file_size=whole)
+        hashed.append(leaf_job)
+        busy[slot] = [leaf_job]
+        if writer is not None and sink is not None:
+            sync = chunk_no % _SYNC_EVERY == _SYNC_EVERY - 1
+            busy[slot].append(writer.submit(_write_chunk, sink, view, size, sync))
+        sha.update(view)  # runs beside the pool's leaf hashing and the write
+        size += n
+        chunk_no += 1
+        if progress:
+            progress(n)
     while hashed:
         pieces.extend(hashed.popleft().result())
     for futures in busy:
@@ -248,12 +341,12 @@ class Expected:
     sha256: str | None = None  # when given, a whole-file check may be used instead of the root
 
 
-def _span_pieces(path: Path, offset: int, length: int, piece_length: int, file_size: int) -> list[bytes]:
+def _span_pieces(path: Path, rel: str, offset: int, length: int, piece_length: int, file_size: int) -> list[bytes]:
     """Piece hashes of one piece-aligned span of a file, read with pread (no shared offset)."""
     out: list[bytes] = []
     chunk_size = _chunk_size(piece_length)
     buf = bytearray(min(chunk_size, length))
-    with open(path, "rb", buffering=0) as f:
+    with open_regular_file(path, rel, file_size) as f:
         f.seek(offset)
         done = 0
         while done < length:
@@ -261,8 +354,8 @@ def _span_pieces(path: Path, offset: int, length: int, piece_length: int, file_s
             got = _read_full(f, view)
             if got != len(view):
                 raise IntegrityError(
-                    f"file {path.name!r}: expected {file_size} bytes, it ended at {offset + done + got}",
-                    path=str(path),
+                    f"file {quote(rel)}: expected {file_size} bytes, it ended at {offset + done + got}",
+                    path=rel,
                 )
             out.extend(_piece_hashes(view, piece_length, file_size=file_size))
             done += got
@@ -278,17 +371,12 @@ def _spans(size: int, piece_length: int, parts: int) -> Iterator[tuple[int, int]
 
 
 def _check_size(path: Path, expected: Expected) -> None:
-    try:
-        size = path.stat().st_size
-    except FileNotFoundError:
-        raise IntegrityError(
-            f"file {expected.path!r}: expected {expected.size} bytes, found no file",
-            path=expected.path,
-            hint="the copy is incomplete; fetch or import it again",
-        ) from None
+    """A regular file (not a link, FIFO or device: an empty one would otherwise pass
+    unopened) of the signed size."""
+    size = lstat_regular(path, expected.path, expected.size).st_size
     if size != expected.size:
         raise IntegrityError(
-            f"file {expected.path!r}: expected {expected.size} bytes, found {size}",
+            f"file {quote(expected.path)}: expected {expected.size} bytes, found {size}",
             path=expected.path,
             expected=str(expected.size),
             found=str(size),
@@ -297,7 +385,7 @@ def _check_size(path: Path, expected: Expected) -> None:
 
 def root_mismatch(path: str, expected: str | None, found: str | None) -> IntegrityError:
     return IntegrityError(
-        f"file {path!r}: content does not match the signed manifest; "
+        f"file {quote(path)}: content does not match the signed manifest; "
         f"expected pieces root {expected}, found {found}",
         path=path,
         expected=expected,
@@ -319,19 +407,28 @@ def verify_files(
     progress: Callable[[int], None] | None = None,
     *,
     need_layers: bool = True,
+    both: bool = True,
 ) -> dict[str, bytes]:
     """Check every file under `base` against the signed manifest, in parallel.
 
-    By default each file's pieces root is checked, with large files split into spans so
-    that all cores work even on one file; the verified piece layers (path -> concatenated
-    piece hashes, for files larger than a piece) are returned, which seeding needs. With
-    `need_layers=False`, several similar-sized files that all have a signed SHA-256 are
-    checked whole instead: one hashlib call per chunk, no per-leaf overhead, same binding.
+    By default (`both`, what every admission uses) each file is read once and checked
+    against both digests the manifest signs, its pieces root and its SHA-256: the swarm
+    relies on the first, Hugging Face and OMS consumers on the second, so a manifest whose
+    two digests disagree about one content is refused rather than stored. Files are hashed
+    several at a time; the verified piece layers (path -> concatenated piece hashes, for
+    files larger than a piece) are returned, which seeding needs.
+
+    With `both=False` (re-checking bytes admitted under both digests) one digest is
+    enough: each file's pieces root, large files split into spans so that all cores work
+    even on one file; or, with `need_layers=False`, several similar-sized files that all
+    have a signed SHA-256 are checked whole instead (one hashlib call per chunk).
     Raises IntegrityError for the first file (in manifest order) that differs.
     """
     items = list(expected)
     for item in items:
         _check_size(base / item.path, item)
+    if both:
+        return _verify_both(base, items, piece_length, progress)
     if (not need_layers and all(i.sha256 for i in items)
             and whole_file_balanced([i.size for i in items], worker_count())):
         _verify_whole_files(base, items, progress)
@@ -344,7 +441,7 @@ def verify_files(
     for item in items:
         parts = max(1, item.size // target)
         futures = [
-            pool.submit(_span_pieces, base / item.path, off, length, piece_length, item.size)
+            pool.submit(_span_pieces, base / item.path, item.path, off, length, piece_length, item.size)
             for off, length in _spans(item.size, piece_length, parts)
         ]
         jobs.append((item, futures))
@@ -369,9 +466,68 @@ def verify_files(
     return layers
 
 
-def _whole_file_sha256(path: Path, size: int) -> str:
+def digest_mismatch(item: Expected, found: FileDigest) -> IntegrityError | None:
+    """None when `found` agrees with every digest the manifest signs for `item`; otherwise
+    the refusal, naming which digest disagreed (and whether the other one matched)."""
+    if found.size != item.size:
+        return IntegrityError(f"file {quote(item.path)}: expected {item.size} bytes, it changed size while read "
+                              f"({found.size} bytes read)", path=item.path, expected=str(item.size),
+                              found=str(found.size))
+    root_ok = found.pieces_root == item.pieces_root
+    sha_ok = item.sha256 is None or found.sha256 == item.sha256
+    if root_ok and sha_ok:
+        return None
+    if root_ok:  # the bytes are the ones the swarm binds, but not the ones the SHA-256 names
+        return IntegrityError(
+            f"file {quote(item.path)}: its pieces root matches the signed manifest but its SHA-256 does not; "
+            f"expected sha256 {item.sha256}, found {found.sha256}",
+            path=item.path, expected=item.sha256, found=found.sha256,
+            hint="the manifest pins two digests that no single content has (a broken or forged manifest); "
+            "Hugging Face and OMS consumers check the SHA-256, so the release is refused",
+        )
+    if item.sha256 is not None and found.sha256 == item.sha256:
+        return IntegrityError(
+            f"file {quote(item.path)}: its SHA-256 matches the signed manifest but its pieces root does not; "
+            f"expected pieces root {item.pieces_root}, found {found.pieces_root}",
+            path=item.path, expected=item.pieces_root, found=found.pieces_root,
+            hint="the manifest pins two digests that no single content has (a broken or forged manifest); "
+            "peers check the pieces root, so the release is refused",
+        )
+    return root_mismatch(item.path, item.pieces_root, found.pieces_root)
+
+
+def _verify_both(
+    base: Path, items: Sequence[Expected], piece_length: int, progress: Callable[[int], None] | None
+) -> dict[str, bytes]:
+    """Both digests of every file from one read each, several files at a time."""
+
+    def one(item: Expected) -> FileDigest | IntegrityError:
+        try:
+            with open_regular_file(base / item.path, item.path, item.size) as f:
+                return _hash_stream(f, piece_length, progress, None)
+        except IntegrityError as exc:
+            return exc
+
+    if len(items) <= 1:
+        found = [one(i) for i in items]
+    else:
+        with ThreadPoolExecutor(min(len(items), worker_count()), thread_name_prefix="seedvault-verify") as ex:
+            found = list(ex.map(one, items))
+    layers: dict[str, bytes] = {}
+    for item, digest in zip(items, found, strict=True):
+        if isinstance(digest, IntegrityError):
+            raise digest
+        failure = digest_mismatch(item, digest)
+        if failure is not None:
+            raise failure
+        if digest.piece_layer:
+            layers[item.path] = digest.piece_layer
+    return layers
+
+
+def _whole_file_sha256(path: Path, rel: str, size: int) -> str:
     sha = hashlib.sha256()
-    with open(path, "rb", buffering=0) as f:
+    with open_regular_file(path, rel, size) as f:
         buf = bytearray(min(READ_CHUNK, max(size, 1)))
         view = memoryview(buf)
         done = 0
@@ -379,13 +535,13 @@ def _whole_file_sha256(path: Path, size: int) -> str:
             sha.update(view[:n])
             done += n
     if done != size:
-        raise IntegrityError(f"file {path.name!r}: expected {size} bytes, it changed size while read", path=str(path))
+        raise IntegrityError(f"file {quote(rel)}: expected {size} bytes, it changed size while read", path=rel)
     return sha.hexdigest()
 
 
 def sha_mismatch(path: str, expected: str | None, found: str) -> IntegrityError:
     return IntegrityError(
-        f"file {path!r}: content does not match the signed manifest; expected sha256 {expected}, found {found}",
+        f"file {quote(path)}: content does not match the signed manifest; expected sha256 {expected}, found {found}",
         path=path,
         expected=expected,
         found=found,
@@ -397,7 +553,7 @@ def _verify_whole_files(base: Path, items: Sequence[Expected], progress: Callabl
     pool = _leaf_pool()
     # Largest first, so the last job to start is a short one.
     order = sorted(items, key=lambda i: -i.size)
-    futures = {i.path: pool.submit(_whole_file_sha256, base / i.path, i.size) for i in order}
+    futures = {i.path: pool.submit(_whole_file_sha256, base / i.path, i.path, i.size) for i in order}
     failure: IntegrityError | None = None
     for item in items:
         try:
@@ -433,7 +589,7 @@ def read_verified(
     pool = _leaf_pool()
     chunk_size = _chunk_size(piece_length)
     futures: list[Future[list[bytes]]] = []
-    with open(path, "rb", buffering=0) as f:
+    with open_regular_file(path, expected.path, expected.size) as f:
         done = 0
         while done < expected.size:
             n = _read_full(f, view[done : done + chunk_size])
@@ -447,7 +603,7 @@ def read_verified(
             done += n
         if done != expected.size or f.read(1):
             raise IntegrityError(
-                f"file {expected.path!r}: expected {expected.size} bytes, it changed size while read",
+                f"file {quote(expected.path)}: expected {expected.size} bytes, it changed size while read",
                 path=expected.path,
             )
     if not check:
@@ -463,6 +619,7 @@ def read_verified(
     return buf
 
 
-def sha256_file(path: str | os.PathLike[str]) -> str:
-    with open(path, "rb") as f:
+def sha256_file(path: str | os.PathLike[str], rel: str | None = None) -> str:
+    """Whole-file SHA-256 of a regular file (a link or special file is refused)."""
+    with open_regular_file(path, rel or str(path)) as f:
         return hashlib.file_digest(f, "sha256").hexdigest()

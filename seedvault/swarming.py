@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import shutil
-import tarfile
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -20,13 +19,13 @@ from typing import Any
 
 import libtorrent as lt
 
+from seedvault import bundle
 from seedvault.client import Admitted, Client
 from seedvault.errors import Error, IntegrityError, ManifestError, NotFoundError, PolicyError, UsageError
 from seedvault.manifest import Manifest, Ref
 from seedvault.p2p.session import Endpoint, Swarm, SwarmConfig
 from seedvault.p2p.torrent import bound_torrent, check_binding, checked_layers, load_torrent
 from seedvault.p2p.transfer import Download, TransferStats
-from seedvault.settings import MAX_ENVELOPE_BYTES
 from seedvault.signing import Envelope, Verdict
 
 FINAL_CHECK_ATTEMPTS = 3
@@ -207,20 +206,6 @@ def start_seeding(client: Client, swarm: Swarm, refs: Iterable[str] | None = Non
 
 
 def read_envelope_source(source: Path) -> Envelope:
-    """An envelope from a JSON file, or from a bundle directory or tar."""
-    if source.is_dir():
-        source = source / "envelope.json"
-    elif source.is_file() and tarfile.is_tarfile(source):
-        with tarfile.open(source) as tar:
-            try:
-                member = tar.getmember("envelope.json")
-            except KeyError:
-                raise ManifestError(f"{source}: expected envelope.json in the bundle, found none") from None
-            f = tar.extractfile(member) if member.isfile() else None
-            if f is None:
-                raise ManifestError(f"{source}: expected envelope.json in the bundle to be a regular file")
-            return Envelope.from_json(f.read(MAX_ENVELOPE_BYTES + 1), f"{source}:envelope.json")
-    if not source.is_file():
-        raise NotFoundError(f"envelope {source} does not exist")
-    with open(source, "rb") as f:  # read past the bound by one byte: from_json refuses it by size
-        return Envelope.from_json(f.read(MAX_ENVELOPE_BYTES + 1), str(source))
+    """An envelope from a JSON file, or from a bundle directory or tar (read by the bundle
+    reader, so a tar holding envelope.json twice is refused here as on import)."""
+    return bundle.read_envelope_source(source)

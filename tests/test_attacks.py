@@ -216,18 +216,18 @@ def test_truncated_file_refused(receiver: Client, bundle: Path, publisher: Clien
 
 def test_extra_file_refused(receiver: Client, bundle: Path) -> None:
     (bundle / "files" / "evil.py").write_text("import os; os.system('id')\n")
-    refuse_import(receiver, bundle, IntegrityError, r"not in the manifest: \['evil.py'\]")
+    refuse_import(receiver, bundle, IntegrityError, r"not in the manifest: evil.py$")
 
 
 def test_missing_file_refused(receiver: Client, bundle: Path) -> None:
     (bundle / "files" / "config.json").unlink()
-    refuse_import(receiver, bundle, IntegrityError, r"expected exactly the 4 files.*missing: \['config.json'\]")
+    refuse_import(receiver, bundle, IntegrityError, r"expected exactly the 4 files.*; missing config.json$")
 
 
 def test_renamed_file_refused(receiver: Client, bundle: Path) -> None:
     (bundle / "files" / SHARD1).rename(bundle / "files" / "model.safetensors")
     refuse_import(receiver, bundle, IntegrityError,
-                  rf"missing: \['{SHARD1}'\]; not in the manifest: \['model.safetensors'\]")
+                  rf"missing {SHARD1}; not in the manifest: model.safetensors$")
 
 
 def test_tampered_payload_refused(receiver: Client, bundle: Path, publisher: Client, model: Model) -> None:
@@ -580,7 +580,7 @@ def _file(name: str, size: int = 1) -> tarfile.TarInfo:
         ("tar_member_escapes", _file("../escaped"), "which has an empty, '.' or '..' component"),
         ("tar_member_escapes_from_files", _file("files/../../escaped"), "'..' component"),
         ("tar_member_absolute", _file("/tmp/escaped"), "which is absolute"),
-        ("tar_member_device", tarfile.TarInfo("files/dev"), "special file"),
+        ("tar_member_device", tarfile.TarInfo("files/dev"), "found a character device"),
     ],
     ids=["symlink", "hardlink", "escapes", "escapes-from-files", "absolute", "device"],
 )
@@ -649,7 +649,7 @@ PICKLE = (b"\x80\x04\x95\x1c\x00\x00\x00\x00\x00\x00\x00\x8c\x02os\x94\x8c\x06sy
 def test_pickle_refused_at_publish(make_client: Any, model: Model, pub_key: PrivateKey) -> None:
     (model.path / "pytorch_model.bin").write_bytes(PICKLE)
     publisher: Client = make_client("publisher")
-    with pytest.raises(UnsafeWeightsError, match=r"\['pytorch_model.bin'\] are pickle files.*expected safetensors"):
+    with pytest.raises(UnsafeWeightsError, match=r"expected safetensors, found pickle files.*: pytorch_model.bin$"):
         publisher.publish(model.path, name=MODEL, version="1.0", license="MIT", key=pub_key)
     assert_vault_clean(publisher)
 
@@ -660,7 +660,7 @@ def test_pickle_allowed_at_publish_is_never_loaded(make_client: Any, model: Mode
     publisher: Client = make_client("publisher")
     trust(publisher, pub_key)
     publisher.publish(model.path, name=MODEL, version="1.0", license="MIT", key=pub_key, allow_pickle=True)
-    with pytest.raises(UnsafeWeightsError, match=r"refusing to load pickle files \['pytorch_model.bin'\]"):
+    with pytest.raises(UnsafeWeightsError, match=r"refusing to load pickle files \(pytorch_model.bin\)"):
         publisher.load(REF)
     receiver: Client = make_client("receiver")
     trust(receiver, pub_key)

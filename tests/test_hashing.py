@@ -238,13 +238,13 @@ def test_whole_file_check_of_similar_shards_refuses_a_flipped_byte(tmp_path: Pat
     """Shards of similar size are checked whole (SHA-256); a flipped byte is still caught."""
     items = _balanced_shards(tmp_path)
     assert hashing.whole_file_balanced([i.size for i in items], 2)
-    assert hashing.verify_files(tmp_path, items, PIECE_16K, need_layers=False) == {}
+    assert hashing.verify_files(tmp_path, items, PIECE_16K, need_layers=False, both=False) == {}
     target = tmp_path / items[2].path
     data = bytearray(target.read_bytes())
     data[12345] ^= 0x01
     target.write_bytes(bytes(data))
     with pytest.raises(IntegrityError, match=rf"'shard2.bin'.*expected sha256 {items[2].sha256}, found [0-9a-f]{{64}}"):
-        hashing.verify_files(tmp_path, items, PIECE_16K, need_layers=False)
+        hashing.verify_files(tmp_path, items, PIECE_16K, need_layers=False, both=False)
     # The per-piece check, which seeding forces, catches it too.
     with pytest.raises(IntegrityError, match="expected pieces root"):
         hashing.verify_files(tmp_path, items, PIECE_16K)

@@ -35,7 +35,7 @@ from registry_helpers import (
 
 from seedvault.cli import main
 from seedvault.client import Client
-from seedvault.errors import PolicyError, SignatureError
+from seedvault.errors import SignatureError
 from seedvault.manifest import Manifest
 from seedvault.p2p import SwarmConfig
 from seedvault.registry import RegistryClient, create_app, sync
@@ -387,7 +387,7 @@ def test_untrusted_signer_refused(setup: Setup, stranger_key: PrivateKey) -> Non
     assert_refused(answer, 403, "signature")
     with Client(setup.tmp / "stranger") as other:
         own = publish(other, setup.tmp, stranger_key, "acme/other", seed=7)
-    with pytest.raises(SignatureError, match="403.*key not in the local trust policy"):  # the node's class
+    with pytest.raises(SignatureError, match=r"403.*key not in the local trust policy"):  # the node's class
         setup.registry.push(own.envelope, own.snapshot)
     assert index_state(setup.node) == before
 

@@ -219,14 +219,14 @@ def test_verify_detects_a_file_added_to_the_snapshot(receiver: Client, bundle: P
     result = import_bundle(receiver, bundle)
     os.chmod(result.snapshot, 0o755)
     (result.snapshot / "extra.py").write_text("print('hi')")
-    with pytest.raises(IntegrityError, match=r"not in the manifest: \['extra.py'\]"):
+    with pytest.raises(IntegrityError, match=r"not in the manifest: extra.py$"):
         receiver.verify(REF)
 
 
 def test_verify_detects_a_removed_snapshot(receiver: Client, bundle: Path) -> None:
     result = import_bundle(receiver, bundle)
     shutil.rmtree(result.snapshot)
-    with pytest.raises(IntegrityError, match=r"snapshot directory .* is missing"):
+    with pytest.raises(IntegrityError, match=r"snapshot: expected a directory at .*, found nothing"):
         receiver.verify(REF)
 
 

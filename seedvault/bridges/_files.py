@@ -8,6 +8,7 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
+from seedvault._text import quote
 from seedvault.errors import IntegrityError
 from seedvault.settings import READ_CHUNK
 
@@ -45,7 +46,7 @@ def copy_hashed(src: Path, dst: Path, *, rel: str, git_sha1: bool = False) -> Co
         os.fsync(writer.fileno())
     if done != size:
         raise IntegrityError(
-            f"file {rel!r}: expected {size} bytes (its size when opened), read {done}; it changed while copied",
+            f"file {quote(rel)}: expected {size} bytes (its size when opened), read {done}; it changed while copied",
             path=rel, expected=str(size), found=str(done),
             hint="something is writing to the source; wait for it to finish and try again",
         )

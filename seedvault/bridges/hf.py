@@ -56,6 +56,7 @@ from huggingface_hub.utils._validators import validate_repo_id
 # PyYAML comes with huggingface_hub and ships no type information.
 from yaml import YAMLError  # type: ignore[import-untyped]
 
+from seedvault._text import quote
 from seedvault.bridges._files import copy_hashed, write_atomic
 from seedvault.client import Admitted, Client, Progress
 from seedvault.errors import IntegrityError, NotFoundError, TransferError, UnsafePathError, UsageError
@@ -201,7 +202,8 @@ def find_snapshot(
             hint="a plain model directory is published with `seedvault publish`",
         )
     if not _HEX40.fullmatch(snapshot.name):
-        raise UsageError(f"{snapshot}: expected a snapshot folder named by a 40-hex commit id, found {snapshot.name!r}")
+        raise UsageError(f"{snapshot}: expected a snapshot folder named by a 40-hex commit id, "
+                         f"found {quote(snapshot.name)}")
     repo_id = repo_dir.name.removeprefix("models--").replace("--", "/")
     files = tuple(_snapshot_files(snapshot, repo_dir))
     if not files:
@@ -214,7 +216,7 @@ def _lookup(repo_id: str, cache_dir: Path | None, revision: str | None, download
         validate_repo_id(repo_id)
     except HFValidationError as exc:
         raise UsageError(
-            f"{repo_id!r}: expected a snapshot directory or a Hugging Face repo id (ORG/NAME), found neither",
+            f"{quote(repo_id)}: expected a snapshot directory or a Hugging Face repo id (ORG/NAME), found neither",
             hint=str(exc),
         ) from None
     try:
@@ -273,12 +275,12 @@ def _snapshot_file(entry: Path, rel: str, blobs: Path, roots: Sequence[Path]) ->
     first = Path(os.path.normpath(entry.parent / target))
     if first.parent != blobs:
         raise UnsafePathError(
-            f"{rel}: expected a link into the repo's blobs folder {blobs}, found a link to {target!r}"
+            f"{rel}: expected a link into the repo's blobs folder {blobs}, found a link to {quote(target)}"
         )
     try:
         real = entry.resolve(strict=True)
     except (FileNotFoundError, RuntimeError):
-        raise IntegrityError(f"{rel}: expected a link to a cached blob, found a broken link to {target!r}",
+        raise IntegrityError(f"{rel}: expected a link to a cached blob, found a broken link to {quote(target)}",
                              path=rel, hint="the cache is incomplete; download the model again") from None
     if not any(real.is_relative_to(r) for r in roots):
         raise UnsafePathError(
@@ -304,7 +306,7 @@ def stage_file(file: HfFile, staged: Path) -> bool:
     if name is not None and not (_HEX64.fullmatch(name) or _HEX40.fullmatch(name)):
         raise IntegrityError(
             f"{file.path}: expected its cache blob to be named by SHA-256 (64 hex) or git blob SHA-1 "
-            f"(40 hex), found {name!r}",
+            f"(40 hex), found {quote(name)}",
             path=file.path, hint="the cache is damaged; download the model again",
         )
     sha1_named = name is not None and _HEX40.fullmatch(name) is not None
@@ -314,7 +316,7 @@ def stage_file(file: HfFile, staged: Path) -> bool:
     found, kind = (copied.git_sha1, "git blob SHA-1") if sha1_named else (copied.sha256, "SHA-256")
     if found != name:
         raise IntegrityError(
-            f"file {file.path!r}: expected {kind} {name}, the name of its Hugging Face cache blob; its content "
+            f"file {quote(file.path)}: expected {kind} {name}, the name of its Hugging Face cache blob; its content "
             f"hashes to {found}",
             path=file.path, expected=name, found=found,
             hint="the cached blob is corrupted or was replaced; delete it and download the model again",
@@ -347,7 +349,7 @@ class Card:
     def from_dict(cls, data: Mapping[str, Any]) -> Card:
         license_ = data.get("license")
         if license_ is not None and not isinstance(license_, str):
-            raise UsageError(f"{CARD} license: expected one license id, found {license_!r}",
+            raise UsageError(f"{CARD} license: expected one license id, found {quote(license_)}",
                              hint="name the license with --license")
         raw = data.get("base_model")
         bases: tuple[str, ...] = ()
@@ -356,11 +358,11 @@ class Card:
         elif isinstance(raw, list) and all(isinstance(b, str) for b in raw):
             bases = tuple(raw)
         elif raw is not None:
-            raise UsageError(f"{CARD} base_model: expected a repo id or a list of them, found {raw!r}")
+            raise UsageError(f"{CARD} base_model: expected a repo id or a list of them, found {quote(raw)}")
         relation = data.get("base_model_relation")
         if relation is not None and relation not in HF_RELATIONS:
             raise UsageError(f"{CARD} base_model_relation: expected one of {sorted(HF_RELATIONS)}, "
-                             f"found {relation!r}")
+                             f"found {quote(relation)}")
         return cls(license_, bases, relation)
 
 
@@ -374,7 +376,7 @@ def spdx_license(card_license: str | None, given: str | None) -> str:
     mapped = HF_LICENSES.get(card_license.strip().lower())
     if mapped is None:
         raise UsageError(
-            f"{CARD} license {card_license!r}: expected a Hugging Face license id with an SPDX equivalent "
+            f"{CARD} license {quote(card_license)}: expected a Hugging Face license id with an SPDX equivalent "
             f"(e.g. {', '.join(list(HF_LICENSES)[:4])}), found one without",
             hint="read the model's license and name it with --license (an SPDX id or LicenseRef-...)",
         )
@@ -504,10 +506,10 @@ def check_repo_id(repo_id: str) -> str:
     try:
         validate_repo_id(repo_id)
     except HFValidationError as exc:
-        raise UsageError(f"repo id: expected ORG/NAME as Hugging Face accepts it, found {repo_id!r}",
+        raise UsageError(f"repo id: expected ORG/NAME as Hugging Face accepts it, found {quote(repo_id)}",
                          hint=str(exc)) from None
     if repo_id.count("/") != 1:
-        raise UsageError(f"repo id: expected ORG/NAME, found {repo_id!r}")
+        raise UsageError(f"repo id: expected ORG/NAME, found {quote(repo_id)}")
     return repo_id
 
 
@@ -532,9 +534,11 @@ def export_hf(client: Client, ref: str, cache_dir: Path, repo_id: str | None = N
             copied = copy_hashed(source / f.path, tmp, rel=f.path)
             if copied.sha256 != f.sha256:
                 raise IntegrityError(
-                    f"file {f.path!r}: expected SHA-256 {f.sha256} (signed), found {copied.sha256} in the vault",
+                    f"file {quote(f.path)}: expected SHA-256 {f.sha256} (signed), found {copied.sha256} in the vault",
                     path=f.path, expected=f.sha256, found=copied.sha256,
-                    hint="the vault copy was damaged; run `seedvault verify` and import the model again",
+                    hint=f"run `seedvault verify {manifest.ref}`: if it fails, the vault copy was damaged (import "
+                    "the model again); if it passes, the release's manifest pins a SHA-256 its own pieces root "
+                    "contradicts (admitted by an older seedvault): remove it and get a correct release",
                 )
             os.chmod(tmp, 0o444)
             os.replace(tmp, blobs / f.sha256)

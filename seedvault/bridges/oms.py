@@ -33,6 +33,7 @@ from typing import Any
 
 from seedvault import hashing
 from seedvault._json import load_object
+from seedvault._text import MAX_LIST_ITEMS, cut, listing, quote, show
 from seedvault.bridges._files import copy_hashed, write_atomic
 from seedvault.client import Admitted, Client, Progress, scan_model_dir
 from seedvault.errors import IntegrityError, ManifestError, SignatureError, UnsafePathError, UsageError
@@ -127,10 +128,14 @@ def _json(raw: bytes, where: str) -> dict[str, Any]:
     return load_object(raw, where)  # the one strict reader: unique names, no NaN, ...
 
 
+# What `_field` expects, in JSON's words ("expected an object, found null").
+_JSON_KINDS: Mapping[type, str] = {dict: "an object", list: "an array", str: "a non-empty string"}
+
+
 def _field(data: Mapping[str, Any], key: str, kind: type, where: str) -> Any:
     value = data.get(key)
     if not isinstance(value, kind) or (kind is str and not value):
-        raise ManifestError(f"{where}.{key}: expected {kind.__name__}, found {value!r}")
+        raise ManifestError(f"{where}.{key}: expected {_JSON_KINDS.get(kind, 'a value')}, found {show(value)}")
     return value
 
 
@@ -145,12 +150,12 @@ def read_bundle(raw: bytes, public_key: PublicKey, source: str = "OMS bundle") -
     bundle = _json(raw, source)
     media = bundle.get("mediaType")
     if media != BUNDLE_MEDIA_TYPE:
-        raise ManifestError(f"{source}: expected mediaType {BUNDLE_MEDIA_TYPE!r}, found {media!r}")
+        raise ManifestError(f"{source}: expected mediaType {quote(BUNDLE_MEDIA_TYPE)}, found {quote(media)}")
     material = _field(bundle, "verificationMaterial", dict, source)
     named = material.get("publicKey")
     hint = named.get("hint") if isinstance(named, dict) else None
     if hint is not None and not isinstance(hint, str):
-        raise ManifestError(f"{source}.verificationMaterial.publicKey.hint: expected hex text, found {hint!r}")
+        raise ManifestError(f"{source}.verificationMaterial.publicKey.hint: expected hex text, found {quote(hint)}")
     hint = hint or ""  # bundles from before the hint existed have none; the signature still decides
     expected_hint = key_hint(public_key)
     if hint and hint != expected_hint:
@@ -161,7 +166,8 @@ def read_bundle(raw: bytes, public_key: PublicKey, source: str = "OMS bundle") -
         )
     envelope = _field(bundle, "dsseEnvelope", dict, source)
     if envelope.get("payloadType") != PAYLOAD_TYPE:
-        raise ManifestError(f"{source}: expected payloadType {PAYLOAD_TYPE!r}, found {envelope.get('payloadType')!r}")
+        raise ManifestError(f"{source}: expected payloadType {quote(PAYLOAD_TYPE)}, "
+                            f"found {quote(envelope.get('payloadType'))}")
     payload = b64_field(envelope.get("payload"), f"{source}.dsseEnvelope.payload")
     sigs = _field(envelope, "signatures", list, f"{source}.dsseEnvelope")
     if not sigs or not isinstance(sigs[0], dict):
@@ -180,10 +186,10 @@ def read_bundle(raw: bytes, public_key: PublicKey, source: str = "OMS bundle") -
 def _statement(data: Mapping[str, Any], source: str, hint: str, bundle_sha256: str) -> OmsStatement:
     where = f"{source} statement"
     if data.get("_type") != STATEMENT_TYPE:
-        raise ManifestError(f"{where}._type: expected {STATEMENT_TYPE!r}, found {data.get('_type')!r}")
+        raise ManifestError(f"{where}._type: expected {quote(STATEMENT_TYPE)}, found {quote(data.get('_type'))}")
     if data.get("predicateType") != OMS_PREDICATE_TYPE:
         raise ManifestError(
-            f"{where}.predicateType: expected {OMS_PREDICATE_TYPE!r}, found {data.get('predicateType')!r}"
+            f"{where}.predicateType: expected {quote(OMS_PREDICATE_TYPE)}, found {quote(data.get('predicateType'))}"
         )
     subjects = _field(data, "subject", list, where)
     if len(subjects) != 1 or not isinstance(subjects[0], dict):
@@ -196,12 +202,13 @@ def _statement(data: Mapping[str, Any], source: str, hint: str, bundle_sha256: s
     if (ser.get("method"), ser.get("hash_type")) != ("files", "sha256"):
         raise ManifestError(
             f"{where}.predicate.serialization: expected method 'files' with hash_type 'sha256', found "
-            f"method {ser.get('method')!r} with hash_type {ser.get('hash_type')!r}",
+            f"method {quote(ser.get('method'))} with hash_type {quote(ser.get('hash_type'))}",
             hint="re-sign the model with model_signing's default (files, sha256) serialization",
         )
     ignore = ser.get("ignore_paths", [])
     if not isinstance(ignore, list) or not all(isinstance(p, str) for p in ignore):
-        raise ManifestError(f"{where}.predicate.serialization.ignore_paths: expected a list of paths, found {ignore!r}")
+        raise ManifestError(f"{where}.predicate.serialization.ignore_paths: expected a list of paths, "
+                            f"found {quote(ignore)}")
     files = _resources(_field(predicate, "resources", list, f"{where}.predicate"), f"{where}.predicate.resources")
     computed = root_digest(list(files.values()))
     if computed != root:
@@ -218,15 +225,15 @@ def _resources(items: list[Any], where: str) -> dict[str, str]:
     for i, item in enumerate(items):
         at = f"{where}[{i}]"
         if not isinstance(item, dict):
-            raise ManifestError(f"{at}: expected an object with name, algorithm and digest, found {item!r}")
+            raise ManifestError(f"{at}: expected an object with name, algorithm and digest, found {quote(item)}")
         path = check_relative_path(item.get("name"), f"{at}.name")
         if item.get("algorithm") != "sha256":
-            raise ManifestError(f"{at}.algorithm: expected 'sha256', found {item.get('algorithm')!r}")
+            raise ManifestError(f"{at}.algorithm: expected 'sha256', found {quote(item.get('algorithm'))}")
         digest = _field(item, "digest", str, at)
         if len(digest) != 64 or digest.strip("0123456789abcdef"):
-            raise ManifestError(f"{at}.digest: expected 64 lowercase hex characters, found {digest!r}")
+            raise ManifestError(f"{at}.digest: expected 64 lowercase hex characters, found {quote(digest)}")
         if path in files:
-            raise UnsafePathError(f"{where}: expected each file once, found {path!r} twice")
+            raise UnsafePathError(f"{where}: expected each file once, found {quote(path)} twice")
         files[path] = digest
     return files
 
@@ -291,12 +298,14 @@ def compare(expected: Mapping[str, str], found: Mapping[str, str], directory: Pa
     missing = sorted(set(expected) - set(found))
     extra = sorted(set(found) - set(expected))
     if missing:
-        problems.append(f"signed but missing: {', '.join(missing)}")
+        problems.append(f"signed but missing: {listing(missing)}")
     if extra:
-        problems.append(f"present but not signed: {', '.join(extra)}")
+        problems.append(f"present but not signed: {listing(extra)}")
     changed = [p for p in expected if p in found and found[p] != expected[p]]
-    for p in changed:
-        problems.append(f"{p}: expected sha256 {expected[p]}, found {found[p]}")
+    for p in changed[:MAX_LIST_ITEMS]:
+        problems.append(f"{cut(p)}: expected sha256 {expected[p]}, found {found[p]}")
+    if len(changed) > MAX_LIST_ITEMS:
+        problems.append(f"{len(changed) - MAX_LIST_ITEMS:,} more files with another sha256")
     if problems:
         first = changed[0] if changed else None
         raise IntegrityError(

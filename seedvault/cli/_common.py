@@ -13,6 +13,7 @@ from typing import Any, TypeVar
 
 import click
 
+from seedvault._text import quote
 from seedvault.client import Client
 from seedvault.errors import ManifestError, UsageError
 from seedvault.manifest import Ref, parse_time
@@ -66,7 +67,7 @@ class TimeType(click.ParamType[datetime]):
         try:
             return parse_time(text, "date")
         except ManifestError:
-            self.fail(f"expected a date such as 2027-01-31 or 2027-01-31T12:00:00Z, found {value!r}", param, ctx)
+            self.fail(f"expected a date such as 2027-01-31 or 2027-01-31T12:00:00Z, found {quote(value)}", param, ctx)
 
 
 REF = RefType()

@@ -8,11 +8,12 @@ from typing import Any
 
 import click
 
-from seedvault.bundle import export_bundle, import_bundle
+from seedvault._text import quote
+from seedvault.bundle import export_bundle, import_bundle, read_envelope_source
 from seedvault.cli._common import DATE, REF, byte_progress, emit, json_option, key_options, load_private_key
 from seedvault.client import Client, scan_model_dir
 from seedvault.manifest import LINEAGE_RELATIONS, Manifest, format_time
-from seedvault.signing import Envelope, Verdict
+from seedvault.signing import Verdict
 
 
 def _verdict_text(verdict: Verdict) -> str:
@@ -105,10 +106,11 @@ def approve(client: Client, ref: str, key_path: Path, passphrase_file: Path | No
 def verify(client: Client, target: str, envelope_path: Path | None, fast: bool, as_json: bool) -> None:
     """Verify a model in the vault (REF) or a directory (with --envelope)."""
     if envelope_path is not None:
-        envelope = Envelope.from_json(envelope_path.read_bytes(), str(envelope_path))
+        # A regular file, bounded: a FIFO or device named as the envelope is refused, never read.
+        envelope = read_envelope_source(envelope_path)
         directory = Path(target)
         if not directory.is_dir():
-            raise click.UsageError(f"with --envelope, TARGET must be a directory; {target} is not")
+            raise click.UsageError(f"with --envelope, TARGET must be a directory; {quote(target)} is not")
         manifest = Manifest.from_payload(envelope.payload)
         with byte_progress(f"verifying {manifest.ref}", manifest.total_size, not as_json) as progress:
             verdict = client.verify_dir(directory, envelope, progress)
