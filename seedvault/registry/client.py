@@ -8,6 +8,7 @@ with a size bound.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import urllib.error
 import urllib.request
@@ -106,18 +107,56 @@ class RegistryClient:
     def push(
         self, envelope: Envelope, files_dir: Path, progress: Callable[[int], None] | None = None
     ) -> dict[str, Any]:
-        """Upload an envelope, then each file the node still needs, streamed."""
+        """Upload an envelope, then each file the node still needs, streamed, under the upload
+        token the node gave for this push. Returns only once the release is published (or was
+        already there), checked by fetching it back; anything else raises, never returns quietly."""
         manifest = Manifest.from_payload(envelope.payload)
-        result = self._json("POST", "/v1/envelopes", body=envelope.to_json(),
-                            headers={"Content-Type": "application/json"})
-        for item in result.get("needed", []):
-            path = str(item["path"])
-            manifest.file(path)  # the node may only ask for files the manifest lists
+        where = f"push {manifest.ref} to {self.base_url}"
+        result = _answer(self._json("POST", "/v1/envelopes", body=envelope.to_json(),
+                                    headers={"Content-Type": "application/json"}), where)
+        if result.get("status") != "present":
+            token = result.get("upload_token")
+            if not isinstance(token, str) or not token.isascii() or not token.isprintable():
+                raise TransferError(f"{where}: expected an upload token in the registry's answer, found none")
+            try:
+                result = self._upload(manifest, envelope.digest, files_dir, _needed(result, manifest, where),
+                                      token, where, progress)
+            except Error:
+                self._abort(envelope.digest, token)  # the staging goes now, not at the node's idle timeout
+                raise
+        status = result.get("status")
+        if status not in ("published", "present"):
+            needed = result.get("needed")
+            left = len(needed) if isinstance(needed, list) else "some"
+            raise TransferError(f"{where}: expected the release published after the last file, found status "
+                                f"{_shown(status)} with {left} files still needed",
+                                hint="run push again; if it keeps failing, see the registry's log")
+        self._check_published(manifest, envelope.digest, where)
+        return result
+
+    def _upload(self, manifest: Manifest, digest: str, files_dir: Path, needed: list[str], token: str,
+                where: str, progress: Callable[[int], None] | None) -> dict[str, Any]:
+        result: dict[str, Any] = {"status": "uploading", "needed": needed}
+        headers = {"Content-Type": "application/octet-stream", "Authorization": f"Bearer {token}"}
+        for path in needed:
             with open(files_dir / path, "rb") as f:
-                result = self._json("PUT", f"/v1/uploads/{result['digest']}/{quote(path)}",
-                                    data_stream=_Chunks(f, progress), length=(files_dir / path).stat().st_size,
-                                    headers={"Content-Type": "application/octet-stream"})
-        return dict(result)
+                result = _answer(self._json("PUT", f"/v1/uploads/{digest}/{quote(path)}",
+                                            data_stream=_Chunks(f, progress), length=manifest.file(path).size,
+                                            headers=headers), where)
+        return result
+
+    def _abort(self, digest: str, token: str) -> None:
+        with contextlib.suppress(Error):
+            self._request("DELETE", f"/v1/uploads/{digest}", headers={"Authorization": f"Bearer {token}"},
+                          limit=MAX_ERROR_BODY)
+
+    def _check_published(self, manifest: Manifest, digest: str, where: str) -> None:
+        try:
+            served = self.envelope(manifest.name, manifest.version)
+        except Error as exc:
+            raise TransferError(f"{where}: the registry said published, but does not serve it ({exc})") from None
+        if served.digest != digest:
+            raise TransferError(f"{where}: expected the registry to serve digest {digest}, found {served.digest}")
 
     def approve(self, name: str, version: str, envelope: Envelope) -> dict[str, Any]:
         return dict(self._json("POST", f"/v1/models/{_q(name)}/{quote(version, safe='')}/approvals",
@@ -140,6 +179,33 @@ class _Chunks:
             if self.progress:
                 self.progress(len(chunk))
             yield chunk
+
+
+def _answer(value: Any, where: str) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise TransferError(f"{where}: expected a JSON object from the registry, found another JSON value")
+    return value
+
+
+def _needed(result: dict[str, Any], manifest: Manifest, where: str) -> list[str]:
+    """The files the node asks for: each listed by the manifest, each once."""
+    items = result.get("needed")
+    if not isinstance(items, list) or len(items) > len(manifest.files):
+        raise TransferError(f"{where}: expected a list of at most {len(manifest.files)} files to upload, "
+                            "found something else")
+    paths: list[str] = []
+    listed = {f.path for f in manifest.files}
+    for item in items:
+        path = item.get("path") if isinstance(item, dict) else None
+        if not isinstance(path, str) or path not in listed or path in paths:
+            raise TransferError(f"{where}: the registry asked for a file the manifest does not list once; "
+                                f"expected some of {len(listed)} listed paths")
+        paths.append(path)
+    return paths
+
+
+def _shown(value: object) -> str:
+    return f'"{value[:40]}"' if isinstance(value, str) else "none" if value is None else "a non-text value"
 
 
 def _q(name: str) -> str:
