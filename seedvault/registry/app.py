@@ -25,6 +25,7 @@ from typing import Any, TypeVar
 from urllib.parse import unquote_to_bytes
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 
 from seedvault.errors import (
     BusyError,
@@ -517,10 +518,28 @@ class _Refuse(asyncio.Protocol):
         transport.close()
 
 
+class _OneLine(logging.Filter):
+    """aiohttp logs every malformed request (a bad header, a NUL byte) with a traceback: anyone
+    could fill the node's disk with them. Such a refusal is one line at INFO, no traceback."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if isinstance(exc, HttpProcessingError | ConnectionError | TimeoutError):
+            record.msg = f"refused a malformed request ({type(exc).__name__}: {str(exc).splitlines()[0][:200]})"
+            record.args = ()
+            record.exc_info = record.exc_text = None
+            record.levelno, record.levelname = logging.INFO, "INFO"
+        return True
+
+
+HTTP_LOG = logging.getLogger("seedvault.registry.http")
+HTTP_LOG.addFilter(_OneLine())
+
+
 def runner_kwargs(config: NodeConfig) -> dict[str, Any]:
     """Settings for aiohttp's request handlers: the keep-alive timer also bounds the time to
     a complete request head, since aiohttp starts it as the connection opens."""
-    return {"keepalive_timeout": config.header_timeout, "lingering_time": 2.0}
+    return {"keepalive_timeout": config.header_timeout, "lingering_time": 2.0, "logger": HTTP_LOG}
 
 
 class CappedSite(web.TCPSite):

@@ -170,9 +170,11 @@ OPENAPI: dict[str, Any] = {
             }}},
             "Envelope": {"type": "object", "required": ["payloadType", "payload", "signatures"], "properties": {
                 "payloadType": {"const": "application/vnd.in-toto+json"},
-                "payload": {"type": "string", "contentEncoding": "base64"},
-                "signatures": {"type": "array", "items": {"type": "object", "properties": {
-                    "keyid": {"type": "string"}, "sig": {"type": "string", "contentEncoding": "base64"}}}},
+                "payload": {"type": "string", "contentEncoding": "base64", "minLength": 4},
+                "signatures": {"type": "array", "minItems": 1, "items": {
+                    "type": "object", "required": ["keyid", "sig"], "properties": {
+                        "keyid": {"type": "string", "pattern": "^[0-9a-f]{64}$"},
+                        "sig": {"type": "string", "contentEncoding": "base64", "minLength": 4}}}},
             }},
             "UploadSession": {"type": "object", "required": ["digest", "status", "needed", "upload_token"],
                               "properties": {
