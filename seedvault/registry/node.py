@@ -52,6 +52,7 @@ class _Upload:
     verdict: Verdict
     staging: Path
     token: str  # the pusher's secret: only it may add files to, or abort, this session
+    parts: Path  # each PUT's temporary file, beside (never inside) the staging that is verified
     received: set[str] = field(default_factory=set)
     touched: float = field(default_factory=time.monotonic)
 
@@ -235,9 +236,12 @@ class Node:
             return {"digest": envelope.digest, "status": "present", "needed": []}
         self._check_capacity(manifest)
         token = secrets.token_urlsafe(32)
-        staging = self.client.vault.incoming / f"{envelope.digest}.{secrets.token_hex(8)}{STAGING_SUFFIX}"
+        session = f"{envelope.digest}.{secrets.token_hex(8)}"
+        staging = self.client.vault.incoming / f"{session}{STAGING_SUFFIX}"
+        parts = self.client.vault.incoming / f"{session}.parts{STAGING_SUFFIX}"
         staging.mkdir(parents=True)
-        self._uploads.append(_Upload(envelope, verdict, staging, token))
+        parts.mkdir()
+        self._uploads.append(_Upload(envelope, verdict, staging, token, parts))
         needed = [{"path": f.path, "size": f.size} for f in manifest.files]
         return {"digest": envelope.digest, "status": "uploading", "needed": needed, "upload_token": token,
                 "upload_url": f"{self.config.base_url}/v1/uploads/{envelope.digest}/"}
@@ -286,7 +290,7 @@ class Node:
         entry = next((f for f in upload.verdict.manifest.files if f.path == path), None)
         if entry is None:
             raise IntegrityError(f"{upload.verdict.manifest.ref} lists no file {path!r}; refusing the upload")
-        return upload.staging / f".part-{secrets.token_hex(8)}", entry.size
+        return upload.parts / secrets.token_hex(8), entry.size
 
     def file_received(self, digest: str, path: str, token: str | None, part: Path) -> dict[str, Any]:
         """Step 2: after each file, its complete temporary copy is moved into the session's
@@ -327,6 +331,7 @@ class Node:
         if upload in self._uploads:
             self._uploads.remove(upload)
         shutil.rmtree(upload.staging, ignore_errors=True)
+        shutil.rmtree(upload.parts, ignore_errors=True)
 
     def _drop_idle_uploads(self) -> None:
         now = time.monotonic()
@@ -336,7 +341,7 @@ class Node:
     def _sweep_staging(self) -> None:
         """Upload staging no live session owns and untouched for UPLOAD_TTL (a crash, a kill)
         goes: sessions live in memory, so nothing else will ever finish it."""
-        live = {u.staging for u in self._uploads}
+        live = {u.staging for u in self._uploads} | {u.parts for u in self._uploads}
         cutoff = time.time() - UPLOAD_TTL
         for staging in self.client.vault.incoming.glob(f"*{STAGING_SUFFIX}"):
             if staging not in live and _newest_mtime(staging) < cutoff:
