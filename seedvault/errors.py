@@ -63,6 +63,18 @@ class IntegrityError(VerificationError):
         self.found = found
 
 
+class UnauthorizedError(PolicyError):
+    """An operation that needs a credential (admin token, upload token) came without the right one."""
+
+    http_status = 401
+
+
+class RemovedError(PolicyError):
+    """A registry's admin removed this release; it is not accepted again until the admin lifts that."""
+
+    http_status = 410
+
+
 class RollbackError(VerificationError):
     """A manifest would replace one already seen for the same name@version, or move latest back."""
 
@@ -96,6 +108,18 @@ class TransferError(Error):
 
     exit_code = 5
     http_status = 502
+
+
+class BusyError(TransferError):
+    """A registry node is at a bound it keeps (connections, uploads, body memory): retry later."""
+
+    http_status = 503
+
+
+class InsufficientStorageError(TransferError):
+    """The disk (or the staging quota) cannot hold what was sent; nothing partial is kept."""
+
+    http_status = 507
 
 
 class UsageError(Error):

@@ -26,7 +26,7 @@ from aiohttp import web
 from seedvault.client import Client
 from seedvault.demo_model import generate_model
 from seedvault.registry import NodeConfig, create_app
-from seedvault.registry.app import NODE
+from seedvault.registry.app import NODE, CappedSite, runner_kwargs
 from seedvault.registry.node import Node
 from seedvault.signing import Envelope, PrivateKey, TrustedKey, TrustPolicy
 
@@ -92,10 +92,11 @@ class NodeServer:
             return await handler(request)
 
         app.middlewares.insert(0, record)
-        runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=5)
+        runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=5,
+                               **runner_kwargs(self.config))
         await runner.setup()  # runs cleanup_ctx: the Node, its vault, index and swarm
-        try:
-            await web.TCPSite(runner, "127.0.0.1", port).start()
+        try:  # served as `seedvault serve` serves it: with the connection cap and timeouts
+            await CappedSite(runner, "127.0.0.1", port, cap=self.config.max_connections).start()
         except BaseException:
             await runner.cleanup()
             raise

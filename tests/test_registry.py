@@ -35,7 +35,7 @@ from registry_helpers import (
 
 from seedvault.cli import main
 from seedvault.client import Client
-from seedvault.errors import SignatureError
+from seedvault.errors import RemovedError, SignatureError
 from seedvault.manifest import Manifest
 from seedvault.p2p import SwarmConfig
 from seedvault.registry import RegistryClient, create_app, sync
@@ -158,9 +158,10 @@ def begin(node: NodeServer, envelope: Envelope) -> dict[str, Any]:
     return body
 
 
-def put(node: NodeServer, digest: str, path: str, data: bytes, **kw: Any) -> Answer:
+def put(node: NodeServer, digest: str, path: str, data: bytes, token: str, **kw: Any) -> Answer:
+    """One file of an upload session, under the session's token (from `begin`)."""
     return request(node.url, "PUT", f"/v1/uploads/{digest}/{path}", data,
-                   headers={"Content-Type": "application/octet-stream"}, **kw)
+                   headers={"Content-Type": "application/octet-stream", "Authorization": f"Bearer {token}"}, **kw)
 
 
 # ---- publish -> search -> pull -------------------------------------------------------------------
@@ -397,7 +398,7 @@ def test_tampered_upload_refused(setup: Setup, pub_key: PrivateKey) -> None:
     before = index_state(setup.node)
     v2 = publish(setup.publisher, setup.tmp, pub_key, NAME, version="2.0", seed=5)
     started = begin(setup.node, v2.envelope)
-    digest = started["digest"]
+    digest, token = started["digest"], started["upload_token"]
     needed = [item["path"] for item in started["needed"]]
     assert sorted(needed) == sorted(v2.files)
     shard = next(p for p in needed if p.endswith(".safetensors"))
@@ -406,13 +407,13 @@ def test_tampered_upload_refused(setup: Setup, pub_key: PrivateKey) -> None:
         data = bytearray(v2.files[path])
         if path == shard:
             data[len(data) // 2] ^= 0xFF  # same size, one byte flipped
-        answers.append(put(setup.node, digest, path, bytes(data)))
+        answers.append(put(setup.node, digest, path, bytes(data), token))
     assert [a.status for a in answers[:-1]] == [202] * (len(needed) - 1)
     error = assert_refused(answers[-1], 422, shard)
     assert error["type"] == "IntegrityError"
     assert index_state(setup.node) == before
     assert_refused(request(setup.node.url, "GET", f"/v1/models/{NAME}/2.0/envelope"), 404)
-    assert_refused(put(setup.node, digest, shard, v2.files[shard]), 404, "no upload in progress")
+    assert_refused(put(setup.node, digest, shard, v2.files[shard], token), 404, "no upload in progress")
     # The refusal left nothing behind that blocks an honest upload of the same release.
     assert setup.registry.push(v2.envelope, v2.snapshot)["status"] == "published"
     assert [v["version"] for v in setup.registry.versions(NAME)] == ["1.0", "2.0"]
@@ -442,11 +443,12 @@ def test_path_traversal_refused(setup: Setup, pub_key: PrivateKey) -> None:
         assert b"root:" not in answer.body
 
     v2 = publish(setup.publisher, setup.tmp, pub_key, NAME, version="2.0", seed=5)
-    upload = begin(node, v2.envelope)["digest"]
+    started = begin(node, v2.envelope)
+    upload, token = started["digest"], started["upload_token"]
     canary = setup.tmp / "escaped"
     for path in ["..%2F..%2F..%2Fescaped", "../../../escaped", "config.json%2F..%2F..%2Fescaped",
                  "%2Ftmp%2Fescaped", "sub%5C..%5C..%5Cescaped", "not-in-the-manifest.safetensors"]:
-        assert_refused(put(node, upload, path, b"x" * 10), (400, 404, 422))
+        assert_refused(put(node, upload, path, b"x" * 10, token), (400, 404, 422))
     assert not canary.exists()
     assert not list(setup.tmp.rglob("escaped")) and not list(setup.tmp.rglob("not-in-the-manifest*"))
     assert index_state(node) == before
@@ -470,14 +472,14 @@ def test_oversized_body_refused(setup: Setup, pub_key: PrivateKey) -> None:
     padded = b" " * (4 * MiB) + v2.envelope.to_json()
     answer = request(node.url, "POST", "/v1/envelopes", padded, headers=JSON, chunked=True, chunk=64 * 1024)
     assert answer.status == 202, answer.body[:400]
-    digest = answer.json()["digest"]
+    digest, token = answer.json()["digest"], answer.json()["upload_token"]
 
     # Uploads are bounded by the size the manifest gives each file.
     path = next(p for p in v2.files if p.endswith(".safetensors"))
     data = v2.files[path]
-    assert_refused(put(node, digest, path, data + b"x"), (400, 413), str(len(data)))
-    assert_refused(put(node, digest, path, data + b"x" * MiB, chunked=True, chunk=256 * 1024), 413)
-    assert_refused(put(node, digest, path, data[:-1], chunked=True), 400, str(len(data)))
+    assert_refused(put(node, digest, path, data + b"x", token), (400, 413), str(len(data)))
+    assert_refused(put(node, digest, path, data + b"x" * MiB, token, chunked=True, chunk=256 * 1024), 413)
+    assert_refused(put(node, digest, path, data[:-1], token, chunked=True), 400, str(len(data)))
     assert index_state(node) == before
 
 
@@ -515,7 +517,9 @@ def test_admin_operations_need_the_token(setup: Setup, tmp_path: Path, start_nod
         for headers in [{}, {"Authorization": "Bearer wrong"}, {"Authorization": ADMIN},
                         {"Authorization": f"Basic {base64.b64encode(ADMIN.encode()).decode()}"},
                         {"Authorization": "Bearer "}]:
-            error = assert_refused(request(node.url, method, path, headers=headers), 403, "admin")
+            answer = request(node.url, method, path, headers=headers)
+            error = assert_refused(answer, 401, "admin")
+            assert answer.headers["www-authenticate"].startswith("Bearer")
             assert ADMIN not in error["message"]
     assert index_state(node) == before
 
@@ -539,9 +543,11 @@ def test_admin_operations_need_the_token(setup: Setup, tmp_path: Path, start_nod
     node = start_node(node.home, admin_token=ADMIN)
     assert_refused(request(node.url, "GET", f"/v1/models/{NAME}"), 404)
     assert RegistryClient(node.url).search() == []
-    # ... until a publisher pushes the release again, deliberately.
-    assert RegistryClient(node.url).push(setup.release.envelope, setup.release.snapshot)["status"] == "published"
-    assert [m["version"] for m in RegistryClient(node.url).search()] == ["1.0"]
+    # ... and re-pushing the public envelope and bytes does not undo it (see
+    # test_registry_attacks.py for the admin lifting it).
+    with pytest.raises(RemovedError, match="removed"):
+        RegistryClient(node.url).push(setup.release.envelope, setup.release.snapshot)
+    assert RegistryClient(node.url).search() == []
 
     # A node without an admin token has no admin operations at all.
     other = start_node(make_home(tmp_path / "no-admin", policy((pub_key, "publisher"))))

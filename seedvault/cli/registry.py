@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import time
 from dataclasses import replace
 from pathlib import Path
 
 import click
-from aiohttp import web
 
 from seedvault.cli._common import REF, emit, json_option
 from seedvault.client import Client
-from seedvault.registry import NodeConfig, RegistryClient, SyncReport, create_app, sync
+from seedvault.registry import NodeConfig, RegistryClient, SyncReport, sync
+from seedvault.registry.app import serve as serve_node
 from seedvault.registry.index import Index
 
 
@@ -43,8 +45,8 @@ def serve(client: Client, host: str | None, port: int | None, config_path: Path 
     client.close()  # the node opens its own handles on the same home
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     click.echo(f"registry node on {config.base_url} (Ctrl-C to stop)", err=True)
-    web.run_app(create_app(config), host=config.host, port=config.port, print=None, shutdown_timeout=10,
-                access_log=logging.getLogger("aiohttp.access") if access_log else None)
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(serve_node(config, logging.getLogger("aiohttp.access") if access_log else None))
 
 
 @click.command()

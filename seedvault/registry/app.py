@@ -1,8 +1,13 @@
-"""The registry node's HTTP application: `create_app(config)`.
+"""The registry node's HTTP application: `create_app(config)`, served by `serve_app`.
 
 Thin handlers over `Node`; one middleware maps seedvault's error hierarchy to JSON errors
 with the right status (never a 500 for bad input); resources live in `cleanup_ctx`.
 Node work runs on a single worker thread so the event loop never blocks on hashing.
+
+Every client is hostile: request bodies are bounded each (MAX_JSON_BODY, the manifest's
+file size) and all together in memory (`BodyBudget`); a client has HEADER_TIMEOUT to send
+its headers and may pause a body at most BODY_TIMEOUT; connections are capped, and at the
+cap the connection waiting longest for its headers makes room (`CappedServer`).
 """
 
 from __future__ import annotations
@@ -10,22 +15,27 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
+import stat
 import threading
 from collections.abc import AsyncIterator, Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import unquote_to_bytes
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 
 from seedvault.errors import (
+    BusyError,
     Error,
     UsageError,
 )
 from seedvault.manifest import check_model_name, check_version
 from seedvault.registry.config import MAX_JSON_BODY, NodeConfig
 from seedvault.registry.mirror import sync
-from seedvault.registry.node import Node
+from seedvault.registry.node import Node, bearer_token, storage_error
 from seedvault.registry.openapi import OPENAPI
 from seedvault.registry.tracker import AnnounceError, failure
 from seedvault.settings import READ_CHUNK
@@ -39,6 +49,8 @@ NODE = web.AppKey("node", Node)
 WORKER = web.AppKey("worker", ThreadPoolExecutor)
 SYNCER = web.AppKey("syncer", ThreadPoolExecutor)
 STOPPING = web.AppKey("stopping", threading.Event)
+MAX_QUERY_TEXT = 256  # characters of a search filter
+RETRY_AFTER = "5"  # seconds, on a 503: the bounds that answer it free up as requests finish
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
@@ -46,11 +58,38 @@ async def _run(request: web.Request, fn: Callable[..., T], *args: Any) -> T:
     return await asyncio.get_running_loop().run_in_executor(request.app[WORKER], fn, *args)
 
 
-def error_json(status: int, kind: str, message: str, hint: str | None = None) -> web.Response:
+def error_json(status: int, kind: str, message: str, hint: str | None = None,
+               headers: dict[str, str] | None = None) -> web.Response:
     body: dict[str, Any] = {"error": {"type": kind, "message": message}}
     if hint:
         body["error"]["hint"] = hint
-    return web.json_response(body, status=status)
+    extra = dict(headers or {})
+    if status == 401:  # RFC 9110: a 401 names the scheme that would be accepted
+        extra.setdefault("WWW-Authenticate", 'Bearer realm="seedvault"')
+    if status == 503:
+        extra.setdefault("Retry-After", RETRY_AFTER)
+    return web.json_response(body, status=status, headers=extra)
+
+
+# Headers of aiohttp's own refusals that a client needs (405 names the allowed methods).
+_KEPT_HEADERS = ("Allow", "Retry-After", "WWW-Authenticate")
+
+
+@web.middleware
+async def in_handler(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Mark the connection busy until its answer is sent: the response is sent here (aiohttp
+    would do it after the middlewares return, prepare and write_eof being idempotent), so a
+    web seed streaming a file is never taken for an idle connection."""
+    busy = request.app[BUSY]
+    protocol = request.protocol
+    busy.add(protocol)
+    try:
+        response = await handler(request)
+        await response.prepare(request)
+        await response.write_eof()
+        return response
+    finally:
+        busy.discard(protocol)
 
 
 @web.middleware
@@ -62,7 +101,8 @@ async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
-        return error_json(exc.status, type(exc).__name__, exc.text or exc.reason)
+        kept = {h: exc.headers[h] for h in _KEPT_HEADERS if h in exc.headers}
+        return error_json(exc.status, type(exc).__name__, exc.text or exc.reason, headers=kept)
     except Exception:
         log.exception("unexpected error on %s %s", request.method, request.path)
         return error_json(500, "InternalError", "the registry failed unexpectedly; see its log")
@@ -78,20 +118,70 @@ def _model(request: web.Request) -> tuple[str, str | None]:
     return name, version
 
 
-async def _json_body(request: web.Request) -> bytes:
-    """The whole request body, refused (413) as soon as it passes MAX_JSON_BODY.
+class BodyBudget:
+    """Bytes of request bodies held in memory by all requests together (item: 64 concurrent
+    16 MiB POSTs must not take the node to a gigabyte). A request that would pass the budget
+    is answered 503 with Retry-After at once, rather than queued holding its connection.
+    Used from the event loop only, so it needs no lock."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.used = 0
+
+    def take(self, n: int) -> None:
+        if self.used + n > self.limit:
+            raise BusyError(f"this registry holds {self.used} bytes of request bodies, its bound is {self.limit}; "
+                            f"expected room for {n} more", hint="retry in a few seconds")
+        self.used += n
+
+    def give(self, n: int) -> None:
+        self.used -= n
+
+
+BUDGET = web.AppKey("budget", BodyBudget)
+# Connections with a request being handled or answered: the connection cap never closes these.
+BUSY: web.AppKey[set[object]] = web.AppKey("busy")
+
+
+@contextlib.asynccontextmanager
+async def _json_body(request: web.Request) -> AsyncIterator[bytes]:
+    """The whole request body, refused (413) as soon as it passes MAX_JSON_BODY, counted in
+    the node's BodyBudget while the request is handled.
 
     `StreamReader.read(n)` returns what has arrived so far, not n bytes: a body that comes
     in several TCP segments or chunks must be read until EOF.
     """
     if request.content_length is not None and request.content_length > MAX_JSON_BODY:
         raise web.HTTPRequestEntityTooLarge(max_size=MAX_JSON_BODY, actual_size=request.content_length)
-    body = bytearray()
-    async for chunk in request.content.iter_any():
-        body += chunk
-        if len(body) > MAX_JSON_BODY:
-            raise web.HTTPRequestEntityTooLarge(max_size=MAX_JSON_BODY, actual_size=len(body))
-    return bytes(body)
+    budget = request.app[BUDGET]
+    held = request.content_length or 0
+    budget.take(held)  # a declared length is reserved before a byte is read
+    try:
+        chunks: list[bytes] = []
+        size = 0
+        while chunk := await _read_some(request):
+            size += len(chunk)
+            if size > MAX_JSON_BODY:
+                raise web.HTTPRequestEntityTooLarge(max_size=MAX_JSON_BODY, actual_size=size)
+            if size > held:  # chunked: reserved as it arrives
+                budget.take(size - held)
+                held = size
+            chunks.append(chunk)
+        yield b"".join(chunks)
+    finally:
+        budget.give(held)
+
+
+async def _read_some(request: web.Request) -> bytes:
+    """The next bytes of the body (b"" at its end); a client silent for body_timeout is
+    answered 408 and its connection closed."""
+    timeout = request.app[CONFIG].body_timeout
+    try:
+        async with asyncio.timeout(timeout):
+            return await request.content.read(READ_CHUNK)  # what has arrived, up to READ_CHUNK
+    except TimeoutError:
+        raise web.HTTPRequestTimeout(text=f"no byte of the request body for {timeout:g} s; "
+                                          "expected the rest of the body") from None
 
 
 # ---- handlers ------------------------------------------------------------------------------
@@ -109,20 +199,40 @@ async def search(request: web.Request) -> web.Response:
     q = request.query
     limit = _int_param(q.get("limit", "100"), "limit", 1, 1000)  # SQLite reads a negative LIMIT as "no limit"
     offset = _int_param(q.get("offset", "0"), "offset", 0, 10**9)
+    text, publisher, license = (_text_param(q, name) for name in ("q", "publisher", "license"))
     node = request.app[NODE]
     releases = await _run(request, lambda: node.index.search(
-        q.get("q"), publisher=q.get("publisher"), license=q.get("license"), limit=limit, offset=offset))
+        text, publisher=publisher, license=license, limit=limit, offset=offset))
     return web.json_response({"models": [r.to_dict() for r in releases]})
 
 
 def _int_param(raw: str, name: str, low: int, high: int) -> int:
     try:
-        value = int(raw)
+        value = int(raw) if raw.isascii() and len(raw) <= 12 else low - 1
     except ValueError:
         value = low - 1
     if not low <= value <= high:
-        raise UsageError(f"{name}: expected an integer from {low} to {high}, found {raw!r}")
+        raise UsageError(f"{name}: expected an integer from {low} to {high}, found {_shown(raw)}")
     return value
+
+
+def _text_param(query: Any, name: str) -> str | None:
+    """A search filter: bounded, and free of control characters. SQLite's LIKE stops at a
+    NUL, so `q=%00` would otherwise match every release."""
+    raw = query.get(name)
+    if raw is None:
+        return None
+    if len(raw) > MAX_QUERY_TEXT:
+        raise UsageError(f"{name}: expected at most {MAX_QUERY_TEXT} characters, found {len(raw)}")
+    if any(ord(c) < 0x20 or 0x7F <= ord(c) < 0xA0 or 0xD800 <= ord(c) < 0xE000 for c in raw):
+        raise UsageError(f"{name}: expected text without control characters, found some")
+    return str(raw)
+
+
+def _shown(raw: str, limit: int = 40) -> str:
+    """What a client sent, safe to repeat in a message: printable, short, quoted."""
+    clean = "".join(c if c.isprintable() else "?" for c in raw[:limit])
+    return f'"{clean}"' + ("..." if len(raw) > limit else "")
 
 
 async def versions(request: web.Request) -> web.Response:
@@ -156,43 +266,59 @@ async def torrent(request: web.Request) -> web.Response:
 
 
 async def begin_upload(request: web.Request) -> web.Response:
-    body = await _json_body(request)
     node = request.app[NODE]
-    result = await _run(request, node.begin_upload, body)
+    async with _json_body(request) as body:
+        result = await _run(request, node.begin_upload, body)
     return web.json_response(result, status=200 if result["status"] == "present" else 202)
 
 
 async def upload_file(request: web.Request) -> web.Response:
+    """One file's bytes, into a temporary file of this request's own; the node moves it into
+    the session only once it is complete (see Node.file_received)."""
     digest = request.match_info["digest"]
     path = request.match_info["path"]
+    token = bearer_token(request.headers.get("Authorization"))
     node = request.app[NODE]
-    target, size = await _run(request, node.upload_target, digest, path)
+    part, size = await _run(request, node.upload_part, digest, path, token)
     if request.content_length is not None and request.content_length != size:
         raise UsageError(f"{path}: expected exactly {size} bytes (from the manifest), "
                          f"the request declares {request.content_length}")
+    try:
+        await _receive(request, part, path, size)
+        result = await _run(request, node.file_received, digest, path, token, part)
+    finally:
+        part.unlink(missing_ok=True)  # moved into the session already, or never to be used
+    return web.json_response(result, status=201 if result["status"] == "published" else 202)
+
+
+async def _receive(request: web.Request, part: Path, path: str, size: int) -> None:
+    """Stream the body into `part` (a new file: never one that another request could hold)."""
     received = 0
     loop = asyncio.get_running_loop()
     try:
-        with open(target, "wb") as f:
-            async for chunk in request.content.iter_chunked(READ_CHUNK):
+        with open(part, "xb") as f:
+            while chunk := await _read_some(request):
                 received += len(chunk)
                 if received > size:
                     raise web.HTTPRequestEntityTooLarge(max_size=size, actual_size=received)
                 await loop.run_in_executor(None, f.write, chunk)  # disk writes off the event loop
-        if received != size:
-            raise UsageError(f"{path}: expected {size} bytes, received {received}")
-    except BaseException:
-        await _run(request, node.abort_upload, digest, path)
-        raise
-    result = await _run(request, node.file_received, digest, path)
-    return web.json_response(result, status=201 if result["status"] == "published" else 202)
+    except OSError as exc:
+        raise storage_error(exc, path) from None
+    if received != size:
+        raise UsageError(f"{path}: expected {size} bytes, received {received}")
+
+
+async def abort_upload(request: web.Request) -> web.Response:
+    node = request.app[NODE]
+    token = bearer_token(request.headers.get("Authorization"))
+    return web.json_response(await _run(request, node.abort_upload, request.match_info["digest"], token))
 
 
 async def approve(request: web.Request) -> web.Response:
     name, version = _model(request)
-    body = await _json_body(request)
     node = request.app[NODE]
-    return web.json_response(await _run(request, node.approve, name, version, body))
+    async with _json_body(request) as body:
+        return web.json_response(await _run(request, node.approve, name, version, body))
 
 
 async def yank(request: web.Request) -> web.Response:
@@ -209,26 +335,51 @@ async def remove(request: web.Request) -> web.Response:
     return web.json_response(await _run(request, node.remove, name))
 
 
+async def lift_removal(request: web.Request) -> web.Response:
+    name, _ = _model(request)
+    node = request.app[NODE]
+    node.check_admin(request.headers.get("Authorization"))
+    return web.json_response(await _run(request, node.lift_removal, name))
+
+
+class _PlainFileResponse(web.FileResponse):
+    """A FileResponse that serves exactly the file named: aiohttp's would answer a request
+    with `Accept-Encoding: gzip` for X with a sibling X.gz, which a release may hold as a
+    file of its own, and the web seed would serve the wrong bytes."""
+
+    def _get_file_path_stat_encoding(self, accept_encoding: str) -> tuple[Path | None, os.stat_result, str | None]:
+        st = self._path.stat()
+        return (self._path if stat.S_ISREG(st.st_mode) else None), st, None
+
+
 async def web_seed(request: web.Request) -> web.StreamResponse:
     digest = request.match_info["digest"]
     node = request.app[NODE]
     path = await _run(request, node.web_seed_file, digest, request.match_info["tail"])
-    return web.FileResponse(path)  # HTTP Range support, as BEP 19 web seeds require
+    return _PlainFileResponse(path)  # HTTP Range support, as BEP 19 web seeds require
 
 
 async def announce(request: web.Request) -> web.Response:
     node = request.app[NODE]
     raw = _raw_query(request.query_string)
     try:
-        port = int(raw.get(b"port", b"0"))
-        left = int(raw.get(b"left", b"0"))
+        port = _small_int(raw.get(b"port", b"0"))
+        left = _small_int(raw.get(b"left", b"0"))
+        numwant = _small_int(raw.get(b"numwant", b"50"))
         body = node.tracker.announce(
             raw.get(b"info_hash", b""), raw.get(b"peer_id", b""), request.remote or "", port, left,
-            raw.get(b"event", b"").decode(errors="replace"),
+            raw.get(b"event", b"").decode(errors="replace"), numwant,
         )
     except (AnnounceError, ValueError) as exc:
         body = failure(str(exc))
     return web.Response(body=body, content_type="text/plain")
+
+
+def _small_int(raw: bytes) -> int:
+    """A decimal count from a query (ports, byte counts): at most 20 digits, never a huge int."""
+    if not raw.isdigit() or len(raw) > 20:
+        raise ValueError("expected a decimal number")
+    return int(raw)
 
 
 def _raw_query(query: str) -> dict[bytes, bytes]:
@@ -304,8 +455,10 @@ def _sync_all(app: web.Application) -> None:
 
 
 def create_app(config: NodeConfig) -> web.Application:
-    app = web.Application(middlewares=[errors], client_max_size=MAX_JSON_BODY)
+    app = web.Application(middlewares=[in_handler, errors], client_max_size=MAX_JSON_BODY)
     app[CONFIG] = config
+    app[BUSY] = set()
+    app[BUDGET] = BodyBudget(config.max_body_memory)
     app.cleanup_ctx.append(_node_ctx)
     model = "/v1/models/{ns}/{name}"
     app.add_routes([
@@ -319,9 +472,101 @@ def create_app(config: NodeConfig) -> web.Application:
         web.get(model + "/{version}/envelope", envelope),
         web.get(model + "/{version}/torrent", torrent),
         web.post(model + "/{version}/approvals", approve),
+        web.delete("/v1/removed/{ns}/{name}", lift_removal),
         web.post("/v1/envelopes", begin_upload),
         web.put("/v1/uploads/{digest}/{path:.+}", upload_file),
+        web.delete("/v1/uploads/{digest}", abort_upload),
         web.get("/webseed/{digest}/{tail:.+}", web_seed),
         web.get("/announce", announce),
     ])  # fmt: skip
     return app
+
+
+# ---- serving -------------------------------------------------------------------------------
+
+_BUSY = (b"HTTP/1.1 503 Service Unavailable\r\nRetry-After: " + RETRY_AFTER.encode()
+         + b"\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+
+
+class CappedServer:
+    """aiohttp's protocol factory with a bound on open connections (file descriptors).
+
+    At the bound, the connection that has waited longest without a request in a handler
+    (a slow or idle client) is closed to make room; when every connection is in a handler,
+    the new one is answered 503 and closed. Slow clients are also dropped by aiohttp's
+    keep-alive timer, which `runner_kwargs` sets to the header timeout."""
+
+    def __init__(self, server: web.Server, cap: int, busy: set[object]) -> None:
+        self.server = server
+        self.cap = cap
+        self.busy = busy  # see in_handler
+
+    def __call__(self) -> asyncio.BaseProtocol:
+        connections = self.server.connections  # oldest first
+        if len(connections) >= self.cap:
+            idle = next((c for c in connections if c not in self.busy), None)
+            if idle is None:
+                return _Refuse()
+            idle.force_close()
+        return self.server()
+
+
+class _Refuse(asyncio.Protocol):
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.WriteTransport)
+        transport.write(_BUSY)
+        transport.close()
+
+
+class _OneLine(logging.Filter):
+    """aiohttp logs every malformed request (a bad header, a NUL byte) with a traceback: anyone
+    could fill the node's disk with them. Such a refusal is one line at INFO, no traceback."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if isinstance(exc, HttpProcessingError | ConnectionError | TimeoutError):
+            record.msg = f"refused a malformed request ({type(exc).__name__}: {str(exc).splitlines()[0][:200]})"
+            record.args = ()
+            record.exc_info = record.exc_text = None
+            record.levelno, record.levelname = logging.INFO, "INFO"
+        return True
+
+
+HTTP_LOG = logging.getLogger("seedvault.registry.http")
+HTTP_LOG.addFilter(_OneLine())
+
+
+def runner_kwargs(config: NodeConfig) -> dict[str, Any]:
+    """Settings for aiohttp's request handlers: the keep-alive timer also bounds the time to
+    a complete request head, since aiohttp starts it as the connection opens."""
+    return {"keepalive_timeout": config.header_timeout, "lingering_time": 2.0, "logger": HTTP_LOG}
+
+
+class CappedSite(web.TCPSite):
+    """A TCPSite whose connections are capped (see CappedServer)."""
+
+    def __init__(self, runner: web.BaseRunner, host: str, port: int, *, cap: int, **kw: Any) -> None:
+        super().__init__(runner, host, port, **kw)
+        self.cap = cap
+
+    async def start(self) -> None:
+        await web.BaseSite.start(self)  # registers the site with its runner, which stops it
+        server = self._runner.server
+        assert isinstance(server, web.Server)
+        busy = self._runner.app[BUSY] if isinstance(self._runner, web.AppRunner) else set()
+        factory = CappedServer(server, self.cap, busy)
+        self._server = await asyncio.get_running_loop().create_server(
+            factory, self._host, self._port, backlog=self._backlog)
+        self._bound_port = self._server.sockets[0].getsockname()[1] if self._server.sockets else self._port
+
+
+async def serve(config: NodeConfig, access_log: logging.Logger | None = None) -> None:
+    """Run a node until cancelled (Ctrl-C) or SIGTERM, with every bound of its config."""
+    runner = web.AppRunner(create_app(config), access_log=access_log, handle_signals=True, shutdown_timeout=10,
+                           **runner_kwargs(config))
+    await runner.setup()
+    try:
+        await CappedSite(runner, config.host, config.port, cap=config.max_connections).start()
+        await asyncio.Event().wait()
+    finally:
+        await runner.cleanup()

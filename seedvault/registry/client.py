@@ -8,7 +8,9 @@ with a size bound.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
@@ -28,7 +30,7 @@ from seedvault.errors import (
     VerificationError,
     by_name,
 )
-from seedvault.manifest import Manifest
+from seedvault.manifest import Manifest, check_model_name, check_version
 from seedvault.settings import MAX_ENVELOPE_BYTES, READ_CHUNK
 from seedvault.signing import Envelope
 
@@ -36,6 +38,13 @@ MAX_JSON_RESPONSE = 64 * 1024 * 1024
 TIMEOUT = 30.0
 MAX_ERROR_BODY = 64 * 1024  # an error body is a short JSON object; more is not read
 MAX_ERROR_TEXT = 2000  # characters of a server's message repeated to the user
+MAX_RESPONSE_TIME = 300.0  # seconds to read one answer: a server dripping bytes is cut off
+MAX_LISTING_PAGES = 1000  # pages of a full listing (a million releases at 1000 a page)
+MAX_VERSIONS = 100_000  # versions of one model a registry may list
+# Fields of a listing entry that code reads, with their JSON types; others are passed through.
+_ENTRY_TEXT = ("name", "version", "digest")
+_ENTRY_OPTIONAL: dict[str, tuple[type, ...]] = {"license": (str,), "publisher": (str,), "size": (int,),
+                                                 "yanked": (bool,), "created": (str,)}
 
 
 class RegistryClient:
@@ -57,7 +66,7 @@ class RegistryClient:
         req = urllib.request.Request(url, data=payload, method=method, headers=hdrs)
         try:
             with urllib.request.urlopen(req, timeout=self.timeout) as resp:
-                data = resp.read(limit + 1)
+                data = _read_bounded(resp, limit + 1, time.monotonic() + MAX_RESPONSE_TIME, f"{method} {url}")
         except urllib.error.HTTPError as exc:
             raise _http_error(exc, method, url) from None
         except (urllib.error.URLError, OSError) as exc:
@@ -77,20 +86,32 @@ class RegistryClient:
                limit: int = 100, offset: int = 0) -> list[dict[str, Any]]:
         query = {k: v for k, v in {"q": text, "publisher": publisher, "license": license,
                                    "limit": str(limit), "offset": str(offset) if offset else None}.items() if v}
-        return list(self._json("GET", "/v1/models?" + urlencode(query))["models"])
+        where = f"listing from {self.base_url}"
+        return _listing(self._json("GET", "/v1/models?" + urlencode(query)), "models", limit, where)
 
-    def all_releases(self, page: int = 1000) -> Iterator[dict[str, Any]]:
-        """Every listed release, page by page."""
+    def all_releases(self, page: int = 1000, max_pages: int = MAX_LISTING_PAGES) -> Iterator[dict[str, Any]]:
+        """Every listed release, page by page; bounded, since an upstream decides what it sends:
+        at most `max_pages` pages, and a page bringing nothing not seen before (an upstream
+        that ignores `offset`) ends the listing with an error instead of looping forever."""
         offset = 0
-        while True:
+        seen: set[tuple[str, str]] = set()
+        for _ in range(max_pages):
             batch = self.search(limit=page, offset=offset)
-            yield from batch
+            fresh = [r for r in batch if (r["name"], r["version"]) not in seen]
+            if batch and not fresh:
+                raise TransferError(f"listing from {self.base_url}: the page at offset {offset} repeats only "
+                                    "releases already listed; expected the next page (the registry ignores offset)")
+            seen.update((r["name"], r["version"]) for r in fresh)
+            yield from fresh
             if len(batch) < page:
                 return
             offset += len(batch)
+        raise TransferError(f"listing from {self.base_url}: expected at most {max_pages} pages of {page} releases, "
+                            "found more", hint="mirror fewer releases per upstream, or raise the bound")
 
     def versions(self, name: str) -> list[dict[str, Any]]:
-        return list(self._json("GET", f"/v1/models/{_q(name)}")["versions"])
+        return _listing(self._json("GET", f"/v1/models/{_q(name)}"), "versions", MAX_VERSIONS,
+                        f"versions of {name} from {self.base_url}")
 
     def envelope(self, name: str, version: str) -> Envelope:
         raw = self._request("GET", f"/v1/models/{_q(name)}/{quote(version, safe='')}/envelope",
@@ -105,18 +126,56 @@ class RegistryClient:
     def push(
         self, envelope: Envelope, files_dir: Path, progress: Callable[[int], None] | None = None
     ) -> dict[str, Any]:
-        """Upload an envelope, then each file the node still needs, streamed."""
+        """Upload an envelope, then each file the node still needs, streamed, under the upload
+        token the node gave for this push. Returns only once the release is published (or was
+        already there), checked by fetching it back; anything else raises, never returns quietly."""
         manifest = Manifest.from_payload(envelope.payload)
-        result = self._json("POST", "/v1/envelopes", body=envelope.to_json(),
-                            headers={"Content-Type": "application/json"})
-        for item in result.get("needed", []):
-            path = str(item["path"])
-            manifest.file(path)  # the node may only ask for files the manifest lists
+        where = f"push {manifest.ref} to {self.base_url}"
+        result = _answer(self._json("POST", "/v1/envelopes", body=envelope.to_json(),
+                                    headers={"Content-Type": "application/json"}), where)
+        if result.get("status") != "present":
+            token = result.get("upload_token")
+            if not isinstance(token, str) or not token.isascii() or not token.isprintable():
+                raise TransferError(f"{where}: expected an upload token in the registry's answer, found none")
+            try:
+                result = self._upload(manifest, envelope.digest, files_dir, _needed(result, manifest, where),
+                                      token, where, progress)
+            except Error:
+                self._abort(envelope.digest, token)  # the staging goes now, not at the node's idle timeout
+                raise
+        status = result.get("status")
+        if status not in ("published", "present"):
+            needed = result.get("needed")
+            left = len(needed) if isinstance(needed, list) else "some"
+            raise TransferError(f"{where}: expected the release published after the last file, found status "
+                                f"{_shown(status)} with {left} files still needed",
+                                hint="run push again; if it keeps failing, see the registry's log")
+        self._check_published(manifest, envelope.digest, where)
+        return result
+
+    def _upload(self, manifest: Manifest, digest: str, files_dir: Path, needed: list[str], token: str,
+                where: str, progress: Callable[[int], None] | None) -> dict[str, Any]:
+        result: dict[str, Any] = {"status": "uploading", "needed": needed}
+        headers = {"Content-Type": "application/octet-stream", "Authorization": f"Bearer {token}"}
+        for path in needed:
             with open(files_dir / path, "rb") as f:
-                result = self._json("PUT", f"/v1/uploads/{result['digest']}/{quote(path)}",
-                                    data_stream=_Chunks(f, progress), length=(files_dir / path).stat().st_size,
-                                    headers={"Content-Type": "application/octet-stream"})
-        return dict(result)
+                result = _answer(self._json("PUT", f"/v1/uploads/{digest}/{quote(path)}",
+                                            data_stream=_Chunks(f, progress), length=manifest.file(path).size,
+                                            headers=headers), where)
+        return result
+
+    def _abort(self, digest: str, token: str) -> None:
+        with contextlib.suppress(Error):
+            self._request("DELETE", f"/v1/uploads/{digest}", headers={"Authorization": f"Bearer {token}"},
+                          limit=MAX_ERROR_BODY)
+
+    def _check_published(self, manifest: Manifest, digest: str, where: str) -> None:
+        try:
+            served = self.envelope(manifest.name, manifest.version)
+        except Error as exc:
+            raise TransferError(f"{where}: the registry said published, but does not serve it ({exc})") from None
+        if served.digest != digest:
+            raise TransferError(f"{where}: expected the registry to serve digest {digest}, found {served.digest}")
 
     def approve(self, name: str, version: str, envelope: Envelope) -> dict[str, Any]:
         return dict(self._json("POST", f"/v1/models/{_q(name)}/{quote(version, safe='')}/approvals",
@@ -139,6 +198,78 @@ class _Chunks:
             if self.progress:
                 self.progress(len(chunk))
             yield chunk
+
+
+def _read_bounded(resp: Any, limit: int, deadline: float, what: str) -> bytes:
+    """At most `limit` bytes of a response, within a deadline: the socket timeout bounds
+    each read only, so a server sending a byte just before it expires is cut off here."""
+    data = bytearray()
+    while len(data) < limit:
+        chunk = resp.read1(min(READ_CHUNK, limit - len(data)))
+        if not chunk:
+            break
+        data += chunk
+        if time.monotonic() > deadline:
+            raise TransferError(f"{what}: the answer took longer than {MAX_RESPONSE_TIME:g} s to arrive; "
+                                "expected it sooner", hint="check the registry, or try again later")
+    return bytes(data)
+
+
+def _listing(doc: Any, key: str, limit: int, where: str) -> list[dict[str, Any]]:
+    """A listing's entries, checked: at most `limit` of them, each with the name, version and
+    digest that callers use, of the right types. A hostile registry gets a clear error, never
+    a KeyError or a TypeError."""
+    entries = doc.get(key) if isinstance(doc, dict) else None
+    if not isinstance(entries, list):
+        raise TransferError(f"{where}: expected a JSON object with a list \"{key}\", found something else")
+    if len(entries) > limit:
+        raise TransferError(f"{where}: expected at most {limit} entries, found {len(entries)}")
+    out = []
+    for i, entry in enumerate(entries):
+        if not isinstance(entry, dict):
+            raise TransferError(f"{where}: entry {i + 1}: expected a JSON object, found another JSON value")
+        for field in _ENTRY_TEXT:
+            if not isinstance(entry.get(field), str) or not entry[field]:
+                raise TransferError(f"{where}: entry {i + 1}: expected text \"{field}\", found "
+                                    + ("none" if entry.get(field) is None else "another JSON value"))
+        try:
+            check_model_name(entry["name"])
+            check_version(entry["version"])
+        except Error as exc:
+            raise TransferError(f"{where}: entry {i + 1}: {exc}") from None
+        for field, types in _ENTRY_OPTIONAL.items():
+            value = entry.get(field)
+            if value is not None and (not isinstance(value, types) or (bool not in types and isinstance(value, bool))):
+                raise TransferError(f"{where}: entry {i + 1}: \"{field}\" has the wrong JSON type")
+        out.append({"license": "", "publisher": "", "size": 0, **{k: v for k, v in entry.items() if v is not None}})
+    return out
+
+
+def _answer(value: Any, where: str) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise TransferError(f"{where}: expected a JSON object from the registry, found another JSON value")
+    return value
+
+
+def _needed(result: dict[str, Any], manifest: Manifest, where: str) -> list[str]:
+    """The files the node asks for: each listed by the manifest, each once."""
+    items = result.get("needed")
+    if not isinstance(items, list) or len(items) > len(manifest.files):
+        raise TransferError(f"{where}: expected a list of at most {len(manifest.files)} files to upload, "
+                            "found something else")
+    paths: list[str] = []
+    listed = {f.path for f in manifest.files}
+    for item in items:
+        path = item.get("path") if isinstance(item, dict) else None
+        if not isinstance(path, str) or path not in listed or path in paths:
+            raise TransferError(f"{where}: the registry asked for a file the manifest does not list once; "
+                                f"expected some of {len(listed)} listed paths")
+        paths.append(path)
+    return paths
+
+
+def _shown(value: object) -> str:
+    return f'"{value[:40]}"' if isinstance(value, str) else "none" if value is None else "a non-text value"
 
 
 def _q(name: str) -> str:

@@ -10,6 +10,14 @@ from typing import Any
 from seedvault.errors import UsageError
 
 MAX_JSON_BODY = 16 * 1024 * 1024  # envelopes are small; anything bigger is refused
+# Bounds a node keeps against slow or numerous clients (each configurable, see NodeConfig).
+MAX_CONNECTIONS = 512  # well under the usual 1,024 file descriptors: the node keeps some for its vault and swarm
+HEADER_TIMEOUT = 20.0  # seconds to send a request's headers (and to idle between keep-alive requests)
+BODY_TIMEOUT = 60.0  # seconds without a byte of a request body before the request is dropped
+MAX_BODY_MEMORY = 64 * 1024 * 1024  # request bodies held in memory at once, all requests together
+MAX_UPLOADS = 64  # upload sessions open at once
+_POSITIVE = {"max_connections": int, "header_timeout": float, "body_timeout": float, "max_body_memory": int,
+             "max_uploads": int, "max_staging_bytes": int}
 
 
 @dataclass(frozen=True)
@@ -29,6 +37,12 @@ class NodeConfig:
     upstreams: tuple[str, ...] = ()
     mirror_interval: float | None = None  # seconds between syncs while serving; None: no sync
     seed: bool = True
+    max_connections: int = MAX_CONNECTIONS
+    header_timeout: float = HEADER_TIMEOUT
+    body_timeout: float = BODY_TIMEOUT
+    max_body_memory: int = MAX_BODY_MEMORY
+    max_uploads: int = MAX_UPLOADS
+    max_staging_bytes: int | None = None  # bytes of unfinished uploads at once; None: only free disk bounds it
 
     @property
     def base_url(self) -> str:
@@ -39,7 +53,8 @@ class NodeConfig:
         known = set(cls.__dataclass_fields__)
         unknown = sorted(set(data) - known)
         if unknown:
-            raise UsageError(f"{source}: unknown settings {unknown}; expected some of {sorted(known)}")
+            raise UsageError(f"{source}: unknown settings {', '.join(unknown[:10])}; "
+                             f"expected some of {', '.join(sorted(known))}")
         values: dict[str, Any] = dict(data)
         if "home" in values:
             values["home"] = Path(str(values["home"])).expanduser()
@@ -47,11 +62,18 @@ class NodeConfig:
             ups = values["upstreams"]
             if not isinstance(ups, list) or not all(isinstance(u, str) and u.startswith(("http://", "https://"))
                                                     for u in ups):
-                raise UsageError(f"{source}: upstreams must be a list of http(s) URLs, found {ups!r}")
+                raise UsageError(f"{source}: upstreams must be a list of http(s) URLs, found {_shown(ups)}")
             values["upstreams"] = tuple(u.rstrip("/") for u in ups)
         port = values.get("port", cls.port)
         if not isinstance(port, int) or not 0 <= port <= 65535:
-            raise UsageError(f"{source}: port must be an integer 0-65535, found {port!r}")
+            raise UsageError(f"{source}: port must be an integer 0-65535, found {_shown(port)}")
+        for key, kind in _POSITIVE.items():
+            if key not in values:
+                continue
+            value = values[key]
+            number = isinstance(value, int | float) if kind is float else isinstance(value, int)
+            if not number or isinstance(value, bool) or value <= 0:
+                raise UsageError(f"{source}: {key} must be a positive number, found {_shown(value)}")
         return cls(**values)
 
     @classmethod
@@ -65,3 +87,14 @@ class NodeConfig:
         return cls.from_dict(data, str(path))
 
 
+
+
+def _shown(value: Any) -> str:
+    """A TOML value as a person wrote it, not a Python repr (true, not True)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, list):
+        return "a list of " + ", ".join(_shown(v) for v in value[:5]) + (" ..." if len(value) > 5 else "")
+    if isinstance(value, str):
+        return f'"{value[:80]}"'
+    return str(value)[:80]

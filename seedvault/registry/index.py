@@ -2,8 +2,9 @@
 
 The vault holds the envelopes and bytes; this index holds what a registry needs to list
 and search quickly, and the node's own state: yanked releases, and the digests of removed
-ones, so that neither a restart (which indexes the vault) nor a mirror sync brings them
-back. Publishing a removed release again is an explicit act and lists it again.
+ones (tombstones, by digest and by name@version), so that neither a restart (which indexes
+the vault), a mirror sync, nor anyone re-pushing the public envelope and bytes brings them
+back. Only the node's admin lifts a removal (`lift`).
 """
 
 from __future__ import annotations
@@ -79,7 +80,6 @@ class Index:
         text = " ".join(filter(None, [manifest.name, manifest.origin.publisher, manifest.origin.source_url,
                                       manifest.origin.notes, manifest.license.spdx])).lower()
         with self._lock:
-            self._db.execute("DELETE FROM removed WHERE digest=?", (verdict.digest,))
             self._db.execute(
                 "INSERT INTO releases (digest, name, version, created, license, publisher, publisher_keys, "
                 "approver_keys, size, text) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(digest) DO UPDATE "
@@ -149,6 +149,21 @@ class Index:
     def removed(self) -> set[str]:
         """Digests an admin removed: not to be indexed again by a restart or a mirror sync."""
         return {d for (d,) in self._db.execute("SELECT digest FROM removed")}
+
+    def removed_refs(self) -> set[tuple[str, str]]:
+        """(name, version) pairs an admin removed: no other digest takes their place either."""
+        return {(n, v) for (n, v) in self._db.execute("SELECT name, version FROM removed")}
+
+    def is_removed(self, digest: str, name: str, version: str) -> bool:
+        row = self._db.execute("SELECT 1 FROM removed WHERE digest=? OR (name=? AND version=?)",
+                               (digest, name, version)).fetchone()
+        return row is not None
+
+    def lift(self, name: str) -> int:
+        """The admin's undo of `remove`: the model's releases may be published (or mirrored) again."""
+        with self._lock:
+            cur = self._db.execute("DELETE FROM removed WHERE name=?", (name,))
+        return cur.rowcount
 
 
 def _escape_like(text: str) -> str:

@@ -50,15 +50,17 @@ def sync(
 
     remote = RegistryClient(upstream)
     report = SyncReport(upstream)
-    held, removed = index.digests(), index.removed()
+    held, removed, removed_refs = index.digests(), index.removed(), index.removed_refs()
+    # Bounded: all_releases stops at a page bound and on a page with nothing new, each
+    # request has a deadline, each download `timeout`; entries are type-checked there.
     for release in remote.all_releases():
         if stop is not None and stop.is_set():
             break
         ref = f"{release['name']}@{release['version']}"
-        if release.get("digest") in held:
+        if release["digest"] in held:
             report.present.append(ref)
             continue
-        if release.get("digest") in removed:
+        if release["digest"] in removed or (release["name"], release["version"]) in removed_refs:
             report.refused.append((ref, "removed from this registry by its admin; not mirrored again"))
             continue
         try:

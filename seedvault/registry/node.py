@@ -7,8 +7,11 @@ used concurrently. Trust decisions are the node's policy's, through Client.judge
 
 from __future__ import annotations
 
+import errno
 import hmac
 import logging
+import os
+import secrets
 import shutil
 import time
 from dataclasses import dataclass, field
@@ -16,8 +19,18 @@ from pathlib import Path
 from typing import Any
 
 from seedvault.client import Client
-from seedvault.errors import Error, IntegrityError, NotFoundError, PolicyError
-from seedvault.manifest import check_model_name, check_relative_path, check_version
+from seedvault.errors import (
+    BusyError,
+    Error,
+    InsufficientStorageError,
+    IntegrityError,
+    NotFoundError,
+    PolicyError,
+    RemovedError,
+    TransferError,
+    UnauthorizedError,
+)
+from seedvault.manifest import Manifest, check_model_name, check_relative_path, check_version
 from seedvault.p2p import Swarm, SwarmConfig, torrent_bytes
 from seedvault.registry.config import NodeConfig
 from seedvault.registry.index import Index, Release
@@ -25,7 +38,10 @@ from seedvault.registry.tracker import Tracker
 from seedvault.signing import Envelope, Verdict, evaluate
 from seedvault.swarming import start_seeding, stored_layers
 
-UPLOAD_TTL = 3600.0  # seconds without a byte before an unfinished upload is dropped
+UPLOAD_TTL = 900.0  # seconds without a request before an unfinished upload is dropped
+STAGING_SUFFIX = ".upload"  # upload staging under the vault's incoming/ (pulls use other names there)
+# What a full disk or a file-size limit looks like: the client is told, nothing half-written is kept.
+_STORAGE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
 UNSEEDABLE_RETRY = 600.0  # seconds before a release that failed verification is checked again
 log = logging.getLogger("seedvault.registry")
 
@@ -35,6 +51,8 @@ class _Upload:
     envelope: Envelope
     verdict: Verdict
     staging: Path
+    token: str  # the pusher's secret: only it may add files to, or abort, this session
+    parts: Path  # each PUT's temporary file, beside (never inside) the staging that is verified
     received: set[str] = field(default_factory=set)
     touched: float = field(default_factory=time.monotonic)
 
@@ -46,11 +64,14 @@ class Node:
         self.index = Index(self.client.paths.data_dir / "registry.db")
         self.tracker = Tracker()
         self.swarm: Swarm | None = None
-        self._uploads: dict[str, _Upload] = {}
+        self._uploads: list[_Upload] = []  # bounded by config.max_uploads
         self._envelopes: dict[tuple[str, str], bytes] = {}  # hot path of GET .../envelope
         self._seeding: dict[str, Any] = {}  # ref -> libtorrent handle of the node's own seed
         self._unseedable: dict[str, float] = {}  # ref -> when seeding it was refused (damaged)
+        self._info_hashes: dict[str, bytes] = {}  # digest -> tracker info-hash of each indexed release
         self._reindex()
+        self._sweep_staging()
+        self._sync_tracker()
 
     def _reindex(self) -> None:
         """Index whatever the vault holds that the node's policy accepts (e.g. after restart)."""
@@ -99,16 +120,28 @@ class Node:
                    and now - self._unseedable.get(ref, -UNSEEDABLE_RETRY) >= UNSEEDABLE_RETRY]
             if new:
                 self._start_seeding(new)
-        now = time.monotonic()
-        for digest in [d for d, u in self._uploads.items() if now - u.touched > UPLOAD_TTL]:
-            shutil.rmtree(self._uploads.pop(digest).staging, ignore_errors=True)
+        self._drop_idle_uploads()
+        self._sweep_staging()
+        self._sync_tracker()
+
+    def _sync_tracker(self) -> None:
+        """The tracker keeps swarms for exactly the releases indexed (yanked ones still serve)."""
+        digests = self.index.digests()
+        for digest in digests - self._info_hashes.keys():
+            try:
+                self._info_hashes[digest] = _tracker_hash(self.client.vault.get(digest).manifest)
+            except Error:  # a damaged stored release: not served, so not tracked
+                continue
+        for digest in self._info_hashes.keys() - digests:
+            del self._info_hashes[digest]
+        self.tracker.serve(self._info_hashes.values())
 
     def close(self) -> None:
         if self.swarm is not None:
             self.swarm.close()
             self.swarm = None
-        for upload in self._uploads.values():
-            shutil.rmtree(upload.staging, ignore_errors=True)
+        for upload in list(self._uploads):
+            self._drop(upload)
         self.index.close()
         self.client.close()
 
@@ -116,9 +149,8 @@ class Node:
         if self.swarm is None:
             return
         entry = self.client.vault.resolve(ref)
-        info_hash = bytes.fromhex(entry.manifest.torrent.info_hash_v2)[:20]  # BEP 52: truncated for trackers
         host, port = self.swarm.endpoint
-        self.tracker.add_static(info_hash, host, port)
+        self.tracker.add_static(_tracker_hash(entry.manifest), host, port)
 
     def seed_ref(self, ref: str) -> None:
         if self.swarm is not None and ref not in self._seeding:
@@ -185,61 +217,135 @@ class Node:
         return self.client.vault.snapshot_dir(manifest) / path
 
     # ---- publishing -------------------------------------------------------------------------
+    # An upload is a session owned by whoever opened it: `POST /v1/envelopes` answers a
+    # secret token that every later step must present, so nobody else can touch its files.
+    # Each PUT writes a temporary file of its own; only the node worker moves a complete one
+    # into the session's staging, and admission (verify, then rename into the vault) runs on
+    # that same worker, so no request can write to a file once it is being verified.
+
     def begin_upload(self, raw: bytes) -> dict[str, Any]:
         """Step 1: the envelope. Judged under the node's policy before any byte is accepted."""
         envelope = Envelope.from_json(raw, "uploaded envelope")
         verdict = self.client.judge(envelope)
         manifest = verdict.manifest
-        if envelope.digest in self.index.digests():
+        if self.index.is_removed(envelope.digest, manifest.name, manifest.version):
+            raise RemovedError(f"{manifest.ref} was removed from this registry by its admin; "
+                               "expected a release that was not removed, found a removed one",
+                               hint="ask the registry's admin to lift the removal first")
+        if self.index.has(envelope.digest):
             return {"digest": envelope.digest, "status": "present", "needed": []}
-        staging = self.client.vault.incoming / f"{envelope.digest}.upload"
-        staging.mkdir(parents=True, exist_ok=True)
-        upload = self._uploads.setdefault(envelope.digest, _Upload(envelope, verdict, staging))
-        upload.touched = time.monotonic()
-        needed = [{"path": f.path, "size": f.size} for f in manifest.files if f.path not in upload.received]
-        return {"digest": envelope.digest, "status": "uploading", "needed": needed,
+        self._check_capacity(manifest)
+        token = secrets.token_urlsafe(32)
+        session = f"{envelope.digest}.{secrets.token_hex(8)}"
+        staging = self.client.vault.incoming / f"{session}{STAGING_SUFFIX}"
+        parts = self.client.vault.incoming / f"{session}.parts{STAGING_SUFFIX}"
+        staging.mkdir(parents=True)
+        parts.mkdir()
+        self._uploads.append(_Upload(envelope, verdict, staging, token, parts))
+        needed = [{"path": f.path, "size": f.size} for f in manifest.files]
+        return {"digest": envelope.digest, "status": "uploading", "needed": needed, "upload_token": token,
                 "upload_url": f"{self.config.base_url}/v1/uploads/{envelope.digest}/"}
 
-    def upload_target(self, digest: str, path: str) -> tuple[Path, int]:
-        """Where an uploaded file goes, and the exact size the manifest allows for it."""
-        upload = self._uploads.get(digest)
-        if upload is None:
-            raise NotFoundError(f"no upload in progress for digest {digest}",
-                                hint="POST the envelope to /v1/envelopes first")
+    def _check_capacity(self, manifest: Manifest) -> None:
+        """Refuse a new upload the node could not hold: too many sessions, the staging quota,
+        or the free disk space (507 before a byte is sent, rather than a disk full later)."""
+        self._drop_idle_uploads()
+        if len(self._uploads) >= self.config.max_uploads:
+            raise BusyError(f"this registry has {len(self._uploads)} uploads in progress, its bound; "
+                            "expected fewer", hint="retry in a few minutes")
+        staged = sum(u.verdict.manifest.total_size for u in self._uploads)
+        quota = self.config.max_staging_bytes
+        if quota is not None and staged + manifest.total_size > quota:
+            raise InsufficientStorageError(
+                f"{manifest.ref}: needs {manifest.total_size} bytes of upload staging; this registry allows "
+                f"{quota} at once and {staged} are in use",
+                hint="retry later, or ask the admin to raise max_staging_bytes")
+        free = shutil.disk_usage(self.client.vault.incoming).free
+        if free < manifest.total_size:
+            raise InsufficientStorageError(
+                f"{manifest.ref}: needs {manifest.total_size} bytes, the registry's disk has {free} free",
+                hint="ask the registry's admin to free disk space")
+
+    def _session(self, digest: str, token: str | None) -> _Upload:
+        """The caller's own upload session; the token is compared in constant time."""
+        if token is None:
+            raise UnauthorizedError(f"upload {digest}: expected 'Authorization: Bearer <upload token>' "
+                                    "(from POST /v1/envelopes), found none")
+        presented = token.encode("utf-8", "surrogateescape")
+        match = None
+        for upload in self._uploads:
+            if upload.envelope.digest == digest and hmac.compare_digest(presented, upload.token.encode()):
+                match = upload
+        if match is None:
+            raise NotFoundError(f"no upload in progress for digest {digest} under this token",
+                                hint="POST the envelope to /v1/envelopes to start one (an upload idle for "
+                                     f"{int(UPLOAD_TTL)} s is dropped)")
+        match.touched = time.monotonic()
+        return match
+
+    def upload_part(self, digest: str, path: str, token: str | None) -> tuple[Path, int]:
+        """A fresh temporary file for one PUT of `path`, and the exact size the manifest allows."""
+        upload = self._session(digest, token)
         check_relative_path(path, "upload path")
-        upload.touched = time.monotonic()
         entry = next((f for f in upload.verdict.manifest.files if f.path == path), None)
         if entry is None:
             raise IntegrityError(f"{upload.verdict.manifest.ref} lists no file {path!r}; refusing the upload")
+        return upload.parts / secrets.token_hex(8), entry.size
+
+    def file_received(self, digest: str, path: str, token: str | None, part: Path) -> dict[str, Any]:
+        """Step 2: after each file, its complete temporary copy is moved into the session's
+        staging. When all files are in, verify and admit, atomically."""
+        upload = self._session(digest, token)
+        manifest = upload.verdict.manifest
+        if self.index.has(digest):  # another pusher's session published the same release first
+            self._drop(upload)
+            return {"digest": digest, "status": "present", "ref": manifest.ref}
+        if self.index.is_removed(digest, manifest.name, manifest.version):  # removed while uploading
+            self._drop(upload)
+            raise RemovedError(f"{manifest.ref} was removed from this registry by its admin during the upload",
+                               hint="ask the registry's admin to lift the removal first")
         target = upload.staging / path
         target.parent.mkdir(parents=True, exist_ok=True)
-        return target, entry.size
-
-    def file_received(self, digest: str, path: str) -> dict[str, Any]:
-        """Step 2: after each file. When all are in, verify and admit, atomically."""
-        upload = self._uploads.get(digest)
-        if upload is None:  # a concurrent upload of the same release completed it first
-            raise NotFoundError(f"no upload in progress for digest {digest}; it may have just been published",
-                                hint="GET the release to check")
+        os.replace(part, target)
         upload.received.add(path)
-        manifest = upload.verdict.manifest
         missing = [f.path for f in manifest.files if f.path not in upload.received]
         if missing:
             return {"digest": digest, "status": "uploading", "needed": missing}
         try:
             admitted = self.client.admit_staged(upload.envelope, upload.verdict, upload.staging)
+        except OSError as exc:
+            raise storage_error(exc, manifest.ref) from None
         finally:
-            del self._uploads[digest]
-            shutil.rmtree(upload.staging, ignore_errors=True)
+            self._drop(upload)
         self.index.put(manifest, admitted.verdict)
+        self.tracker.add_hash(_tracker_hash(manifest))
         self.seed_ref(manifest.ref)
         return {"digest": digest, "status": "published", "ref": manifest.ref, "verdict": admitted.verdict.to_dict()}
 
-    def abort_upload(self, digest: str, path: str) -> None:
-        upload = self._uploads.get(digest)
-        if upload is not None:
-            upload.received.discard(path)
-            (upload.staging / path).unlink(missing_ok=True)
+    def abort_upload(self, digest: str, token: str | None) -> dict[str, Any]:
+        """The pusher gives up its own session (nobody else can)."""
+        self._drop(self._session(digest, token))
+        return {"digest": digest, "status": "aborted"}
+
+    def _drop(self, upload: _Upload) -> None:
+        if upload in self._uploads:
+            self._uploads.remove(upload)
+        shutil.rmtree(upload.staging, ignore_errors=True)
+        shutil.rmtree(upload.parts, ignore_errors=True)
+
+    def _drop_idle_uploads(self) -> None:
+        now = time.monotonic()
+        for upload in [u for u in self._uploads if now - u.touched > UPLOAD_TTL]:
+            self._drop(upload)
+
+    def _sweep_staging(self) -> None:
+        """Upload staging no live session owns and untouched for UPLOAD_TTL (a crash, a kill)
+        goes: sessions live in memory, so nothing else will ever finish it."""
+        live = {u.staging for u in self._uploads} | {u.parts for u in self._uploads}
+        cutoff = time.time() - UPLOAD_TTL
+        for staging in self.client.vault.incoming.glob(f"*{STAGING_SUFFIX}"):
+            if staging not in live and _newest_mtime(staging) < cutoff:
+                shutil.rmtree(staging, ignore_errors=True)
 
     # ---- approvals ------------------------------------------------------------------------
     def approve(self, name: str, version: str, raw: bytes) -> dict[str, Any]:
@@ -263,12 +369,13 @@ class Node:
         token = self.config.admin_token
         if not token:
             raise PolicyError("admin operations are disabled on this registry (no admin_token configured)")
-        scheme, _, presented = (authorization or "").strip().partition(" ")
-        bearer = scheme.lower() == "bearer"  # RFC 6750; the scheme name is case-insensitive
-        if not bearer or not hmac.compare_digest(presented.strip().encode(), token.encode()):
-            found = ("found none" if not authorization else "found a wrong token" if bearer
-                     else "found a header without the Bearer scheme")  # never echo what was sent
-            raise PolicyError(f"admin operation: expected 'Authorization: Bearer <admin token>', {found}")
+        presented = bearer_token(authorization)
+        # Headers arrive as UTF-8 with surrogate escapes: any byte sequence compares, none raises.
+        if presented is None or not hmac.compare_digest(presented.encode("utf-8", "surrogateescape"),
+                                                        token.encode()):
+            found = ("found none" if not authorization else "found a wrong token" if presented is not None
+                     else "found no Bearer token in the header")  # never echo what was sent
+            raise UnauthorizedError(f"admin operation: expected 'Authorization: Bearer <admin token>', {found}")
 
     def yank(self, name: str, version: str) -> dict[str, Any]:
         self.release(name, version)
@@ -286,7 +393,16 @@ class Node:
             handle = self._seeding.pop(ref)
             if self.swarm is not None:
                 self.swarm.remove(handle)  # a removed model is no longer served by any route
+        self._sync_tracker()
         return {"name": name, "removed_versions": removed}
+
+    def lift_removal(self, name: str) -> dict[str, Any]:
+        """The admin lifts a removal: the model's releases may be pushed or mirrored again."""
+        check_model_name(name)
+        lifted = self.index.lift(name)
+        if not lifted:
+            raise NotFoundError(f"{name} has no removal to lift on this registry")
+        return {"name": name, "lifted_versions": lifted}
 
     def versions(self, name: str) -> list[dict[str, Any]]:
         check_model_name(name)
@@ -294,3 +410,32 @@ class Node:
         if not releases:
             raise NotFoundError(f"{name} is not on this registry")
         return [r.to_dict() for r in releases]
+
+
+def _tracker_hash(manifest: Manifest) -> bytes:
+    return bytes.fromhex(manifest.torrent.info_hash_v2)[:20]  # BEP 52: truncated for trackers
+
+
+def bearer_token(authorization: str | None) -> str | None:
+    """The credential of an `Authorization: Bearer <token>` header (RFC 6750; the scheme name
+    is case-insensitive), or None when there is none."""
+    scheme, _, presented = (authorization or "").strip().partition(" ")
+    if scheme.lower() != "bearer" or not presented.strip():
+        return None
+    return presented.strip()
+
+
+def storage_error(exc: OSError, what: str) -> Error:
+    """A disk that cannot hold `what` as the error a client can act on (507), any other
+    OSError as a transfer failure; never a 500 with a traceback."""
+    if exc.errno in _STORAGE_ERRNOS:
+        return InsufficientStorageError(f"{what}: the registry could not store it ({os.strerror(exc.errno or 0)}); "
+                                        "nothing of it was kept", hint="ask the registry's admin to free disk space")
+    return TransferError(f"{what}: the registry failed to write it ({exc.strerror or 'I/O error'})")
+
+
+def _newest_mtime(directory: Path) -> float:
+    try:
+        return max([directory.stat().st_mtime] + [p.stat().st_mtime for p in directory.rglob("*")])
+    except OSError:  # vanished while looking: nothing to sweep
+        return float("inf")
