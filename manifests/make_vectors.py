@@ -1138,9 +1138,7 @@ def run_files(data: dict[str, Any]) -> Any:
 # Vectors whose verdict the spec fixes but the reference implementation does not reach yet,
 # with the work that closes the gap. tests/test_vectors.py marks them as strict expected
 # failures, so the day the gap closes the entry must go.
-KNOWN_GAPS = {
-    "invalid-files-sha256-mismatch": "issue 8 item 16: every admission checks SHA-256 as well as the pieces root",
-}
+KNOWN_GAPS: dict[str, str] = {}  # none today: issue 8 closed the SHA-256 gap
 
 
 def check_files(vector: Vector) -> None:

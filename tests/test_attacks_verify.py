@@ -412,8 +412,8 @@ def test_bundle_json_contradicting_envelope_refused(receiver: Client, bundle: Pa
 def test_bundle_json_with_duplicate_member_refused(receiver: Client, bundle: Path) -> None:
     (bundle / "bundle.json").write_text('{"format": "seedvault-bundle/1", "ref": "acme/tiny@1.0", '
                                         '"ref": "acme/other@9"}')
-    with pytest.raises(ManifestError, match=r"bundle.json: expected a JSON object, found invalid JSON "
-                       r"\(member 'ref' appears twice\)"):
+    with pytest.raises(ManifestError, match=r"bundle.json: expected each member name once per object, "
+                       r"found 'ref' twice"):
         import_bundle(receiver, bundle)
     assert_vault_clean(receiver)
 

@@ -565,9 +565,8 @@ def test_countersignature_by_non_approver_refused(setup: Setup, pub_key: Private
     assert_refused(request(node.url, "POST", url, again.to_json(), headers=JSON), 403, "new signature")
     before = index_state(node)
     payload = release.envelope.payload
-    for key in (stranger_key, p256_key):  # unknown; trusted, but as a publisher only
-        answer = request(node.url, "POST", url, Envelope(payload).sign(key).to_json(), headers=JSON)
-        assert_refused(answer, 403, "not a trusted approver")
+    answer = request(node.url, "POST", url, Envelope(payload).sign(stranger_key).to_json(), headers=JSON)
+    assert_refused(answer, 403, "expected at least one new signature", "key not in the local trust policy")
     unsigned = Envelope(payload)
     assert_refused(request(node.url, "POST", url, unsigned.to_json(), headers=JSON), 403, "new signature")
     bad_sig = Envelope(payload, signatures=(Signature(approver_key.key_id, b"\x00" * 64),))
@@ -579,12 +578,15 @@ def test_countersignature_by_non_approver_refused(setup: Setup, pub_key: Private
                            Envelope(payload).sign(approver_key).to_json(), headers=JSON), 404)
     assert index_state(node) == before
 
+    # A second trusted publisher's signature counts as what it is: a co-publisher, not an approval.
+    cosigned = setup.registry.approve(NAME, "1.0", Envelope(payload).sign(p256_key))
+    assert cosigned["verdict"]["approvers"] == 0 and cosigned["verdict"]["publishers"] == 2
     result = setup.registry.approve(NAME, "1.0", Envelope(payload).sign(approver_key))
-    assert result["verdict"]["approvers"] == 1 and result["verdict"]["publishers"] == 1
+    assert result["verdict"]["approvers"] == 1 and result["verdict"]["publishers"] == 2
     listed = setup.registry.search()
     assert listed[0]["approver_keys"] == [approver_key.key_id]
-    served = setup.registry.envelope(NAME, "1.0")  # the countersignature is served with the envelope
-    assert {s.keyid for s in served.signatures} == {pub_key.key_id, approver_key.key_id}
+    served = setup.registry.envelope(NAME, "1.0")  # the countersignatures are served with the envelope
+    assert {s.keyid for s in served.signatures} == {pub_key.key_id, p256_key.key_id, approver_key.key_id}
     detail = request(node.url, "GET", f"/v1/models/{NAME}/1.0").json()
     assert detail["verdict"]["approvers"] == 1
 

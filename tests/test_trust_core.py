@@ -320,3 +320,21 @@ def test_oversize_envelope_is_one_class_everywhere(tmp_path: Path, publisher: Cl
     shutil.copyfile(big, source / "envelope.json")
     code, _out, err = cli(home_of(publisher), "import", str(source))
     assert code != 0 and "Traceback" not in err
+
+
+def test_readme_error_table_is_the_hierarchy() -> None:
+    """The README's table of exit codes and HTTP statuses is what the classes carry."""
+    import re
+
+    import seedvault.errors as errors
+
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    rows = {m[1]: (int(m[2]), int(m[3])) for m in re.finditer(r"^\| `(\w+)` \| (\d+) \| (\d+) \|", readme, re.M)}
+
+    def hierarchy(cls: type[Error]) -> Iterator[type[Error]]:
+        yield cls
+        for sub in cls.__subclasses__():
+            yield from hierarchy(sub)
+
+    actual = {c.__name__: (c.exit_code, c.http_status) for c in hierarchy(errors.Error)}
+    assert rows == actual

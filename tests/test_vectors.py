@@ -105,7 +105,7 @@ file_verdicts = [p for p in VECTORS if "expected_files" in load(p)]
 # Verdicts the spec fixes and the reference implementation does not reach yet (the same list
 # as KNOWN_GAPS in manifests/make_vectors.py): strict expected failures, so closing a gap
 # makes the test fail until the entry is removed.
-KNOWN_GAPS = {"invalid-files-sha256-mismatch": "issue 8 item 16: admission checks SHA-256 too"}
+KNOWN_GAPS: dict[str, str] = {}
 
 
 def test_required_vectors_present() -> None:

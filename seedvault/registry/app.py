@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import os
 import stat
@@ -39,6 +40,7 @@ from seedvault.registry.node import Node, bearer_token, storage_error
 from seedvault.registry.openapi import OPENAPI
 from seedvault.registry.tracker import AnnounceError, failure
 from seedvault.settings import READ_CHUNK
+from seedvault.signing import Envelope
 
 log = logging.getLogger("seedvault.registry")
 T = TypeVar("T")
@@ -48,6 +50,9 @@ CONFIG = web.AppKey("config", NodeConfig)
 NODE = web.AppKey("node", Node)
 WORKER = web.AppKey("worker", ThreadPoolExecutor)
 SYNCER = web.AppKey("syncer", ThreadPoolExecutor)
+# One thread that parses and judges envelopes from outside: a flood of heavy ones queues
+# there, while searches and downloads keep the node's worker to themselves.
+SCREENER = web.AppKey("screener", ThreadPoolExecutor)
 STOPPING = web.AppKey("stopping", threading.Event)
 MAX_QUERY_TEXT = 256  # characters of a search filter
 RETRY_AFTER = "5"  # seconds, on a 503: the bounds that answer it free up as requests finish
@@ -56,6 +61,12 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 async def _run(request: web.Request, fn: Callable[..., T], *args: Any) -> T:
     return await asyncio.get_running_loop().run_in_executor(request.app[WORKER], fn, *args)
+
+
+async def _screen(request: web.Request, body: bytes, source: str, *, release: bool) -> Envelope:
+    """Parse (and judge) an envelope on the screening thread, never on the node's worker."""
+    screen = functools.partial(request.app[NODE].screen, body, source, release=release)
+    return await asyncio.get_running_loop().run_in_executor(request.app[SCREENER], screen)
 
 
 def error_json(status: int, kind: str, message: str, hint: str | None = None,
@@ -268,7 +279,8 @@ async def torrent(request: web.Request) -> web.Response:
 async def begin_upload(request: web.Request) -> web.Response:
     node = request.app[NODE]
     async with _json_body(request) as body:
-        result = await _run(request, node.begin_upload, body)
+        envelope = await _screen(request, body, "uploaded envelope", release=True)
+    result = await _run(request, node.begin_upload, envelope)
     return web.json_response(result, status=200 if result["status"] == "present" else 202)
 
 
@@ -318,7 +330,8 @@ async def approve(request: web.Request) -> web.Response:
     name, version = _model(request)
     node = request.app[NODE]
     async with _json_body(request) as body:
-        return web.json_response(await _run(request, node.approve, name, version, body))
+        offered = await _screen(request, body, "approval", release=False)
+    return web.json_response(await _run(request, node.approve, name, version, offered))
 
 
 async def yank(request: web.Request) -> web.Response:
@@ -403,6 +416,8 @@ async def _node_ctx(app: web.Application) -> AsyncIterator[None]:
     await loop.run_in_executor(worker, node.start_swarm)
     syncer = ThreadPoolExecutor(1, thread_name_prefix="seedvault-mirror")
     app[SYNCER] = syncer
+    screener = ThreadPoolExecutor(1, thread_name_prefix="seedvault-screen")
+    app[SCREENER] = screener
     app[STOPPING] = threading.Event()
     pump = asyncio.create_task(_pump(app))
     try:
@@ -415,6 +430,7 @@ async def _node_ctx(app: web.Application) -> AsyncIterator[None]:
         # vault and index it uses.
         app[STOPPING].set()
         await loop.run_in_executor(None, syncer.shutdown, True)
+        await loop.run_in_executor(None, screener.shutdown, True)
         await loop.run_in_executor(worker, node.close)
         worker.shutdown(wait=True)
 

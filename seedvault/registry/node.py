@@ -223,9 +223,21 @@ class Node:
     # into the session's staging, and admission (verify, then rename into the vault) runs on
     # that same worker, so no request can write to a file once it is being verified.
 
-    def begin_upload(self, raw: bytes) -> dict[str, Any]:
-        """Step 1: the envelope. Judged under the node's policy before any byte is accepted."""
-        envelope = Envelope.from_json(raw, "uploaded envelope")
+    def screen(self, raw: bytes, source: str, *, release: bool) -> Envelope:
+        """An envelope from outside, parsed (at most MAX_SIGNATURES signatures) and, for a
+        `release`, judged under the node's policy alone; an approval carries no publisher
+        signature, so it is judged when merged.
+
+        Touches no vault or index, so it runs on its own thread (see app.py): a pile of junk
+        is refused there and never holds up the node's worker, which serves every search."""
+        envelope = Envelope.from_json(raw, source)
+        if release:
+            evaluate(envelope, self.client.policy)
+        return envelope
+
+    def begin_upload(self, envelope: Envelope) -> dict[str, Any]:
+        """Step 1: the envelope (see `screen`). Judged with the vault's memory before any
+        byte is accepted."""
         verdict = self.client.judge(envelope)
         manifest = verdict.manifest
         if self.index.is_removed(envelope.digest, manifest.name, manifest.version):
@@ -348,11 +360,10 @@ class Node:
                 shutil.rmtree(staging, ignore_errors=True)
 
     # ---- approvals ------------------------------------------------------------------------
-    def approve(self, name: str, version: str, raw: bytes) -> dict[str, Any]:
+    def approve(self, name: str, version: str, offered: Envelope) -> dict[str, Any]:
         """Accept new signatures over the stored payload (approvals, another publisher's) by
         keys the node's policy trusts for this model; anything else is refused, never kept."""
         release = self.release(name, version)
-        offered = Envelope.from_json(raw, "approval")
         if offered.digest != release.digest:
             raise IntegrityError(
                 f"approval for {name}@{version}: expected a signature over the stored payload "
