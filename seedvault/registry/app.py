@@ -14,13 +14,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import logging
+import multiprocessing
 import os
 import stat
 import threading
 from collections.abc import AsyncIterator, Awaitable, Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import unquote_to_bytes
@@ -36,7 +37,7 @@ from seedvault.errors import (
 from seedvault.manifest import check_model_name, check_version
 from seedvault.registry.config import MAX_JSON_BODY, NodeConfig
 from seedvault.registry.mirror import sync
-from seedvault.registry.node import Node, bearer_token, storage_error
+from seedvault.registry.node import Node, bearer_token, screen, storage_error
 from seedvault.registry.openapi import OPENAPI
 from seedvault.registry.tracker import AnnounceError, failure
 from seedvault.settings import READ_CHUNK
@@ -50,9 +51,6 @@ CONFIG = web.AppKey("config", NodeConfig)
 NODE = web.AppKey("node", Node)
 WORKER = web.AppKey("worker", ThreadPoolExecutor)
 SYNCER = web.AppKey("syncer", ThreadPoolExecutor)
-# One thread that parses and judges envelopes from outside: a flood of heavy ones queues
-# there, while searches and downloads keep the node's worker to themselves.
-SCREENER = web.AppKey("screener", ThreadPoolExecutor)
 STOPPING = web.AppKey("stopping", threading.Event)
 MAX_QUERY_TEXT = 256  # characters of a search filter
 RETRY_AFTER = "5"  # seconds, on a 503: the bounds that answer it free up as requests finish
@@ -63,10 +61,43 @@ async def _run(request: web.Request, fn: Callable[..., T], *args: Any) -> T:
     return await asyncio.get_running_loop().run_in_executor(request.app[WORKER], fn, *args)
 
 
+class Screener:
+    """One process that parses and judges envelopes from outside: a flood of heavy ones
+    queues there, on the other core, while searches and downloads keep the node's worker
+    and the GIL to themselves (a thread was not enough: parsing 16 MiB of junk holds the GIL).
+
+    spawn, not fork: the node process runs libtorrent and worker threads, which a forked
+    child would inherit half-copied. A process that died (killed, out of memory) is replaced
+    for the next request; the request it had is answered 503, never with an unchecked envelope."""
+
+    def __init__(self) -> None:
+        self._pool = self._start()
+
+    @staticmethod
+    def _start() -> ProcessPoolExecutor:
+        return ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"))
+
+    async def screen(self, raw: bytes, source: str, policy_file: Path | None) -> Envelope:
+        pool = self._pool
+        try:
+            return await asyncio.get_running_loop().run_in_executor(pool, screen, raw, source, policy_file)
+        except BrokenProcessPool:
+            if self._pool is pool:
+                self._pool = self._start()
+            raise BusyError("the registry's envelope checker stopped; expected it running, found it gone",
+                            hint="retry in a moment") from None
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True, cancel_futures=True)
+
+
+SCREENER = web.AppKey("screener", Screener)
+
+
 async def _screen(request: web.Request, body: bytes, source: str, *, release: bool) -> Envelope:
-    """Parse (and judge) an envelope on the screening thread, never on the node's worker."""
-    screen = functools.partial(request.app[NODE].screen, body, source, release=release)
-    return await asyncio.get_running_loop().run_in_executor(request.app[SCREENER], screen)
+    """Parse (and, for a release, judge) an envelope in the screening process."""
+    policy_file = request.app[NODE].client.paths.policy_file if release else None
+    return await request.app[SCREENER].screen(body, source, policy_file)
 
 
 def error_json(status: int, kind: str, message: str, hint: str | None = None,
@@ -416,8 +447,7 @@ async def _node_ctx(app: web.Application) -> AsyncIterator[None]:
     await loop.run_in_executor(worker, node.start_swarm)
     syncer = ThreadPoolExecutor(1, thread_name_prefix="seedvault-mirror")
     app[SYNCER] = syncer
-    screener = ThreadPoolExecutor(1, thread_name_prefix="seedvault-screen")
-    app[SCREENER] = screener
+    app[SCREENER] = Screener()
     app[STOPPING] = threading.Event()
     pump = asyncio.create_task(_pump(app))
     try:
@@ -430,7 +460,7 @@ async def _node_ctx(app: web.Application) -> AsyncIterator[None]:
         # vault and index it uses.
         app[STOPPING].set()
         await loop.run_in_executor(None, syncer.shutdown, True)
-        await loop.run_in_executor(None, screener.shutdown, True)
+        await loop.run_in_executor(None, app[SCREENER].close)
         await loop.run_in_executor(worker, node.close)
         worker.shutdown(wait=True)
 

@@ -35,7 +35,7 @@ from seedvault.p2p import Swarm, SwarmConfig, torrent_bytes
 from seedvault.registry.config import NodeConfig
 from seedvault.registry.index import Index, Release
 from seedvault.registry.tracker import Tracker
-from seedvault.signing import Envelope, Verdict, evaluate
+from seedvault.signing import Envelope, TrustPolicy, Verdict, evaluate
 from seedvault.swarming import start_seeding, stored_layers
 
 UPLOAD_TTL = 900.0  # seconds without a request before an unfinished upload is dropped
@@ -55,6 +55,19 @@ class _Upload:
     parts: Path  # each PUT's temporary file, beside (never inside) the staging that is verified
     received: set[str] = field(default_factory=set)
     touched: float = field(default_factory=time.monotonic)
+
+
+def screen(raw: bytes, source: str, policy_file: Path | None) -> Envelope:
+    """An envelope from outside, parsed (at most MAX_SIGNATURES signatures) and, given the
+    policy file of a node, judged under that policy alone (an approval carries no publisher
+    signature: it is judged when merged, so it gets None).
+
+    Touches no vault, index or open handle: the node runs it in a process of its own (see
+    app.py), so parsing a pile of junk never holds the GIL its searches need."""
+    envelope = Envelope.from_json(raw, source)
+    if policy_file is not None:
+        evaluate(envelope, TrustPolicy.load(policy_file))
+    return envelope
 
 
 class Node:
@@ -222,18 +235,6 @@ class Node:
     # Each PUT writes a temporary file of its own; only the node worker moves a complete one
     # into the session's staging, and admission (verify, then rename into the vault) runs on
     # that same worker, so no request can write to a file once it is being verified.
-
-    def screen(self, raw: bytes, source: str, *, release: bool) -> Envelope:
-        """An envelope from outside, parsed (at most MAX_SIGNATURES signatures) and, for a
-        `release`, judged under the node's policy alone; an approval carries no publisher
-        signature, so it is judged when merged.
-
-        Touches no vault or index, so it runs on its own thread (see app.py): a pile of junk
-        is refused there and never holds up the node's worker, which serves every search."""
-        envelope = Envelope.from_json(raw, source)
-        if release:
-            evaluate(envelope, self.client.policy)
-        return envelope
 
     def begin_upload(self, envelope: Envelope) -> dict[str, Any]:
         """Step 1: the envelope (see `screen`). Judged with the vault's memory before any
