@@ -28,7 +28,6 @@ from seedvault.errors import (
     NotFoundError,
     PolicyError,
     UnsafePathError,
-    UnsafeWeightsError,
     UsageError,
 )
 from seedvault.manifest import (
@@ -40,6 +39,7 @@ from seedvault.manifest import (
     Ref,
     TorrentBinding,
     check_path_set,
+    check_pickles,
     check_relative_path,
     info_hash_v2,
     torrent_name,
@@ -161,11 +161,11 @@ def check_exact_files(base: Path, manifest: Manifest, where: str | None = None) 
 
 def check_weights(base: Path, manifest: Manifest) -> None:
     """Strict safetensors validation of verified files; pickle only if the manifest allows."""
+    check_pickles([f.path for f in manifest.files], "list", f"manifest of {manifest.ref}",
+                  allowed=manifest.allow_pickle)
     for f in manifest.files:
         if f.is_safetensors:
             weights.read_header(base / f.path, f.path)
-        elif f.is_pickle and not manifest.allow_pickle:
-            raise UnsafeWeightsError(f"{f.path}: pickle files can run code on load; refused")
 
 
 class Client:
@@ -228,13 +228,7 @@ class Client:
         """
         directory = Path(directory)
         files = scan_model_dir(directory)
-        pickles = [p for p in files if FileEntry(p, 0, "", None).is_pickle]
-        if pickles and not allow_pickle:
-            raise UnsafeWeightsError(
-                f"{directory}: expected safetensors, found pickle files, which run code when loaded: "
-                f"{listing(pickles)}",
-                hint="convert them to safetensors, or pass --allow-pickle to publish them anyway",
-            )
+        check_pickles(list(files), "publish", str(directory), allowed=allow_pickle)
         links = [self._lineage_link(relation, ref) for relation, ref in lineage]
         license_path = license_file or next((n for n in LICENSE_NAMES if n in files), None)
         if license_path is not None and license_path not in files:
@@ -469,10 +463,7 @@ class Client:
         entry = self.vault.resolve(ref)
         verdict = evaluate(entry.envelope, self.policy)
         manifest = verdict.manifest
-        refused = [f.path for f in manifest.files if f.is_pickle]
-        if refused:
-            raise UnsafeWeightsError(f"{manifest.ref}: refusing to load pickle files ({listing(refused)}): "
-                                     "they can run code when loaded")
+        check_pickles([f.path for f in manifest.files], "load", manifest.ref)
         # Exactly what `verify` checks: no extra file, no link or special file, nothing missing.
         snapshot = self.checked_snapshot(manifest)
         tensor_files = [f for f in manifest.files if f.is_safetensors]

@@ -20,11 +20,12 @@ import unicodedata
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal
 
 from seedvault import _json
 from seedvault._bencode import bencode
 from seedvault._json import describe, quote
+from seedvault._text import listing
 from seedvault.errors import ManifestError, UnsafePathError, UnsafeWeightsError, UsageError
 from seedvault.settings import (
     MAX_COMPONENT_BYTES,
@@ -313,7 +314,7 @@ class FileEntry:
 
     @property
     def is_pickle(self) -> bool:
-        return any(self.path.lower().endswith(s) for s in PICKLE_SUFFIXES)
+        return is_pickle_path(self.path)
 
     @property
     def is_safetensors(self) -> bool:
@@ -649,13 +650,7 @@ class Manifest:
                     f"{self.license.sha256}, found "
                     + ("no such file" if entry is None else f"sha256 {entry.sha256}")
                 )
-        if not self.allow_pickle:
-            pickles = [f.path for f in self.files if f.is_pickle]
-            if pickles:
-                raise UnsafeWeightsError(
-                    f"manifest of {self.ref} lists pickle files {_paths(pickles)}, which can run code when "
-                    "loaded; expected none unless the publisher set allow_pickle"
-                )
+        check_pickles([f.path for f in self.files], "list", f"manifest of {self.ref}", allowed=self.allow_pickle)
         computed = self.computed_info_hash_v2()
         if computed != self.torrent.info_hash_v2:
             raise ManifestError(
@@ -676,6 +671,30 @@ MAX_LINEAGE = 1024
 
 def _raise(exc: Exception) -> Any:
     raise exc
+
+
+def is_pickle_path(path: str) -> bool:
+    return any(path.lower().endswith(s) for s in PICKLE_SUFFIXES)
+
+
+def check_pickles(paths: Sequence[str], use: Literal["publish", "list", "load"], subject: str, *,
+                  allowed: bool = False) -> None:
+    """The pickle rule, in one place. Pickle files run code when loaded, so a release lists
+    them only if its publisher set allow_pickle (`publish` a directory; `list`: a manifest at
+    admission, verify and check), and seedvault itself never loads one (`load`: never allowed)."""
+    pickles = [p for p in paths if is_pickle_path(p)]
+    if not pickles or (allowed and use != "load"):
+        return
+    if use == "publish":
+        raise UnsafeWeightsError(
+            f"{subject}: expected safetensors, found pickle files, which run code when loaded: {listing(pickles)}",
+            hint="convert them to safetensors, or pass --allow-pickle to publish them anyway")
+    if use == "load":
+        raise UnsafeWeightsError(
+            f"{subject}: refusing to load pickle files ({listing(pickles)}): they can run code when loaded",
+            hint="seedvault never loads pickle; if you trust the publisher, load the files of snapshot_path yourself")
+    raise UnsafeWeightsError(f"{subject} lists pickle files {_paths(pickles)}, which can run code when loaded; "
+                             "expected none unless the publisher set allow_pickle")
 
 
 def _paths(paths: Sequence[str], limit: int = 5) -> str:
