@@ -94,17 +94,6 @@ def _is_count(value: object) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and value >= 0
 
 
-def unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    """`json.loads` hook refusing a key given twice. Kept for callers outside the package's
-    readers; seedvault itself reads JSON with `seedvault._json`, which does this and more."""
-    out: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in out:
-            raise ValueError(f"expected each member name once per object, found {quote(key)} twice")
-        out[key] = value
-    return out
-
-
 def _extra(data: Mapping[str, Any], known: set[str]) -> dict[str, Any]:
     return {k: v for k, v in data.items() if k not in known}
 

@@ -8,6 +8,8 @@ Real nodes on 127.0.0.1, real vaults and SQLite, the real CLI.
 
 from __future__ import annotations
 
+import base64
+import json
 import os
 import shutil
 import threading
@@ -281,7 +283,7 @@ def test_lying_registry_cannot_choose_a_foreign_exception_class(
     """A registry's refusal is rebuilt as seedvault's class of that name, never another
     Python class; its text is cut, whatever the registry sends."""
     import asyncio
-    import json
+
 
     body = json.dumps({"error": {"type": kind, "message": "x" * size, "hint": "y" * size}}).encode()
     lying = LyingRegistry(status, body)
@@ -338,3 +340,40 @@ def test_readme_error_table_is_the_hierarchy() -> None:
 
     actual = {c.__name__: (c.exit_code, c.http_status) for c in hierarchy(errors.Error)}
     assert rows == actual
+
+
+@pytest.mark.timeout(120)
+def test_heavy_junk_envelope_refused_by_size_before_any_check(
+        tmp_path: Path, nodes: list[NodeServer], pub_key: PrivateKey, stranger_key: PrivateKey) -> None:
+    """The attack of the review: the public envelope padded with thousands of signatures
+    under the trusted key id, posted as a release and as an approval. Refused 413 by count
+    (in the screening process, off the node's worker), nothing stored; a killed screening
+    process is replaced, and the request it had is a 503, never an unchecked admission."""
+    import signal
+
+    from seedvault.registry.app import SCREENER
+
+    with Client(make_home(tmp_path / "publisher", policy((pub_key, "publisher")))) as publisher:
+        release = publish(publisher, tmp_path, pub_key, NAME)
+    home = make_home(tmp_path / "node", policy((pub_key, "publisher")))
+    node = start(nodes, home)
+    registry = RegistryClient(node.url)
+    registry.push(release.envelope, release.snapshot)
+    doc = release.envelope.to_dict()  # built by hand: seedvault itself never writes more than 64
+    doc["signatures"] += [{"keyid": pub_key.key_id, "sig": base64.b64encode(os.urandom(64)).decode()}
+                          for _ in range(10_000)]
+    heavy = json.dumps(doc).encode()
+    for path in ("/v1/envelopes", f"/v1/models/{NAME}/1.0/approvals"):
+        answer = request(node.url, "POST", path, heavy, headers=JSON)
+        assert answer.status == 413, answer.body[:300]
+        assert answer.error["type"] == "OversizeError" and "at most 64 signatures" in answer.error["message"]
+    assert keyids(registry.envelope(NAME, "1.0")) == [pub_key.key_id]
+
+    app = node._app
+    assert app is not None
+    for pid in list(app[SCREENER]._pool._processes):  # white box: kill the screening process
+        os.kill(pid, signal.SIGKILL)
+    answers = [request(node.url, "POST", "/v1/envelopes", release.envelope.to_json(), headers=JSON).status
+               for _ in range(3)]
+    assert answers[-1] == 200, answers  # replaced: the release is recognized as present
+    assert set(answers) <= {200, 503}, answers
