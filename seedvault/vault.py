@@ -198,28 +198,46 @@ class Vault:
         digest = envelope.digest
         self._claim(manifest, digest)
         final = self.snapshot_dir(manifest)
-        for f in manifest.files:
-            blob = self.blob_path(f)
-            src = staged / f.path
-            # Always the freshly verified copy: an older blob of the same name could have
-            # been damaged on disk since, and snapshots already linked keep their inode.
-            os.chmod(src, 0o444)
-            os.replace(src, blob)
-        if not final.exists():
-            tmp = final.parent / f".tmp-{final.name}-{uuid.uuid4().hex[:8]}"
-            try:
-                for f in manifest.files:
-                    target = tmp / f.path
-                    target.parent.mkdir(parents=True, exist_ok=True)
-                    _link_or_copy(self.blob_path(f), target)
-                _fsync_dir(tmp)
-                os.rename(tmp, final)  # atomic: the snapshot appears complete or not at all
-            finally:
-                shutil.rmtree(tmp, ignore_errors=True)
-        else:
-            self._repair_snapshot(final, manifest)
-        self._record(envelope, manifest)
+        new_blobs: list[Path] = []
+        created = False
+        try:
+            for f in manifest.files:
+                blob = self.blob_path(f)
+                src = staged / f.path
+                if not blob.exists():
+                    new_blobs.append(blob)
+                # Always the freshly verified copy: an older blob of the same name could have
+                # been damaged on disk since, and snapshots already linked keep their inode.
+                os.chmod(src, 0o444)
+                os.replace(src, blob)
+            if not final.exists():
+                self._publish_snapshot(final, manifest)
+                created = True
+            else:
+                self._repair_snapshot(final, manifest)
+            self._record(envelope, manifest)
+        except BaseException:
+            # A full disk or a failed record: nothing this call made is left without a record.
+            # Snapshots already linked keep their inodes, so removing a new blob path loses
+            # no one's bytes.
+            if created:
+                shutil.rmtree(final, ignore_errors=True)
+            for blob in new_blobs:
+                blob.unlink(missing_ok=True)
+            raise
         return final
+
+    def _publish_snapshot(self, final: Path, manifest: Manifest) -> None:
+        tmp = final.parent / f".tmp-{final.name}-{uuid.uuid4().hex[:8]}"
+        try:
+            for f in manifest.files:
+                target = tmp / f.path
+                target.parent.mkdir(parents=True, exist_ok=True)
+                _link_or_copy(self.blob_path(f), target)
+            _fsync_dir(tmp)
+            os.rename(tmp, final)  # atomic: the snapshot appears complete or not at all
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
 
     def _repair_snapshot(self, snapshot: Path, manifest: Manifest) -> None:
         """Admitting a release again repairs its snapshot: each file is relinked to its freshly

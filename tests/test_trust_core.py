@@ -377,3 +377,28 @@ def test_heavy_junk_envelope_refused_by_size_before_any_check(
                for _ in range(3)]
     assert answers[-1] == 200, answers  # replaced: the release is recognized as present
     assert set(answers) <= {200, 503}, answers
+
+
+def test_disk_full_while_recording_leaves_no_orphan_blob_or_snapshot(
+        receiver: Client, publisher: Client, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The disk fills up as the vault records a release (after its blobs moved in): the
+    import fails with the OS's words, and no blob or snapshot is left that no record names."""
+    import errno
+
+    entry = publisher.vault.resolve(REF)
+    source = write_bundle(tmp_path / "bundle", entry.envelope, publisher.vault.snapshot_dir(entry.manifest))
+    blobs = receiver.vault.root / "blobs"
+    before = sorted(p.name for p in blobs.rglob("*") if p.is_file()) if blobs.exists() else []
+
+    def disk_full(*_: object) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(receiver.vault, "_record", disk_full)  # fault injection at the last step
+    with pytest.raises(OSError, match="No space left"):
+        import_bundle(receiver, source)
+    monkeypatch.undo()
+    after = sorted(p.name for p in blobs.rglob("*") if p.is_file()) if blobs.exists() else []
+    assert after == before
+    assert not receiver.vault.snapshot_dir(entry.manifest).exists()
+    import_bundle(receiver, source)  # room again: the same import succeeds
+    receiver.verify(REF, fast=False)
