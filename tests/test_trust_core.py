@@ -9,6 +9,7 @@ Real nodes on 127.0.0.1, real vaults and SQLite, the real CLI.
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import os
 import shutil
@@ -277,6 +278,7 @@ class LyingRegistry:
     ("IntegrityError", 422, 20_000, IntegrityError),
     ("NoSuchClass", 409, 20_000, RollbackError),
     ("IntegrityError", 422, 5_000_000, VerificationError),  # too long to read: judged by its status
+    ("deep", 404, 60_000, NotFoundError),  # not JSON seedvault reads (nested 60,000 deep): by its status
 ])
 def test_lying_registry_cannot_choose_a_foreign_exception_class(
         kind: str, status: int, size: int, expected: type[Error], tmp_path: Path) -> None:
@@ -285,7 +287,8 @@ def test_lying_registry_cannot_choose_a_foreign_exception_class(
     import asyncio
 
 
-    body = json.dumps({"error": {"type": kind, "message": "x" * size, "hint": "y" * size}}).encode()
+    body = (b"[" * size if kind == "deep" else
+            json.dumps({"error": {"type": kind, "message": "x\x1b[2J" * (size // 5), "hint": "y" * size}}).encode())
     lying = LyingRegistry(status, body)
     loop = asyncio.new_event_loop()
     thread = threading.Thread(target=loop.run_forever, daemon=True)
@@ -303,7 +306,8 @@ def test_lying_registry_cannot_choose_a_foreign_exception_class(
         with pytest.raises(Error) as info:
             RegistryClient(f"http://127.0.0.1:{port}").search()
         assert type(info.value) is expected
-        assert len(str(info.value)) < 3000 and len(info.value.hint or "") < 3000
+        assert len(str(info.value)) < 10_000 and len(info.value.hint or "") < 10_000  # cut, even escaped
+        assert "\x1b" not in str(info.value)  # a server's words never drive the user's terminal
     finally:
         asyncio.run_coroutine_threadsafe(runner.cleanup(), loop).result(10)
         loop.call_soon_threadsafe(loop.stop)
@@ -402,3 +406,69 @@ def test_disk_full_while_recording_leaves_no_orphan_blob_or_snapshot(
     assert not receiver.vault.snapshot_dir(entry.manifest).exists()
     import_bundle(receiver, source)  # room again: the same import succeeds
     receiver.verify(REF, fast=False)
+
+
+@pytest.mark.timeout(120)
+def test_web_seed_range_requests_log_no_traceback(
+        tmp_path: Path, nodes: list[NodeServer], pub_key: PrivateKey, caplog: pytest.LogCaptureFixture) -> None:
+    """Every web-seed GET (libtorrent sends many) used to log an AssertionError traceback:
+    a log anyone could grow. The bytes served are the release's, and the log stays quiet."""
+    import logging
+
+    with Client(make_home(tmp_path / "publisher", policy((pub_key, "publisher")))) as publisher:
+        release = publish(publisher, tmp_path, pub_key, NAME)
+    node = start(nodes, make_home(tmp_path / "node", policy((pub_key, "publisher"))))
+    RegistryClient(node.url).push(release.envelope, release.snapshot)
+    path, data = next((p, d) for p, d in release.files.items() if len(d) > 100)
+    with caplog.at_level(logging.WARNING):
+        for _ in range(3):
+            answer = request(node.url, "GET", f"/webseed/{release.envelope.digest}/{path}",
+                             headers={"Range": "bytes=10-99"})
+            assert answer.status == 206 and answer.body == data[10:100]
+    noisy = [r for r in caplog.records if r.exc_info or r.levelno >= logging.ERROR]
+    assert noisy == [], [r.getMessage() for r in noisy]
+
+
+@pytest.mark.timeout(120)
+def test_slow_trickled_body_dropped_and_holds_no_budget(tmp_path: Path, nodes: list[NodeServer],
+                                                        pub_key: PrivateKey) -> None:
+    """A body that declares 16 MiB and trickles a byte at a time (under the per-read timeout)
+    is answered 408 once it falls below the minimum rate, and meanwhile reserves only what
+    arrived: honest envelopes posted beside four such trickles are not told the node is busy."""
+    import socket
+    import time
+
+    with Client(make_home(tmp_path / "publisher", policy((pub_key, "publisher")))) as publisher:
+        release = publish(publisher, tmp_path, pub_key, NAME)
+    server = NodeServer(make_home(tmp_path / "node", policy((pub_key, "publisher"))), body_timeout=1.0)
+    nodes.append(server)
+    node = server.start()
+    host, port = node.url.removeprefix("http://").split(":")
+    trickles = []
+    for _ in range(4):
+        sock = socket.create_connection((host, int(port)), timeout=10)
+        sock.sendall(b"POST /v1/envelopes HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                     b"Content-Length: 16000000\r\n\r\n{")
+        trickles.append(sock)
+    try:
+        honest = request(node.url, "POST", "/v1/envelopes", release.envelope.to_json(), headers=JSON)
+        assert honest.status == 202, honest.body[:300]
+        answers = []
+        deadline = time.monotonic() + 30
+        for sock in trickles:
+            answer = b""
+            while b"\r\n\r\n" not in answer and time.monotonic() < deadline:
+                with contextlib.suppress(OSError):
+                    sock.sendall(b" ")
+                sock.settimeout(0.6)
+                try:
+                    answer += sock.recv(4096)
+                except TimeoutError:
+                    continue
+                except OSError:
+                    break
+            answers.append(answer.split(b"\r\n", 1)[0])
+        assert all(b" 408 " in a for a in answers), answers
+    finally:
+        for sock in trickles:
+            sock.close()

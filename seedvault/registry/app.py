@@ -19,6 +19,7 @@ import multiprocessing
 import os
 import stat
 import threading
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -183,6 +184,7 @@ class BodyBudget:
 BUDGET = web.AppKey("budget", BodyBudget)
 # Connections with a request being handled or answered: the connection cap never closes these.
 BUSY: web.AppKey[set[object]] = web.AppKey("busy")
+MIN_BODY_RATE = 16 * 1024  # bytes/s, on average, that a request body must keep up
 
 
 @contextlib.asynccontextmanager
@@ -196,8 +198,8 @@ async def _json_body(request: web.Request) -> AsyncIterator[bytes]:
     if request.content_length is not None and request.content_length > MAX_JSON_BODY:
         raise web.HTTPRequestEntityTooLarge(max_size=MAX_JSON_BODY, actual_size=request.content_length)
     budget = request.app[BUDGET]
-    held = request.content_length or 0
-    budget.take(held)  # a declared length is reserved before a byte is read
+    held = 0  # reserved as it arrives: a declared length that never comes holds nothing
+    clock = BodyClock(request.app[CONFIG].body_timeout)
     try:
         chunks: list[bytes] = []
         size = 0
@@ -205,13 +207,30 @@ async def _json_body(request: web.Request) -> AsyncIterator[bytes]:
             size += len(chunk)
             if size > MAX_JSON_BODY:
                 raise web.HTTPRequestEntityTooLarge(max_size=MAX_JSON_BODY, actual_size=size)
-            if size > held:  # chunked: reserved as it arrives
-                budget.take(size - held)
-                held = size
+            clock.check(size)
+            budget.take(size - held)
+            held = size
             chunks.append(chunk)
         yield b"".join(chunks)
     finally:
         budget.give(held)
+
+
+class BodyClock:
+    """A body must keep coming at MIN_BODY_RATE on average once `grace` seconds have passed:
+    a byte every few seconds (under the per-read timeout) would otherwise hold a connection,
+    and a slot of the connection cap, for as long as the sender likes."""
+
+    def __init__(self, grace: float) -> None:
+        self.grace = grace
+        self.started = time.monotonic()
+
+    def check(self, size: int) -> None:
+        elapsed = time.monotonic() - self.started
+        if elapsed > self.grace and size < MIN_BODY_RATE * (elapsed - self.grace):
+            raise web.HTTPRequestTimeout(
+                text=f"the request body came at {size / elapsed:,.0f} bytes/s; expected at least "
+                     f"{MIN_BODY_RATE:,} bytes/s after the first {self.grace:g} s")
 
 
 async def _read_some(request: web.Request) -> bytes:
@@ -338,12 +357,14 @@ async def _receive(request: web.Request, part: Path, path: str, size: int) -> No
     """Stream the body into `part` (a new file: never one that another request could hold)."""
     received = 0
     loop = asyncio.get_running_loop()
+    clock = BodyClock(request.app[CONFIG].body_timeout)
     try:
         with open(part, "xb") as f:
             while chunk := await _read_some(request):
                 received += len(chunk)
                 if received > size:
                     raise web.HTTPRequestEntityTooLarge(max_size=size, actual_size=received)
+                clock.check(received)
                 await loop.run_in_executor(None, f.write, chunk)  # disk writes off the event loop
     except OSError as exc:
         raise storage_error(exc, path) from None
@@ -394,6 +415,13 @@ class _PlainFileResponse(web.FileResponse):
     def _get_file_path_stat_encoding(self, accept_encoding: str) -> tuple[Path | None, os.stat_result, str | None]:
         st = self._path.stat()
         return (self._path if stat.S_ISREG(st.st_mode) else None), st, None
+
+    async def prepare(self, request: web.BaseRequest) -> Any:
+        # `in_handler` sends the answer itself; aiohttp then calls prepare again, which a
+        # FileResponse (unlike a StreamResponse) cannot take: it logged a traceback per GET.
+        if self.prepared:
+            return None
+        return await super().prepare(request)
 
 
 async def web_seed(request: web.Request) -> web.StreamResponse:

@@ -9,7 +9,6 @@ with a size bound.
 from __future__ import annotations
 
 import contextlib
-import json
 import time
 import urllib.error
 import urllib.request
@@ -19,6 +18,7 @@ from typing import Any
 from urllib.parse import quote, urlencode, urlsplit
 
 from seedvault import _json
+from seedvault._text import cut
 from seedvault.errors import (
     Error,
     NotFoundError,
@@ -283,11 +283,12 @@ def _http_error(exc: urllib.error.HTTPError, method: str, url: str) -> Error:
     status. Only classes of seedvault's hierarchy are ever built from what a server says."""
     kind: object = None
     try:
-        body = json.loads(exc.read(MAX_ERROR_BODY))["error"]
-        message, hint, kind = str(body["message"])[:MAX_ERROR_TEXT], body.get("hint"), body.get("type")
-        hint = str(hint)[:MAX_ERROR_TEXT] if hint else None
-    except (ValueError, KeyError, TypeError):
-        message, hint = str(exc.reason)[:MAX_ERROR_TEXT], None
+        body = _json.loads(exc.read(MAX_ERROR_BODY), "error answer", TransferError)["error"]
+        # A server's words reach the user's terminal: escaped (no control characters) and cut.
+        message, hint, kind = cut(str(body["message"]), MAX_ERROR_TEXT), body.get("hint"), body.get("type")
+        hint = cut(str(hint), MAX_ERROR_TEXT) if hint else None
+    except (Error, KeyError, TypeError):
+        message, hint = cut(str(exc.reason), MAX_ERROR_TEXT), None
     text = f"registry refused {method} {url} ({exc.code}): {message}"
     cls = by_name(kind) or _BY_STATUS.get(exc.code, TransferError)
     return cls(text, hint=hint)

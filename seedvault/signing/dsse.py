@@ -77,15 +77,21 @@ class Envelope:
             )
 
     def merge(self, other: Envelope) -> Envelope:
-        """Add the signatures of another envelope over the same payload."""
+        """Add the signatures of another envelope over the same payload, one per key id: a
+        second by a key already here adds nothing (an ECDSA signature can be re-spelled, s
+        for n - s, and still verify, so comparing the bytes would keep both)."""
         if other.payload != self.payload or other.payload_type != self.payload_type:
             raise SignatureError(
                 f"cannot merge signatures: expected the same payload (digest {self.digest}), "
                 f"found digest {other.digest}"
             )
-        known = {(s.keyid, s.sig) for s in self.signatures}
-        extra = tuple(s for s in other.signatures if (s.keyid, s.sig) not in known)
-        merged = Envelope(self.payload, self.payload_type, self.signatures + extra)
+        known = {s.keyid for s in self.signatures}
+        extra: list[Signature] = []
+        for sig in other.signatures:
+            if sig.keyid not in known:
+                known.add(sig.keyid)
+                extra.append(sig)
+        merged = Envelope(self.payload, self.payload_type, self.signatures + tuple(extra))
         if len(merged.signatures) > MAX_SIGNATURES:
             raise OversizeError(
                 f"cannot merge signatures: expected at most {MAX_SIGNATURES} in one envelope, "
