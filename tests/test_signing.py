@@ -202,7 +202,7 @@ def test_policy_unknown_role_refused(tmp_path: Path, pub_key: PrivateKey) -> Non
     with pytest.raises(UsageError, match="expected role publisher or approver, found 'owner'"):
         TrustPolicy.load(path)
     path = _policy_toml(tmp_path, f'[[keys]]\npublic_key = """{pem}"""\n')
-    with pytest.raises(UsageError, match="found None"):
+    with pytest.raises(UsageError, match="found null"):
         TrustPolicy.load(path)
 
 
@@ -226,7 +226,7 @@ def test_policy_malformed_key_entry_refused(tmp_path: Path, pub_key: PrivateKey,
     [
         ("publisher_threshold = 0\n", "at least 1"),
         ("required_approvals = -1\n", "integer >= 0, found -1"),
-        ("required_approvals = true\n", "integer >= 0, found True"),
+        ("required_approvals = true\n", "integer >= 0, found true"),
         ("version = 2\n", "expected policy version 1, found 2"),
         ("keys = [", "expected TOML"),
         ("keys = [1]\n", "expected a table"),

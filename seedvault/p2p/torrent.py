@@ -20,6 +20,7 @@ from urllib.parse import quote
 import libtorrent as lt
 
 from seedvault._bencode import bencode
+from seedvault._text import quote as quoted
 from seedvault.errors import IntegrityError, TransferError
 from seedvault.hashing import file_root
 from seedvault.manifest import Manifest
@@ -112,7 +113,7 @@ def check_binding(ti: lt.torrent_info, manifest: Manifest, source: str = "torren
         root = str(fs.root(i)) if f.size else None
         if fs.file_size(i) != f.size or (f.pieces_root is not None and root != f.pieces_root):
             raise IntegrityError(
-                f"{source}: file {f.path!r}: expected {f.size} bytes with pieces root {f.pieces_root}, "
+                f"{source}: file {quoted(f.path)}: expected {f.size} bytes with pieces root {f.pieces_root}, "
                 f"found {fs.file_size(i)} bytes with root {root}",
                 path=f.path,
                 expected=f.pieces_root,

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from seedvault._text import quote
 from seedvault.client import Client
 from seedvault.errors import (
     BusyError,
@@ -226,7 +227,7 @@ class Node:
         path = tail[len(prefix):] if tail.startswith(prefix) else tail
         check_relative_path(path, "web seed path")
         if path not in {f.path for f in manifest.files}:
-            raise NotFoundError(f"{manifest.ref} has no file {path!r}")
+            raise NotFoundError(f"{manifest.ref} has no file {quote(path)}")
         return self.client.vault.snapshot_dir(manifest) / path
 
     # ---- publishing -------------------------------------------------------------------------
@@ -302,7 +303,7 @@ class Node:
         check_relative_path(path, "upload path")
         entry = next((f for f in upload.verdict.manifest.files if f.path == path), None)
         if entry is None:
-            raise IntegrityError(f"{upload.verdict.manifest.ref} lists no file {path!r}; refusing the upload")
+            raise IntegrityError(f"{upload.verdict.manifest.ref} lists no file {quote(path)}; refusing the upload")
         return upload.parts / secrets.token_hex(8), entry.size
 
     def file_received(self, digest: str, path: str, token: str | None, part: Path) -> dict[str, Any]:

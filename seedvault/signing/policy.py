@@ -18,6 +18,7 @@ from typing import Any, Literal
 
 import tomli_w
 
+from seedvault._text import quote
 from seedvault.errors import NotFoundError, UsageError
 from seedvault.signing.keys import PublicKey
 
@@ -28,7 +29,7 @@ _SCOPE = re.compile(r"^(\*|[A-Za-z0-9._*-]+/[A-Za-z0-9._*-]+)$")
 
 def check_scope(scope: str) -> str:
     if not _SCOPE.fullmatch(scope):
-        raise UsageError(f"scope: expected '*', 'namespace/*' or 'namespace/name', found {scope!r}")
+        raise UsageError(f"scope: expected '*', 'namespace/*' or 'namespace/name', found {quote(scope)}")
     return scope
 
 
@@ -104,7 +105,7 @@ class TrustPolicy:
     @classmethod
     def from_dict(cls, data: dict[str, Any], source: str = "policy") -> TrustPolicy:
         if data.get("version", 1) != 1:
-            raise UsageError(f"{source}: expected policy version 1, found {data.get('version')!r}")
+            raise UsageError(f"{source}: expected policy version 1, found {quote(data.get('version'))}")
         keys = []
         for i, entry in enumerate(data.get("keys", [])):
             where = f"{source}: keys[{i}]"
@@ -112,7 +113,7 @@ class TrustPolicy:
                 raise UsageError(f"{where}: expected a table")
             role = entry.get("role")
             if role not in ROLES:
-                raise UsageError(f"{where}: expected role {' or '.join(ROLES)}, found {role!r}")
+                raise UsageError(f"{where}: expected role {' or '.join(ROLES)}, found {quote(role)}")
             key = PublicKey.from_pem(str(entry.get("public_key", "")), where)
             if entry.get("id") not in (None, key.key_id):
                 raise UsageError(
@@ -120,7 +121,7 @@ class TrustPolicy:
                 )
             scopes = entry.get("scopes", ["*"])
             if not isinstance(scopes, list) or not scopes:
-                raise UsageError(f"{where}: expected a non-empty list of scopes, found {scopes!r}")
+                raise UsageError(f"{where}: expected a non-empty list of scopes, found {quote(scopes)}")
             keys.append(
                 TrustedKey(key, role, tuple(check_scope(str(s)) for s in scopes), str(entry.get("name", "")))
             )
@@ -128,13 +129,13 @@ class TrustPolicy:
         revoked = data.get("revoked", [])
         for field_name, value in (("revoked", revoked), ("allowed_licenses", licenses)):
             if value is not None and not (isinstance(value, list) and all(isinstance(v, str) for v in value)):
-                raise UsageError(f"{source}: expected {field_name} to be a list of strings, found {value!r}")
+                raise UsageError(f"{source}: expected {field_name} to be a list of strings, found {quote(value)}")
         thresholds = {
             k: data.get(k, default) for k, default in (("publisher_threshold", 1), ("required_approvals", 0))
         }
         for k, v in thresholds.items():
             if not isinstance(v, int) or isinstance(v, bool) or v < 0:
-                raise UsageError(f"{source}: expected {k} to be an integer >= 0, found {v!r}")
+                raise UsageError(f"{source}: expected {k} to be an integer >= 0, found {quote(v)}")
         if thresholds["publisher_threshold"] < 1:
             raise UsageError(f"{source}: publisher_threshold must be at least 1 (fail closed)")
         return cls(
@@ -167,6 +168,6 @@ class TrustPolicy:
     def find(self, key_id_prefix: str) -> list[TrustedKey]:
         matches = [k for k in self.keys if k.key_id.startswith(key_id_prefix)]
         if not matches:
-            raise NotFoundError(f"no trusted key with id starting {key_id_prefix!r}")
+            raise NotFoundError(f"no trusted key with id starting {quote(key_id_prefix)}")
         return matches
 
