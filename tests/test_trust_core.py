@@ -472,3 +472,25 @@ def test_slow_trickled_body_dropped_and_holds_no_budget(tmp_path: Path, nodes: l
     finally:
         for sock in trickles:
             sock.close()
+
+
+def test_index_never_relists_a_removed_release(tmp_path: Path, nodes: list[NodeServer],
+                                               pub_key: PrivateKey) -> None:
+    """The index itself refuses to list what the admin removed (one statement: check and
+    insert), so a mirror sync that pulled a release while it was removed cannot list it."""
+    from seedvault.errors import RemovedError
+    from seedvault.signing import evaluate
+
+    with Client(make_home(tmp_path / "publisher", policy((pub_key, "publisher")))) as publisher:
+        release = publish(publisher, tmp_path, pub_key, NAME)
+    server = NodeServer(make_home(tmp_path / "node", policy((pub_key, "publisher"))), admin_token="t0ken")
+    nodes.append(server)
+    node = server.start()
+    RegistryClient(node.url).push(release.envelope, release.snapshot)
+    answer = request(node.url, "DELETE", f"/v1/models/{NAME}", headers={"Authorization": "Bearer t0ken"})
+    assert answer.status == 200, answer.body[:300]
+    with Client(node.home) as client:
+        verdict = evaluate(release.envelope, client.policy)
+    with pytest.raises(RemovedError, match="removed from this registry"):  # what a racing mirror would do
+        node.node.index.put(verdict.manifest, verdict)
+    assert RegistryClient(node.url).search() == []

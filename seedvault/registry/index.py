@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from seedvault.errors import RemovedError
 from seedvault.manifest import Manifest, format_time
 from seedvault.signing import Verdict
 
@@ -80,13 +81,21 @@ class Index:
         text = " ".join(filter(None, [manifest.name, manifest.origin.publisher, manifest.origin.source_url,
                                       manifest.origin.notes, manifest.license.spdx])).lower()
         with self._lock:
-            self._db.execute(
+            # One statement: the removal check and the insert are atomic, so a mirror sync
+            # that pulled a release while the admin removed it cannot list it again.
+            cursor = self._db.execute(
                 "INSERT INTO releases (digest, name, version, created, license, publisher, publisher_keys, "
-                "approver_keys, size, text) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(digest) DO UPDATE "
+                "approver_keys, size, text) SELECT ?, ?, ?, ?, ?, ?, ?, ?, ?, ? WHERE NOT EXISTS "
+                "(SELECT 1 FROM removed WHERE digest=? OR (name=? AND version=?)) ON CONFLICT(digest) DO UPDATE "
                 "SET approver_keys=excluded.approver_keys, publisher_keys=excluded.publisher_keys",
                 (verdict.digest, manifest.name, manifest.version, format_time(manifest.created),
-                 manifest.license.spdx, manifest.origin.publisher, pubs, apps, manifest.total_size, text),
+                 manifest.license.spdx, manifest.origin.publisher, pubs, apps, manifest.total_size, text,
+                 verdict.digest, manifest.name, manifest.version),
             )
+        if cursor.rowcount == 0:
+            raise RemovedError(f"{manifest.ref} was removed from this registry by its admin; "
+                               "expected a release that was not removed, found a removed one",
+                               hint="ask the registry's admin to lift the removal first")
 
     def search(
         self, text: str | None = None, *, publisher: str | None = None, license: str | None = None,

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from seedvault.client import Client
-from seedvault.errors import Error, TransferError, VerificationError
+from seedvault.errors import Error, RemovedError, TransferError, VerificationError
 from seedvault.p2p import SwarmConfig, TransferStats
 from seedvault.registry.client import RegistryClient
 from seedvault.registry.index import Index
@@ -80,6 +80,10 @@ def sync(
             report.failed.append((ref, str(exc)))
             continue
         entry = client.vault.get(pulled.digest)
-        index.put(entry.manifest, evaluate(entry.envelope, client.policy))
+        try:
+            index.put(entry.manifest, evaluate(entry.envelope, client.policy))
+        except RemovedError:  # removed by the admin while it was being pulled
+            report.refused.append((ref, "removed from this registry by its admin; not mirrored again"))
+            continue
         report.added.append(ref)
     return report

@@ -95,9 +95,9 @@ class Node:
                 continue
             try:
                 verdict = evaluate(entry.envelope, self.client.policy)
-            except Error:  # not acceptable under the current policy: not listed
+                self.index.put(entry.manifest, verdict)
+            except Error:  # not acceptable under the current policy, or removed: not listed
                 continue
-            self.index.put(entry.manifest, verdict)
 
     # ---- lifecycle ------------------------------------------------------------------------
     def start_swarm(self) -> None:
