@@ -21,12 +21,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from click.testing import CliRunner
 from conftest import REF
+from test_cli import run
 
 from seedvault import errors
 from seedvault.bundle import import_bundle
-from seedvault.cli import main
 from seedvault.client import Client
 from seedvault.manifest import Manifest, parse_time
 from seedvault.signing import Envelope, PrivateKey, Signature
@@ -214,14 +213,9 @@ def write_hostile(bundle: Path, dest: Path, raw: bytes) -> Path:
 
 
 def cli(home: Path, *args: str | Path) -> tuple[int, str]:
-    runner = CliRunner()
-    with runner.isolation() as (out, err, _):
-        try:
-            rv = main(["--home", str(home), *map(str, args)])
-            code = rv if isinstance(rv, int) else 0
-        except SystemExit as exc:
-            code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
-    return code, err.getvalue().decode() + out.getvalue().decode()
+    """The in-process CLI (test_cli.run), its streams joined: what a user sees."""
+    result = run(home, *args)
+    return result.code, result.err + result.out
 
 
 def refused_by_library_and_cli(
