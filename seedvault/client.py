@@ -13,9 +13,10 @@ import contextlib
 import os
 import shutil
 import stat
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -25,11 +26,18 @@ from seedvault._text import count, listing, quote
 from seedvault.errors import (
     Error,
     IntegrityError,
+    ManifestError,
     NotFoundError,
     PolicyError,
+    SeedvaultWarning,
+    SignatureError,
     UnsafePathError,
     UsageError,
+    VerificationError,
+    YankedError,
 )
+from seedvault.head import Head, first_head
+from seedvault.heads import HeadStore
 from seedvault.manifest import (
     FileEntry,
     License,
@@ -46,10 +54,11 @@ from seedvault.manifest import (
 )
 from seedvault.settings import DEFAULT_PIECE_LENGTH, READ_CHUNK, Paths, paths, worker_count
 from seedvault.signing import Envelope, PrivateKey, TrustPolicy, Verdict, counted_signatures, evaluate
-from seedvault.signing.trusted import Purpose, signer_reports
+from seedvault.signing.trusted import AcceptedHead, Purpose, accept_head, is_newer, signer_reports
 from seedvault.vault import Entry, Vault
 
 Progress = Callable[[int], None]
+MAX_OFFERED_HEADS = 4  # heads read from one source for one model: the held head and its base, with room
 # Directories a model checkout carries that are not part of the model.
 IGNORED_DIRS = frozenset({".git", ".cache"})
 IGNORED_FILES = frozenset({".gitattributes", ".gitignore"})
@@ -175,6 +184,13 @@ class Client:
         self.home = Path(home) if home is not None else None
         self.paths: Paths = paths(home)
         self._vault: Vault | None = None
+        self._heads: HeadStore | None = None
+
+    @property
+    def heads(self) -> HeadStore:
+        if self._heads is None:
+            self._heads = HeadStore(self.paths.vault_dir / "heads.db")
+        return self._heads
 
     @property
     def vault(self) -> Vault:
@@ -186,6 +202,9 @@ class Client:
         if self._vault is not None:
             self._vault.close()
             self._vault = None
+        if self._heads is not None:
+            self._heads.close()
+            self._heads = None
 
     def __enter__(self) -> Client:
         return self
@@ -208,7 +227,7 @@ class Client:
         name: str,
         version: str,
         license: str,
-        key: PrivateKey,
+        key: PrivateKey | Sequence[PrivateKey],
         publisher: str = "",
         source_url: str | None = None,
         source_revision: str | None = None,
@@ -224,8 +243,13 @@ class Client:
         """Hash, describe and sign a model directory, and store it in the vault.
 
         Each file is read once: the bytes are copied into staging while hashed, so the
-        signed digests are of exactly the copy that enters the vault.
+        signed digests are of exactly the copy that enters the vault. Every key in `key`
+        signs the release, and the model's new head (see `sign_head`).
         """
+        keys = [key] if isinstance(key, PrivateKey) else list(key)
+        if not keys:
+            raise UsageError("publish: expected at least one signing key, found none")
+        key = keys[0]
         directory = Path(directory)
         files = scan_model_dir(directory)
         check_pickles(list(files), "publish", str(directory), allowed=allow_pickle)
@@ -267,10 +291,13 @@ class Client:
             )
             # Round-trip through the parser so we never sign what we would refuse to read.
             manifest = Manifest.from_dict(manifest.to_dict())
-            envelope = Envelope(manifest.to_payload()).sign(key)
+            envelope = Envelope(manifest.to_payload())
+            for k in keys:
+                envelope = envelope.sign(k)
             snapshot = self.vault.add(envelope, manifest, staged)
         self.vault.save_layers(manifest, {p: d.piece_layer for p, d in zip(files, digests, strict=True)})
         self._record_snapshot(snapshot, manifest, envelope.digest)
+        self._head_after_publish(manifest, envelope.digest, keys)
         verdict = Verdict(manifest, envelope.digest, (), 0, 0)
         return Admitted(verdict, snapshot, envelope)
 
@@ -290,6 +317,12 @@ class Client:
         An approver vouches for the release, so it must verify first: publisher signatures
         under the local policy (approvals aside: this is one) and every byte of its files.
         """
+        return self.countersign(ref, key)
+
+    def countersign(self, ref: str, key: PrivateKey) -> Envelope:
+        """Add `key`'s signature to a stored release, after verifying it as an approver
+        would: an approval, or another publisher key's signature (key rotation: once the
+        new key has signed, the old one can be revoked). Returns the stored envelope."""
         entry = self.vault.resolve(ref)
         self._verify_entry(entry, self.policy, fast=True, purpose="approve")
         signed = Envelope(entry.envelope.payload, entry.envelope.payload_type).sign(key)
@@ -371,8 +404,9 @@ class Client:
         `need_layers` forces the per-piece check, which also stores the piece layers that
         seeding needs; otherwise similar-sized shards are checked by whole-file SHA-256.
         """
-        return self._verify_entry(self.vault.resolve(ref), self.policy, fast=fast, progress=progress,
-                                  need_layers=need_layers)
+        verdict = self._verify_entry(self.resolve(ref), self.policy, fast=fast, progress=progress,
+                                     need_layers=need_layers)
+        return replace(verdict, yanked=self.yank_reason(verdict.manifest))
 
     def _verify_entry(
         self, entry: Entry, policy: TrustPolicy, *, fast: bool, progress: Progress | None = None,
@@ -446,6 +480,7 @@ class Client:
         mtime, inode and ctime) are not re-hashed; any change triggers a full check.
         """
         verdict = self.verify(ref, fast=fast)
+        self.check_usable(verdict.manifest)
         return self.vault.snapshot_dir(verdict.manifest)
 
     def load(
@@ -460,9 +495,10 @@ class Client:
 
         `fast=True` skips hashing files whose verification record still matches.
         """
-        entry = self.vault.resolve(ref)
+        entry = self.resolve(ref)
         verdict = evaluate(entry.envelope, self.policy)
         manifest = verdict.manifest
+        self.check_usable(manifest)
         check_pickles([f.path for f in manifest.files], "load", manifest.ref)
         # Exactly what `verify` checks: no extra file, no link or special file, nothing missing.
         snapshot = self.checked_snapshot(manifest)
@@ -509,10 +545,149 @@ class Client:
         """The stored statement and its verdict under the local policy (or why it fails)."""
         entry = self.vault.resolve(ref)
         try:
-            verdict: Verdict | Error = evaluate(entry.envelope, self.policy)
+            verdict: Verdict | Error = replace(evaluate(entry.envelope, self.policy),
+                                               yanked=self.yank_reason(entry.manifest))
         except Error as exc:
             verdict = exc
         return entry.manifest, entry.envelope, verdict
+
+    # ---- heads: what the publisher says about a model now ----------------------------------
+    def admit_heads(self, offered: Sequence[Envelope], name: str) -> tuple[AcceptedHead | None, list[str]]:
+        """Judge heads offered for model `name` (from a registry, bundle or peer) and keep the
+        highest that is accepted. Returns the head held afterwards (None: none) and why each
+        refused one was refused; a lower sequence than the held head is one such refusal."""
+        refusals: list[str] = []
+        parsed: list[tuple[Head, Envelope]] = []
+        for envelope in offered[:MAX_OFFERED_HEADS]:
+            try:
+                head = Head.from_payload(envelope.payload)
+            except ManifestError as exc:
+                refusals.append(str(exc))
+                continue
+            if head.name != name:
+                refusals.append(f"{head.ref}: expected a head of {name}")
+                continue
+            parsed.append((head, envelope))
+        if len(offered) > MAX_OFFERED_HEADS:
+            refusals.append(f"{len(offered) - MAX_OFFERED_HEADS} more heads offered than the {MAX_OFFERED_HEADS} read")
+        policy = self.policy
+        # Lowest first: a publisher-signed head offered beside a timestamp refresh of it is
+        # taken first, so the refresh can be checked against it.
+        for _head, envelope in sorted(parsed, key=lambda p: p[0].sequence):
+            try:
+                accepted = accept_head(envelope, policy, self.heads.held(name))
+                if not accepted.known:
+                    self.heads.put(accepted, envelope)
+            except VerificationError as exc:
+                refusals.append(str(exc))
+        return self.current_head(name), refusals
+
+    def current_head(self, name: str, *, policy: TrustPolicy | None = None) -> AcceptedHead | None:
+        """The held head of `name`, judged again under the current policy (a key revoked since
+        takes effect), or None when there is none or it does not verify now."""
+        held = self.heads.held(name)
+        if held is None:
+            return None
+        envelopes = self.heads.envelopes(name)
+        policy = policy or self.policy
+        bases: tuple[Head, ...] = ()
+        try:
+            if len(envelopes) > 1:
+                base = accept_head(envelopes[1], policy, None)
+                bases = (base.head,) if base.by_publishers else ()
+            return accept_head(envelopes[0], policy, None, bases=bases)
+        except VerificationError:
+            return None  # e.g. its key was revoked: `seedvault head` says why
+
+    def resolve(self, ref: str | Ref) -> Entry:
+        """A stored release: `NS/NAME@V` exactly; `NS/NAME` the newest one held that its head
+        does not yank (the newest held, yanked, when every one is)."""
+        wanted = Ref.parse(ref) if isinstance(ref, str) else ref
+        entry = self.vault.resolve(wanted)
+        if wanted.version is not None:
+            return entry
+        current = self.current_head(wanted.name, policy=replace(self.policy, fresh_heads=False))
+        if current is None or current.head.yank_reason(entry.manifest.version) is None:
+            return entry
+        usable = [e for e in self.vault.entries()
+                  if e.manifest.name == wanted.name and current.head.yank_reason(e.manifest.version) is None]
+        best = None
+        for e in usable:
+            if best is None or is_newer(e.manifest, best.manifest):
+                best = e
+        return best or entry
+
+    def yank_reason(self, manifest: Manifest) -> str | None:
+        # A stale head's yanks still stand: the publisher said so, and nothing newer is known.
+        current = self.current_head(manifest.name, policy=replace(self.policy, fresh_heads=False))
+        return current.head.yank_reason(manifest.version) if current is not None else None
+
+    def check_usable(self, manifest: Manifest) -> str | None:
+        """Refuse a yanked release under the policy's `yanked = "refuse"` (the default); with
+        "warn", warn and go on. Returns the yank reason, if any."""
+        reason = self.yank_reason(manifest)
+        if reason is None:
+            return None
+        if self.policy.yanked == "refuse":
+            raise YankedError(
+                f"{manifest.ref} was yanked by its publisher: {reason}",
+                hint=f"use another version (seedvault head {manifest.name} names the latest), or, to use it "
+                     'anyway, set yanked = "warn" in your trust policy')
+        warnings.warn(SeedvaultWarning(f"{manifest.ref} was yanked by its publisher: {reason}"), stacklevel=2)
+        return reason
+
+    def sign_head(self, name: str, keys: Sequence[PrivateKey], change: Callable[[Head], Head], *,
+                  base: Head | None = None, expires: datetime | None = None) -> tuple[Head, Envelope]:
+        """Sign and keep the next head of `name`: `change` applied to the newest head known
+        (held here, or `base`, e.g. the one a registry serves), with a higher sequence."""
+        held = self.heads.held(name)
+        known = [h for h in (held.head if held else None, base) if h is not None]
+        if not known:
+            raise NotFoundError(f"no head of {name} is known here",
+                                hint="publish a release (which signs a head), or fetch it: seedvault head "
+                                     f"{name} --registry URL")
+        newest = max(known, key=lambda h: h.sequence)
+        head = change(newest).successor(expires=expires)
+        head = Head.from_dict(head.to_dict())  # never sign what we would refuse to read
+        envelope = Envelope(head.to_payload())
+        for k in keys:
+            envelope = envelope.sign(k)
+        self._keep_own_head(head, envelope)
+        return head, envelope
+
+    def _keep_own_head(self, head: Head, envelope: Envelope) -> None:
+        """Store a head signed here, to push and export it. Kept even when this side's policy
+        does not trust the signing key (a publisher need not trust itself): it is judged,
+        like any head, whenever it is used. Only one this policy accepts as signed by
+        publishers becomes what later timestamp refreshes are checked against."""
+        try:
+            accepted = accept_head(envelope, self.policy, self.heads.held(head.name))
+        except (PolicyError, SignatureError):
+            accepted = AcceptedHead(head, envelope.digest, (), False, False, False)
+        self.heads.put(accepted, envelope)
+
+    def _head_after_publish(self, manifest: Manifest, digest: str, keys: Sequence[PrivateKey]) -> None:
+        held = self.heads.held(manifest.name)
+        if held is None:
+            head = first_head(manifest.name, manifest.version, digest)
+        else:
+            newer = self._newer_than_latest(manifest, held.head)
+            head = replace(held.head, latest_version=manifest.version, latest_digest=digest) if newer else held.head
+            head = head.successor()
+        envelope = Envelope(head.to_payload())
+        for k in keys:
+            envelope = envelope.sign(k)
+        self._keep_own_head(head, envelope)
+
+    def _newer_than_latest(self, manifest: Manifest, head: Head) -> bool:
+        try:
+            latest = self.vault.get(head.latest_digest).manifest
+        except NotFoundError:
+            return True  # the head names a release this vault does not hold: the new one is what we know
+        return is_newer(manifest, latest)
+
+    def head_envelopes(self, name: str) -> list[Envelope]:
+        return self.heads.envelopes(name)
 
 
 def copy_files(source: Path, manifest: Manifest, staged: Path) -> None:

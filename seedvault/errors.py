@@ -75,6 +75,11 @@ class RemovedError(PolicyError):
     http_status = 410
 
 
+class YankedError(PolicyError):
+    """The release was yanked by its publisher (the signed head says so, with a reason)."""
+    http_status = 410
+
+
 class RollbackError(VerificationError):
     """A manifest would replace one already seen for the same name@version, or move latest back."""
 
@@ -134,6 +139,11 @@ class NotFoundError(Error, LookupError):
 
     exit_code = 4
     http_status = 404
+
+
+class SeedvaultWarning(UserWarning):
+    """Something the user should know that does not stop the work: a stale head, a yanked
+    release used under `yanked = "warn"`. The library warns; the CLI prints `warning: ...`."""
 
 
 def _all_classes(root: type[Error]) -> dict[str, type[Error]]:

@@ -22,8 +22,12 @@ from seedvault._text import quote
 from seedvault.errors import NotFoundError, UsageError
 from seedvault.signing.keys import PublicKey
 
-Role = Literal["publisher", "approver"]
-ROLES: tuple[Role, ...] = ("publisher", "approver")
+Role = Literal["publisher", "approver", "timestamp"]
+# A timestamp key signs heads only: it refreshes a head's sequence and expiry (so release
+# keys can stay offline), and never changes what the head says.
+ROLES: tuple[Role, ...] = ("publisher", "approver", "timestamp")
+YankedRule = Literal["refuse", "warn"]
+YANKED_RULES: tuple[YankedRule, ...] = ("refuse", "warn")
 _SCOPE = re.compile(r"^(\*|[A-Za-z0-9._*-]+/[A-Za-z0-9._*-]+)$")
 
 
@@ -59,6 +63,8 @@ class TrustPolicy:
     publisher_threshold: int = 1
     required_approvals: int = 0
     allowed_licenses: tuple[str, ...] | None = None  # None: any license
+    yanked: YankedRule = "refuse"  # what load, snapshot_path and pull do with a yanked release
+    fresh_heads: bool = False  # refuse a head past its expiry (freeze defence), not only warn
 
     def keys_by_id(self, key_id: str) -> list[TrustedKey]:
         return [k for k in self.keys if k.key_id == key_id]
@@ -89,6 +95,8 @@ class TrustPolicy:
         }
         if self.allowed_licenses is not None:
             out["allowed_licenses"] = list(self.allowed_licenses)
+        out["yanked"] = self.yanked
+        out["fresh_heads"] = self.fresh_heads
         out["revoked"] = sorted(self.revoked)
         out["keys"] = [
             {
@@ -138,7 +146,15 @@ class TrustPolicy:
                 raise UsageError(f"{source}: expected {k} to be an integer >= 0, found {quote(v)}")
         if thresholds["publisher_threshold"] < 1:
             raise UsageError(f"{source}: publisher_threshold must be at least 1 (fail closed)")
+        yanked = data.get("yanked", "refuse")
+        if yanked not in YANKED_RULES:
+            raise UsageError(f"{source}: expected yanked to be {' or '.join(YANKED_RULES)}, found {quote(yanked)}")
+        fresh_heads = data.get("fresh_heads", False)
+        if not isinstance(fresh_heads, bool):
+            raise UsageError(f"{source}: expected fresh_heads to be true or false, found {quote(fresh_heads)}")
         return cls(
+            yanked=yanked,
+            fresh_heads=fresh_heads,
             keys=tuple(keys),
             revoked=frozenset(revoked),
             publisher_threshold=thresholds["publisher_threshold"],

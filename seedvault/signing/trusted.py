@@ -25,6 +25,7 @@ from typing import Any, Generic, Literal, Protocol, TypeVar
 from packaging.version import InvalidVersion, Version
 
 from seedvault.errors import ExpiredError, PolicyError, RollbackError, SignatureError, UsageError
+from seedvault.head import Head
 from seedvault.manifest import Manifest, format_time
 from seedvault.signing.dsse import Envelope, Signature
 from seedvault.signing.policy import Role, TrustPolicy
@@ -59,6 +60,7 @@ class StatementKind(Generic[S]):
     roles: frozenset[Role]  # roles whose valid signatures count toward the publisher threshold
     approvals: bool  # whether the policy's required approvals apply to it
     license_of: Callable[[S], str] | None = None  # the SPDX expression the license policy checks
+    expiry_refuses: bool = True  # False: a statement past its expiry is accepted as stale (heads)
 
 
 RELEASE: StatementKind[Manifest] = StatementKind(
@@ -67,6 +69,16 @@ RELEASE: StatementKind[Manifest] = StatementKind(
     roles=frozenset({"publisher"}),
     approvals=True,
     license_of=lambda manifest: manifest.license.spdx,
+)
+
+
+# A head is signed by the model's publishers, or refreshed by its timestamp keys (see accept_head).
+HEAD: StatementKind[Head] = StatementKind(
+    noun="head",
+    parse=Head.from_payload,
+    roles=frozenset({"publisher", "timestamp"}),
+    approvals=False,
+    expiry_refuses=False,
 )
 
 
@@ -119,9 +131,14 @@ class Accepted(Generic[S]):
 class Verdict(Accepted[Manifest]):
     """An accepted release."""
 
+    yanked: str | None = None  # the reason, when the model's signed head yanks this release
+
     @property
     def manifest(self) -> Manifest:
         return self.statement
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**super().to_dict(), **({"yanked": self.yanked} if self.yanked is not None else {})}
 
 
 # At most this many signers are named in a refusal: the rest are counted, not listed.
@@ -233,7 +250,7 @@ def accept(
     if now is not None and now.tzinfo is None:
         raise UsageError("evaluation time: expected a timezone-aware datetime, found a naive one")
     moment = now or datetime.now(UTC)
-    if statement.is_expired(moment):
+    if kind.expiry_refuses and statement.is_expired(moment):
         expires = statement.expires
         assert expires is not None
         raise ExpiredError(
@@ -249,6 +266,90 @@ def evaluate(
     """The verdict on a release under the local policy, or the refusal."""
     a = accept(envelope, policy, RELEASE, now=now, purpose=purpose)
     return Verdict(a.statement, a.digest, a.signers, a.publishers, a.approvers)
+
+
+# ---- heads ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class HeldHead:
+    """What a verifier remembers of a model's heads: the highest accepted, and what its
+    publishers last signed (a timestamp key may only re-sign that)."""
+
+    head: Head
+    digest: str
+    publisher_content: tuple[Any, ...] | None
+
+
+@dataclass(frozen=True)
+class AcceptedHead:
+    head: Head
+    digest: str
+    signers: tuple[SignerReport, ...]
+    by_publishers: bool  # publishers alone met the threshold (else a timestamp refresh)
+    stale: bool  # past its expiry (accepted only when the policy does not require fresh heads)
+    known: bool  # the very head already held
+
+    def to_dict(self) -> dict[str, Any]:
+        h = self.head
+        return {
+            "name": h.name, "sequence": h.sequence, "issued": format_time(h.issued),
+            "expires": format_time(h.expires), "stale": self.stale,
+            "latest": {"version": h.latest_version, "manifest_digest": h.latest_digest},
+            "yanked": [y.to_dict() for y in h.yanked], "digest": self.digest,
+            "signed_by": "publisher" if self.by_publishers else "timestamp",
+            "signers": [s.to_dict() for s in self.signers],
+        }  # fmt: skip
+
+
+def accept_head(
+    envelope: Envelope, policy: TrustPolicy, held: HeldHead | None, *, now: datetime | None = None,
+    bases: tuple[Head, ...] = (),
+) -> AcceptedHead:
+    """Accept a head for a model, given the head held for it (if any), or raise.
+
+    - Signatures: the publisher threshold, met by keys trusted as publisher or timestamp for
+      the model's namespace.
+    - Rollback: a lower sequence than the held head is refused; so is a different head with
+      the same sequence (a signer equivocating).
+    - A head whose threshold is met only with timestamp keys must say exactly what a head
+      signed by publishers said (held, or among `bases`, heads offered with it).
+    - Freshness: past its expiry it is stale; refused when the policy requires fresh heads.
+    """
+    accepted = accept(envelope, policy, HEAD, now=now)
+    head = accepted.statement
+    moment = now or datetime.now(UTC)
+    publishers = {r.key_id for r in accepted.signers if r.status == "valid" and r.role == "publisher"}
+    by_publishers = len(publishers) >= policy.publisher_threshold
+    known = held is not None and held.digest == envelope.digest
+    if held is not None and not known:
+        if head.sequence < held.head.sequence:
+            raise RollbackError(
+                f"{head.ref}: this vault already holds sequence {held.head.sequence} (issued "
+                f"{format_time(held.head.issued)}); refusing an older head",
+                hint="whoever served it is behind or replaying an old head; ask another registry or peer")
+        if head.sequence == held.head.sequence:
+            raise RollbackError(
+                f"{head.ref}: this vault holds a different head with the same sequence (digest "
+                f"{held.digest[:16]}); expected each sequence to be signed once",
+                hint="two heads with one sequence means a signing key is misused; tell the publisher")
+    if not by_publishers:
+        signed = {b.content() for b in bases if b.name == head.name}
+        if held is not None and held.publisher_content is not None:
+            signed.add(held.publisher_content)
+        if head.content() not in signed:
+            raise PolicyError(
+                f"{head.ref}: signed by timestamp keys only, and it differs from (or there is no) head "
+                f"the publishers signed: a timestamp key may refresh a head, never change its latest "
+                f"version or its yanks",
+                hint="get the head the publisher signed (seedvault head NS/NAME from a registry, or a bundle)")
+    stale = head.is_expired(moment)
+    if stale and policy.fresh_heads:
+        raise ExpiredError(
+            f"{head.ref}: expired at {format_time(head.expires)}; it is now {format_time(moment)}, and the "
+            "policy requires fresh heads",
+            hint="ask the publisher (or its timestamp key) for a fresh head: seedvault head refresh NS/NAME")
+    return AcceptedHead(head, envelope.digest, accepted.signers, by_publishers, stale, known)
 
 
 # ---- rules that need the store's memory ---------------------------------------------------
