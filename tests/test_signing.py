@@ -199,7 +199,7 @@ def _policy_toml(tmp_path: Path, text: str) -> Path:
 def test_policy_unknown_role_refused(tmp_path: Path, pub_key: PrivateKey) -> None:
     pem = pub_key.public.pem()
     path = _policy_toml(tmp_path, f'[[keys]]\nrole = "owner"\npublic_key = """{pem}"""\n')
-    with pytest.raises(UsageError, match="expected role publisher or approver, found 'owner'"):
+    with pytest.raises(UsageError, match="expected role publisher, approver or timestamp, found 'owner'"):
         TrustPolicy.load(path)
     path = _policy_toml(tmp_path, f'[[keys]]\npublic_key = """{pem}"""\n')
     with pytest.raises(UsageError, match="found null"):

@@ -121,7 +121,7 @@ class TrustPolicy:
                 raise UsageError(f"{where}: expected a table")
             role = entry.get("role")
             if role not in ROLES:
-                raise UsageError(f"{where}: expected role {' or '.join(ROLES)}, found {quote(role)}")
+                raise UsageError(f"{where}: expected role {', '.join(ROLES[:-1])} or {ROLES[-1]}, found {quote(role)}")
             key = PublicKey.from_pem(str(entry.get("public_key", "")), where)
             if entry.get("id") not in (None, key.key_id):
                 raise UsageError(
