@@ -25,7 +25,7 @@ import uuid
 import zlib
 from collections.abc import Iterator
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, NoReturn
 
 from seedvault import _json, hashing
 from seedvault._text import count, cut, kind, listing, quote, show
@@ -37,6 +37,9 @@ from seedvault.signing import Envelope
 from seedvault.signing.dsse import check_envelope_size
 
 FORMAT = "seedvault-bundle/1"
+HEADS_FILE = "heads.json"  # the model's heads: its head, and the publisher-signed one it refreshes
+MAX_BUNDLE_HEADS = 4
+MAX_HEADS_FILE = 4 * 1024 * 1024
 
 
 def export_bundle(client: Client, ref: str, dest: Path, *, as_tar: bool = False) -> Path:
@@ -52,6 +55,8 @@ def export_bundle(client: Client, ref: str, dest: Path, *, as_tar: bool = False)
     for sig in entry.envelope.signatures:
         for trusted in policy.keys_by_id(sig.keyid):
             keys[sig.keyid] = trusted.key.pem()
+    held = client.head_envelopes(manifest.name)
+    heads = json.dumps({"heads": [h.to_dict() for h in held]}, indent=2).encode() if held else b""
     meta = {"format": FORMAT, "ref": manifest.ref, "digest": entry.digest, "files": [f.path for f in manifest.files]}
     tmp = dest.with_name(f".{dest.name}.{uuid.uuid4().hex[:8]}.tmp")
     try:
@@ -59,6 +64,8 @@ def export_bundle(client: Client, ref: str, dest: Path, *, as_tar: bool = False)
             with tarfile.open(tmp, "w", format=tarfile.PAX_FORMAT) as tar:
                 _tar_bytes(tar, "bundle.json", json.dumps(meta, indent=2).encode())
                 _tar_bytes(tar, "envelope.json", entry.envelope.to_json())
+                if heads:
+                    _tar_bytes(tar, HEADS_FILE, heads)
                 for key_id, pem in sorted(keys.items()):
                     _tar_bytes(tar, f"keys/{key_id}.pub", pem.encode())
                 for f in manifest.files:
@@ -71,6 +78,8 @@ def export_bundle(client: Client, ref: str, dest: Path, *, as_tar: bool = False)
             tmp.mkdir(parents=True)
             (tmp / "bundle.json").write_text(json.dumps(meta, indent=2))
             (tmp / "envelope.json").write_bytes(entry.envelope.to_json())
+            if heads:
+                (tmp / HEADS_FILE).write_bytes(heads)
             (tmp / "keys").mkdir()
             for key_id, pem in keys.items():
                 (tmp / "keys" / f"{key_id}.pub").write_text(pem)
@@ -96,12 +105,45 @@ def _tar_bytes(tar: tarfile.TarFile, name: str, data: bytes) -> None:
 
 
 def import_bundle(client: Client, source: Path, progress: Progress | None = None) -> Admitted:
-    """Verify a bundle under the local policy and admit it into the vault."""
+    """Verify a bundle under the local policy and admit it into the vault, with the model's
+    heads it carries (each judged like a head from anywhere: a lower sequence is ignored)."""
     if source.is_dir():
-        return _import_dir(client, source, progress)
-    if _is_tar(source):
+        admitted = _import_dir(client, source, progress)
+    elif _is_tar(source):
         with _open_tar(source) as tar:
-            return _import_tar(client, source, tar, progress)
+            admitted = _import_tar(client, source, tar, progress)
+    else:
+        _not_a_bundle(source)
+    client.admit_heads(read_bundle_heads(source), admitted.verdict.manifest.name)
+    return admitted
+
+
+def read_bundle_heads(source: Path) -> list[Envelope]:
+    """The heads a bundle carries (`heads.json`), unjudged; none if it has none."""
+    where = f"{source}: bundle"
+    if source.is_dir():
+        if not os.path.lexists(source / HEADS_FILE):
+            return []
+        raw = _read_small_file(source / HEADS_FILE, HEADS_FILE, MAX_HEADS_FILE, where)
+    elif _is_tar(source):
+        with _open_tar(source) as tar:
+            member = _members(tar).get(HEADS_FILE)
+            if member is None:
+                return []
+            if not member.isfile() or member.size > MAX_HEADS_FILE:
+                raise OversizeError(f"{where}: {HEADS_FILE}: expected a file of at most {MAX_HEADS_FILE:,} bytes")
+            raw = _read_member(tar, member)
+    else:
+        return []
+    doc = _json.load_object(raw, f"{where}: {HEADS_FILE}")
+    items = doc.get("heads")
+    if not isinstance(items, list) or len(items) > MAX_BUNDLE_HEADS:
+        raise ManifestError(f"{where}: {HEADS_FILE}: expected a list \"heads\" of at most {MAX_BUNDLE_HEADS} "
+                            "envelopes, found something else")
+    return [Envelope.from_dict(item, f"{where}: {HEADS_FILE}, head {i + 1}") for i, item in enumerate(items)]
+
+
+def _not_a_bundle(source: Path) -> NoReturn:
     raise UsageError(
         f"{source}: expected a bundle directory or tar file, found "
         + ("nothing" if not source.exists() else "another kind of file")

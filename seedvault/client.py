@@ -552,24 +552,24 @@ class Client:
         return entry.manifest, entry.envelope, verdict
 
     # ---- heads: what the publisher says about a model now ----------------------------------
-    def admit_heads(self, offered: Sequence[Envelope], name: str) -> tuple[AcceptedHead | None, list[str]]:
+    def admit_heads(
+        self, offered: Sequence[Envelope], name: str
+    ) -> tuple[AcceptedHead | None, list[VerificationError]]:
         """Judge heads offered for model `name` (from a registry, bundle or peer) and keep the
         highest that is accepted. Returns the head held afterwards (None: none) and why each
         refused one was refused; a lower sequence than the held head is one such refusal."""
-        refusals: list[str] = []
+        refusals: list[VerificationError] = []
         parsed: list[tuple[Head, Envelope]] = []
         for envelope in offered[:MAX_OFFERED_HEADS]:
             try:
                 head = Head.from_payload(envelope.payload)
             except ManifestError as exc:
-                refusals.append(str(exc))
+                refusals.append(exc)
                 continue
             if head.name != name:
-                refusals.append(f"{head.ref}: expected a head of {name}")
+                refusals.append(ManifestError(f"{head.ref}: expected a head of {name}"))
                 continue
             parsed.append((head, envelope))
-        if len(offered) > MAX_OFFERED_HEADS:
-            refusals.append(f"{len(offered) - MAX_OFFERED_HEADS} more heads offered than the {MAX_OFFERED_HEADS} read")
         policy = self.policy
         # Lowest first: a publisher-signed head offered beside a timestamp refresh of it is
         # taken first, so the refresh can be checked against it.
@@ -579,7 +579,7 @@ class Client:
                 if not accepted.known:
                     self.heads.put(accepted, envelope)
             except VerificationError as exc:
-                refusals.append(str(exc))
+                refusals.append(exc)
         return self.current_head(name), refusals
 
     def current_head(self, name: str, *, policy: TrustPolicy | None = None) -> AcceptedHead | None:

@@ -9,8 +9,10 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from seedvault.bundle import read_bundle_heads
 from seedvault.client import Client
 from seedvault.errors import UsageError
+from seedvault.manifest import Manifest
 from seedvault.registry.client import RegistryClient
 from seedvault.registry.resolve import resolve
 from seedvault.signing import Envelope
@@ -27,7 +29,14 @@ def release_source(
     if registry is not None:
         node = RegistryClient(registry)
         resolved, signed = resolve(client, node, ref)
+        client.check_usable(Manifest.from_payload(signed.payload))  # a yanked release is not pulled
         name, _, version = resolved.partition("@")
         return resolved, signed, node.torrent(name, version)
     assert envelope is not None
-    return ref, read_envelope_source(Path(envelope)), None
+    source = Path(envelope)
+    signed = read_envelope_source(source)
+    manifest = Manifest.from_payload(signed.payload)
+    if source.is_dir() or source.suffix == ".tar":  # a bundle carries the model's heads
+        client.admit_heads(read_bundle_heads(source), manifest.name)
+    client.check_usable(manifest)
+    return ref, signed, None

@@ -13,6 +13,7 @@ import click
 
 from seedvault.cli._common import REF, emit, json_option
 from seedvault.client import Client
+from seedvault.errors import RollbackError, VerificationError
 from seedvault.registry import NodeConfig, RegistryClient, SyncReport, sync
 from seedvault.registry.app import serve as serve_node
 from seedvault.registry.index import Index
@@ -58,8 +59,13 @@ def push(client: Client, ref: str, registry: str, as_json: bool) -> None:
     """Upload a release from the vault to a registry node."""
     entry = client.vault.resolve(ref)
     client.verify(entry.manifest.ref, fast=True)  # never push bytes that no longer verify
-    result = RegistryClient(registry).push(entry.envelope, client.vault.snapshot_dir(entry.manifest))
-    emit(result, as_json, f"{entry.manifest.ref}: {result['status']} on {registry}")
+    node = RegistryClient(registry)
+    result = node.push(entry.envelope, client.vault.snapshot_dir(entry.manifest))
+    heads = push_heads(client, node, entry.manifest.name)
+    added = result.get("signatures_added") or 0
+    emit({**result, "heads": heads}, as_json, f"{entry.manifest.ref}: {result['status']} on {registry}"
+         + (f"; {added} new signature(s) merged" if added else "")
+         + "".join(f"\n  head: {h}" for h in heads))
 
 
 @click.command()
@@ -102,6 +108,21 @@ def mirror(client: Client, upstreams: tuple[str, ...], once: bool, interval: flo
             time.sleep(interval)
     finally:
         index.close()
+
+
+def push_heads(client: Client, node: RegistryClient, name: str) -> list[str]:
+    """Offer the registry the heads held here for `name`, oldest first (the publisher-signed
+    one before a timestamp refresh of it): what it accepted or why not, one line each."""
+    lines = []
+    for envelope in reversed(client.head_envelopes(name)):
+        try:
+            answer = node.put_head(envelope)
+            lines.append(f"sequence {answer.get('sequence')} accepted")
+        except RollbackError:
+            lines.append("the registry already has this head or a newer one")
+        except VerificationError as exc:
+            lines.append(f"refused: {exc}")
+    return lines
 
 
 def _sync_text(r: SyncReport) -> str:

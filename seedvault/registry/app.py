@@ -378,6 +378,20 @@ async def abort_upload(request: web.Request) -> web.Response:
     return web.json_response(await _run(request, node.abort_upload, request.match_info["digest"], token))
 
 
+async def get_head(request: web.Request) -> web.Response:
+    name, _ = _model(request)
+    node = request.app[NODE]
+    return web.json_response({"name": name, "heads": await _run(request, node.heads, name)})
+
+
+async def put_head(request: web.Request) -> web.Response:
+    name, _ = _model(request)
+    node = request.app[NODE]
+    async with _json_body(request) as body:
+        offered = await _screen(request, body, "head", release=False)
+    return web.json_response(await _run(request, node.put_head, name, offered))
+
+
 async def approve(request: web.Request) -> web.Response:
     name, version = _model(request)
     node = request.app[NODE]
@@ -540,6 +554,8 @@ def create_app(config: NodeConfig) -> web.Application:
         web.get("/openapi.json", openapi),
         web.get("/v1/models", search),
         web.get(model, versions),
+        web.get(model + "/head", get_head),  # before {version}: a release labelled "head" has no detail page
+        web.post(model + "/head", put_head),
         web.delete(model, remove),
         web.get(model + "/{version}", detail),
         web.delete(model + "/{version}", yank),

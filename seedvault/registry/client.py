@@ -30,6 +30,7 @@ from seedvault.errors import (
     VerificationError,
     by_name,
 )
+from seedvault.head import Head
 from seedvault.manifest import Manifest, check_model_name, check_version
 from seedvault.settings import MAX_ENVELOPE_BYTES, READ_CHUNK
 from seedvault.signing import Envelope
@@ -40,7 +41,9 @@ MAX_ERROR_BODY = 64 * 1024  # an error body is a short JSON object; more is not 
 MAX_ERROR_TEXT = 2000  # characters of a server's message repeated to the user
 MAX_RESPONSE_TIME = 300.0  # seconds to read one answer: a server dripping bytes is cut off
 MAX_LISTING_PAGES = 1000  # pages of a full listing (a million releases at 1000 a page)
-MAX_VERSIONS = 100_000  # versions of one model a registry may list
+MAX_VERSIONS = 100_000
+MAX_HEADS = 4  # heads one answer may carry (the head, and the publisher's head it refreshes)
+MAX_HEADS_RESPONSE = 4 * 1024 * 1024  # versions of one model a registry may list
 # Fields of a listing entry that code reads, with their JSON types; others are passed through.
 _ENTRY_TEXT = ("name", "version", "digest")
 _ENTRY_OPTIONAL: dict[str, tuple[type, ...]] = {"license": (str,), "publisher": (str,), "size": (int,),
@@ -118,6 +121,25 @@ class RegistryClient:
                             limit=MAX_ENVELOPE_BYTES)
         return Envelope.from_json(raw, f"envelope from {self.base_url}")
 
+    def heads(self, name: str) -> list[Envelope]:
+        """The heads the registry serves for `name` (its head, and the publisher-signed head that
+        one refreshes), unjudged; none when it has no head. Each is judged by the caller."""
+        where = f"heads of {name} from {self.base_url}"
+        try:
+            doc = self._json("GET", f"/v1/models/{_q(name)}/head", limit=MAX_HEADS_RESPONSE)
+        except NotFoundError:
+            return []
+        items = doc.get("heads") if isinstance(doc, dict) else None
+        if not isinstance(items, list) or len(items) > MAX_HEADS:
+            raise TransferError(f"{where}: expected a JSON object with a list \"heads\" of at most {MAX_HEADS} "
+                                "envelopes, found something else")
+        return [Envelope.from_dict(item, f"{where}, head {i + 1}") for i, item in enumerate(items)]
+
+    def put_head(self, envelope: Envelope) -> dict[str, Any]:
+        name = _head_name(envelope)
+        return _answer(self._json("POST", f"/v1/models/{_q(name)}/head", body=envelope.to_json(),
+                                  headers={"Content-Type": "application/json"}), f"head of {name} to {self.base_url}")
+
     def torrent(self, name: str, version: str) -> bytes:
         return self._request("GET", f"/v1/models/{_q(name)}/{quote(version, safe='')}/torrent",
                              limit=MAX_ENVELOPE_BYTES)
@@ -182,8 +204,13 @@ class RegistryClient:
                                body=envelope.to_json(), headers={"Content-Type": "application/json"}))
 
     def yank(self, name: str, version: str, token: str) -> dict[str, Any]:
+        """The node's admin yanks a release on this node only (the publisher yanks by a head)."""
         return dict(self._json("DELETE", f"/v1/models/{_q(name)}/{quote(version, safe='')}",
                                headers={"Authorization": f"Bearer {token}"}))
+
+    def remove(self, name: str, token: str) -> dict[str, Any]:
+        """The node's admin removes a model from this node (every version)."""
+        return dict(self._json("DELETE", f"/v1/models/{_q(name)}", headers={"Authorization": f"Bearer {token}"}))
 
 
 class _Chunks:
@@ -243,6 +270,10 @@ def _listing(doc: Any, key: str, limit: int, where: str) -> list[dict[str, Any]]
                 raise TransferError(f"{where}: entry {i + 1}: \"{field}\" has the wrong JSON type")
         out.append({"license": "", "publisher": "", "size": 0, **{k: v for k, v in entry.items() if v is not None}})
     return out
+
+
+def _head_name(envelope: Envelope) -> str:
+    return Head.from_payload(envelope.payload).name
 
 
 def _answer(value: Any, where: str) -> dict[str, Any]:

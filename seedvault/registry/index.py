@@ -54,13 +54,16 @@ class Release:
     publisher_keys: tuple[str, ...]
     approver_keys: tuple[str, ...]
     size: int
-    yanked: bool
+    yanked: bool  # by this node's admin
+    publisher_yank: str | None = None  # the reason, when the model's signed head yanks it
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "name": self.name, "version": self.version, "digest": self.digest, "created": self.created,
             "license": self.license, "publisher": self.publisher, "publisher_keys": list(self.publisher_keys),
-            "approver_keys": list(self.approver_keys), "size": self.size, "yanked": self.yanked,
+            "approver_keys": list(self.approver_keys), "size": self.size,
+            "yanked": self.yanked or self.publisher_yank is not None,
+            "yanked_by_admin": self.yanked, "yanked_by_publisher": self.publisher_yank,
         }  # fmt: skip
 
 
@@ -70,6 +73,9 @@ class Index:
         self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.executescript(_SCHEMA)
+        columns = {row[1] for row in self._db.execute("PRAGMA table_info(releases)")}
+        if "publisher_yank" not in columns:  # an index made before signed heads
+            self._db.execute("ALTER TABLE releases ADD COLUMN publisher_yank TEXT")
         self._lock = threading.Lock()
 
     def close(self) -> None:
@@ -119,15 +125,15 @@ class Index:
         where = " WHERE " + " AND ".join(clauses) if clauses else ""
         rows = self._db.execute(
             f"SELECT digest, name, version, created, license, publisher, publisher_keys, approver_keys, size, "  # noqa: S608 - clauses are constants
-            f"yanked FROM releases{where} ORDER BY name, created, rowid LIMIT ? OFFSET ?",
+            f"yanked, publisher_yank FROM releases{where} ORDER BY name, created, rowid LIMIT ? OFFSET ?",
             (*args, limit, offset),
         ).fetchall()
         return [_release(r) for r in rows]
 
     def get(self, name: str, version: str) -> Release | None:
         row = self._db.execute(
-            "SELECT digest, name, version, created, license, publisher, publisher_keys, approver_keys, size, yanked "
-            "FROM releases WHERE name=? AND version=?", (name, version),
+            "SELECT digest, name, version, created, license, publisher, publisher_keys, approver_keys, size, yanked, "
+            "publisher_yank FROM releases WHERE name=? AND version=?", (name, version),
         ).fetchone()
         return _release(row) if row else None
 
@@ -135,6 +141,19 @@ class Index:
         with self._lock:
             cur = self._db.execute("UPDATE releases SET yanked=1 WHERE name=? AND version=?", (name, version))
         return cur.rowcount > 0
+
+    def set_publisher_yanks(self, name: str, reasons: dict[str, str]) -> None:
+        """What the model's accepted head yanks, as listed (the admin's own yanks are apart)."""
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                self._db.execute("UPDATE releases SET publisher_yank=NULL WHERE name=?", (name,))
+                self._db.executemany("UPDATE releases SET publisher_yank=? WHERE name=? AND version=?",
+                                     [(reason, name, version) for version, reason in reasons.items()])
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
 
     def remove(self, name: str) -> int:
         with self._lock:
@@ -181,4 +200,4 @@ def _escape_like(text: str) -> str:
 
 def _release(row: tuple[Any, ...]) -> Release:
     return Release(row[0], row[1], row[2], row[3], row[4], row[5], tuple(row[6].split()),
-                   tuple(row[7].split()), row[8], bool(row[9]))
+                   tuple(row[7].split()), row[8], bool(row[9]), row[10])

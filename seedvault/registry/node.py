@@ -30,7 +30,9 @@ from seedvault.errors import (
     RemovedError,
     TransferError,
     UnauthorizedError,
+    UsageError,
 )
+from seedvault.head import Head
 from seedvault.manifest import Manifest, check_model_name, check_relative_path, check_version
 from seedvault.p2p import Swarm, SwarmConfig, torrent_bytes
 from seedvault.registry.config import NodeConfig
@@ -247,7 +249,10 @@ class Node:
                                "expected a release that was not removed, found a removed one",
                                hint="ask the registry's admin to lift the removal first")
         if self.index.has(envelope.digest):
-            return {"digest": envelope.digest, "status": "present", "needed": []}
+            # The release is here: what the push can still bring is signatures (an approval,
+            # another publisher key's), merged if this node's policy counts them.
+            added = self._merge_pushed_signatures(envelope, manifest)
+            return {"digest": envelope.digest, "status": "present", "needed": [], "signatures_added": added}
         self._check_capacity(manifest)
         token = secrets.token_urlsafe(32)
         session = f"{envelope.digest}.{secrets.token_hex(8)}"
@@ -332,6 +337,7 @@ class Node:
         finally:
             self._drop(upload)
         self.index.put(manifest, admitted.verdict)
+        self._index_yanks(manifest.name)
         self.tracker.add_hash(_tracker_hash(manifest))
         self.seed_ref(manifest.ref)
         return {"digest": digest, "status": "published", "ref": manifest.ref, "verdict": admitted.verdict.to_dict()}
@@ -360,6 +366,46 @@ class Node:
         for staging in self.client.vault.incoming.glob(f"*{STAGING_SUFFIX}"):
             if staging not in live and _newest_mtime(staging) < cutoff:
                 shutil.rmtree(staging, ignore_errors=True)
+
+    def _merge_pushed_signatures(self, envelope: Envelope, manifest: Manifest) -> int:
+        stored = {s.keyid for s in self.client.vault.get(envelope.digest).envelope.signatures}
+        if not {s.keyid for s in envelope.signatures} - stored:
+            return 0
+        try:
+            merged = self.client.merge_signatures(envelope)
+        except PolicyError:  # nothing new that counts here: the release stays as it was
+            return 0
+        self.index.put(manifest, evaluate(merged, self.client.policy))
+        self._envelopes.pop((manifest.name, manifest.version), None)
+        return len(merged.signatures) - len(stored)
+
+    # ---- heads ------------------------------------------------------------------------------
+    def heads(self, name: str) -> list[dict[str, Any]]:
+        """The model's head, and the publisher-signed head it refreshes when that is another."""
+        check_model_name(name)
+        envelopes = self.client.head_envelopes(name)
+        if not envelopes:
+            raise NotFoundError(f"{name} has no signed head on this registry")
+        return [e.to_dict() for e in envelopes]
+
+    def put_head(self, name: str, envelope: Envelope) -> dict[str, Any]:
+        """Accept a head of `name` by signature under the node's policy, only with a higher sequence."""
+        head = Head.from_payload(envelope.payload)
+        if head.name != name:
+            raise UsageError(f"head: expected a head of {name} (the model the URL names), found {head.ref}")
+        if not self.index.search(name=head.name, include_yanked=True, limit=1):
+            raise NotFoundError(f"{head.name} is not on this registry; push a release before its head")
+        current, refusals = self.client.admit_heads([envelope], head.name)
+        if current is None or current.digest != envelope.digest:
+            if refusals:
+                raise refusals[0]
+            raise PolicyError(f"{head.ref}: not accepted by this registry's policy")
+        self._index_yanks(head.name)
+        return {"name": head.name, "sequence": head.sequence, "head": current.to_dict()}
+
+    def _index_yanks(self, name: str) -> None:
+        current = self.client.current_head(name)
+        self.index.set_publisher_yanks(name, {y.version: y.reason for y in current.head.yanked} if current else {})
 
     # ---- approvals ------------------------------------------------------------------------
     def approve(self, name: str, version: str, offered: Envelope) -> dict[str, Any]:
@@ -419,7 +465,7 @@ class Node:
 
     def versions(self, name: str) -> list[dict[str, Any]]:
         check_model_name(name)
-        releases = self.index.search(name=name)
+        releases = self.index.search(name=name, include_yanked=True)
         if not releases:
             raise NotFoundError(f"{name} is not on this registry")
         return [r.to_dict() for r in releases]
