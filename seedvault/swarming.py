@@ -200,6 +200,10 @@ def start_seeding(client: Client, swarm: Swarm, refs: Iterable[str] | None = Non
         except Error as exc:
             report.refused.append((ref, exc.diagnostics()))
             continue
+        yanked = client.yank_reason(manifest)
+        if yanked is not None:  # its publisher withdrew it: not handed to anyone
+            report.refused.append((manifest.ref, f"yanked by its publisher: {yanked}"))
+            continue
         report.handles[manifest.ref] = swarm.add(ti, snapshot, seed=True)
         report.seeding.append(manifest.ref)
     return report

@@ -13,6 +13,7 @@ import errno
 import importlib
 import sqlite3
 import sys
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +21,7 @@ import click
 
 from seedvault.cli._common import emit, json_option
 from seedvault.client import Client
-from seedvault.errors import Error, TransferError
+from seedvault.errors import Error, SeedvaultWarning, TransferError
 from seedvault.signing import KEY_TYPES, PrivateKey
 
 # Command name -> "module:attribute". Loaded on first use, so `seedvault verify` does not
@@ -46,6 +47,11 @@ LAZY_COMMANDS = {
     "oms": "seedvault.cli.bridges:oms",
     "import-oms": "seedvault.cli.bridges:import_oms_command",
     "demo": "seedvault.cli.demo:demo",
+    "head": "seedvault.cli.life:head",
+    "yank": "seedvault.cli.life:yank",
+    "unyank": "seedvault.cli.life:unyank",
+    "sign": "seedvault.cli.life:sign",
+    "remove": "seedvault.cli.life:remove",
 }
 
 
@@ -99,8 +105,21 @@ def keygen(client: Client, key_type: str, out: Path | None, passphrase_file: Pat
 
 
 
+_PYTHON_SHOWWARNING = warnings.showwarning
+
+
+def _show_warning(message: Warning | str, category: type[Warning], *_args: Any, **_kw: Any) -> None:
+    """The library's warnings (a stale head, a yanked release used anyway) for people."""
+    if issubclass(category, SeedvaultWarning):
+        click.echo(f"warning: {message}", err=True)
+    else:
+        _PYTHON_SHOWWARNING(message, category, *_args, **_kw)
+
+
 def main(argv: list[str] | None = None) -> Any:
     """Entry point: run the CLI, turning expected errors into messages and exit codes."""
+    warnings.simplefilter("always", SeedvaultWarning)
+    warnings.showwarning = _show_warning
     try:
         return cli.main(args=argv, prog_name="seedvault", standalone_mode=False)
     except click.exceptions.Abort:

@@ -121,3 +121,17 @@ def byte_progress(label: str, total: int | None, enabled: bool) -> Iterator[Call
 
 def now_utc() -> datetime:
     return datetime.now(UTC)
+
+
+def signing_keys_option(f: F) -> F:
+    """`--key` repeatable: a release or head signed by several keys at once."""
+    f = click.option("--passphrase-file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+                     help="File holding the keys' passphrase (or set SEEDVAULT_KEY_PASSPHRASE).")(f)
+    return click.option("--key", "key_paths", multiple=True, type=click.Path(dir_okay=False, path_type=Path),
+                        help="Private key (PEM) to sign with; repeat for several signatures.")(f)
+
+
+def signing_keys(key_paths: tuple[Path, ...], passphrase_file: Path | None, what: str) -> list[PrivateKey]:
+    if not key_paths:
+        raise click.UsageError(f"{what} needs a signing key: --key KEY")
+    return [load_private_key(p, passphrase_file) for p in key_paths]

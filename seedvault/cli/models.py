@@ -10,7 +10,17 @@ import click
 
 from seedvault._text import quote
 from seedvault.bundle import export_bundle, import_bundle, read_envelope_source
-from seedvault.cli._common import DATE, REF, byte_progress, emit, json_option, key_options, load_private_key
+from seedvault.cli._common import (
+    DATE,
+    REF,
+    byte_progress,
+    emit,
+    json_option,
+    key_options,
+    load_private_key,
+    signing_keys,
+    signing_keys_option,
+)
 from seedvault.client import Client, scan_model_dir
 from seedvault.manifest import LINEAGE_RELATIONS, Manifest, format_time
 from seedvault.signing import Verdict
@@ -40,7 +50,7 @@ def _manifest_summary(m: Manifest) -> dict[str, Any]:
 @click.option("--name", required=True, help="Model name, NAMESPACE/NAME.")
 @click.option("--version", required=True, help="Release label: 1.2.0, 2024-05-01, 3f2a9c1 ...")
 @click.option("--license", "license_", required=True, help="SPDX license expression, e.g. Apache-2.0.")
-@key_options
+@signing_keys_option
 @click.option("--publisher", default="", help="Publisher display name.")
 @click.option("--origin-url", help="Where the model comes from (source repository URL).")
 @click.option("--revision", help="Source revision (commit) the files were taken from.")
@@ -52,19 +62,22 @@ def _manifest_summary(m: Manifest) -> dict[str, Any]:
 @json_option
 @click.pass_obj
 def publish(
-    client: Client, directory: Path, name: str, version: str, license_: str, key_path: Path,
+    client: Client, directory: Path, name: str, version: str, license_: str, key_paths: tuple[Path, ...],
     passphrase_file: Path | None, publisher: str, origin_url: str | None, revision: str | None,
     notes: str | None, base_ref: str | None, relation: str | None, expires: datetime | None,
     allow_pickle: bool, as_json: bool,
 ) -> None:
-    """Sign DIRECTORY as NAME@VERSION and store it in the vault."""
+    """Sign DIRECTORY as NAME@VERSION and store it in the vault, with a new head of NAME.
+
+    Several --key options sign it with several keys (a threshold, or old and new key)."""
     if bool(base_ref) != bool(relation):
         raise click.UsageError("--base and --relation go together")
-    key = load_private_key(key_path, passphrase_file)
+    keys = signing_keys(key_paths, passphrase_file, "publish")
+    key, key_path = keys[0], key_paths[0]
     total = sum((directory / p).stat().st_size for p in scan_model_dir(directory))
     with byte_progress(f"publishing {name}@{version}", total, not as_json) as progress:
         result = client.publish(
-            directory, name=name, version=version, license=license_, key=key, publisher=publisher,
+            directory, name=name, version=version, license=license_, key=keys, publisher=publisher,
             source_url=origin_url, source_revision=revision, notes=notes,
             lineage=[(relation, base_ref)] if base_ref and relation else [],
             expires=expires, allow_pickle=allow_pickle, progress=progress,
@@ -76,24 +89,29 @@ def publish(
                    f"--role publisher --scope '{m.name.split('/')[0]}/*'", err=True)
     emit(
         {**_manifest_summary(m), "digest": result.envelope.digest, "key_id": key.key_id,
+         "key_ids": [k.key_id for k in keys],
          "snapshot": str(result.snapshot), "info_hash_v2": m.torrent.info_hash_v2},
         as_json,
         lambda: f"published {m.ref}\n  digest    {result.envelope.digest}\n  files     {len(m.files)} "
-        f"({m.total_size} bytes)\n  signed by {key.key_id}\n  snapshot  {result.snapshot}",
+        f"({m.total_size} bytes)\n  signed by {', '.join(k.key_id for k in keys)}\n  snapshot  {result.snapshot}",
     )
 
 
 @click.command()
 @click.argument("ref", type=REF)
 @key_options
+@click.option("--registry", help="Send the approval to this registry node too.")
 @json_option
 @click.pass_obj
-def approve(client: Client, ref: str, key_path: Path, passphrase_file: Path | None, as_json: bool) -> None:
-    """Countersign REF's manifest as an approver."""
+def approve(client: Client, ref: str, key_path: Path, passphrase_file: Path | None, registry: str | None,
+            as_json: bool) -> None:
+    """Countersign REF's manifest as an approver (after verifying it and every byte)."""
+    from seedvault.cli.life import countersign  # imports the registry client only here
+
     key = load_private_key(key_path, passphrase_file)
-    envelope = client.approve(ref, key)
-    emit({"ref": ref, "digest": envelope.digest, "key_id": key.key_id, "signatures": len(envelope.signatures)},
-         as_json, f"approved {ref} with {key.key_id} ({len(envelope.signatures)} signatures)")
+    result = countersign(client, ref, key, registry)
+    emit(result, as_json, f"approved {result['ref']} with {key.key_id} ({result['signatures']} signatures)"
+         + (f"; {registry} took it" if registry else ""))
 
 
 @click.command()

@@ -49,7 +49,9 @@ def trust_list(client: Client, as_json: bool) -> None:
         lines = [f"{k.key_id}  {k.role:<9}  {','.join(k.scopes):<16}  {k.name}" for k in policy.keys]
         lines = lines or ["no trusted keys (nothing will verify): seedvault trust add KEY.pub --role publisher"]
         lines.append(f"publisher threshold: {policy.publisher_threshold}; "
-                     f"approvals required: {policy.required_approvals}")
+                     f"approvals required: {policy.required_approvals}; "
+                     f"fresh heads: {'required' if policy.fresh_heads else 'not required'}; "
+                     f"yanked releases: {policy.yanked}")
         lines.append("licenses: " + (", ".join(policy.allowed_licenses) if policy.allowed_licenses is not None
                                      else "any"))
         lines += [f"revoked: {r}" for r in sorted(policy.revoked)]
@@ -80,13 +82,25 @@ def trust_revoke(client: Client, key_id: str) -> None:
 
 
 @trust.command("require")
-@click.option("--approvals", type=click.IntRange(min=0), required=True,
+@click.option("--approvals", type=click.IntRange(min=0),
               help="Approver signatures (distinct keys) every model needs.")
+@click.option("--fresh-heads/--stale-heads-ok", default=None,
+              help="Refuse a model's head past its expiry (freeze defence), or only warn (the default).")
+@click.option("--yanked", type=click.Choice(["refuse", "warn"]),
+              help="What load, snapshot_path and pull do with a yanked release (default: refuse).")
 @click.pass_obj
-def trust_require(client: Client, approvals: int) -> None:
-    """Require approvals by trusted approver keys."""
-    client.save_policy(replace(client.policy, required_approvals=approvals))
-    click.echo(f"approvals required: {approvals}")
+def trust_require(client: Client, approvals: int | None, fresh_heads: bool | None, yanked: str | None) -> None:
+    """Require approvals, fresh heads, and what a yank means here."""
+    if approvals is None and fresh_heads is None and yanked is None:
+        raise click.UsageError("expected at least one of --approvals N, --fresh-heads/--stale-heads-ok, "
+                               "--yanked refuse|warn")
+    policy = client.policy
+    policy = replace(policy, required_approvals=policy.required_approvals if approvals is None else approvals,
+                     fresh_heads=policy.fresh_heads if fresh_heads is None else fresh_heads,
+                     yanked=policy.yanked if yanked is None else yanked)  # type: ignore[arg-type]
+    client.save_policy(policy)
+    click.echo(f"approvals required: {policy.required_approvals}; fresh heads required: "
+               f"{'yes' if policy.fresh_heads else 'no (stale heads warn)'}; yanked releases: {policy.yanked}")
 
 
 @trust.group("licenses")

@@ -46,8 +46,11 @@ MAX_HEADS = 4  # heads one answer may carry (the head, and the publisher's head 
 MAX_HEADS_RESPONSE = 4 * 1024 * 1024  # versions of one model a registry may list
 # Fields of a listing entry that code reads, with their JSON types; others are passed through.
 _ENTRY_TEXT = ("name", "version", "digest")
-_ENTRY_OPTIONAL: dict[str, tuple[type, ...]] = {"license": (str,), "publisher": (str,), "size": (int,),
-                                                 "yanked": (bool,), "created": (str,)}
+_ENTRY_OPTIONAL: dict[str, tuple[type, ...]] = {
+    "license": (str,), "publisher": (str,), "size": (int,), "yanked": (bool,), "created": (str,),
+    "yanked_by_admin": (bool,), "yanked_by_publisher": (str,), "head_sequence": (int,),
+    "publisher_keys": (list,), "approver_keys": (list,),
+}
 
 
 class RegistryClient:

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from seedvault.client import Client
 from seedvault.errors import RemovedError
 from seedvault.manifest import Manifest, format_time
 from seedvault.signing import Verdict
@@ -56,6 +57,7 @@ class Release:
     size: int
     yanked: bool  # by this node's admin
     publisher_yank: str | None = None  # the reason, when the model's signed head yanks it
+    head_sequence: int | None = None  # of the model's head accepted here (mirrors fetch newer ones only)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -64,6 +66,7 @@ class Release:
             "approver_keys": list(self.approver_keys), "size": self.size,
             "yanked": self.yanked or self.publisher_yank is not None,
             "yanked_by_admin": self.yanked, "yanked_by_publisher": self.publisher_yank,
+            "head_sequence": self.head_sequence,
         }  # fmt: skip
 
 
@@ -76,6 +79,7 @@ class Index:
         columns = {row[1] for row in self._db.execute("PRAGMA table_info(releases)")}
         if "publisher_yank" not in columns:  # an index made before signed heads
             self._db.execute("ALTER TABLE releases ADD COLUMN publisher_yank TEXT")
+            self._db.execute("ALTER TABLE releases ADD COLUMN head_sequence INTEGER")
         self._lock = threading.Lock()
 
     def close(self) -> None:
@@ -125,7 +129,7 @@ class Index:
         where = " WHERE " + " AND ".join(clauses) if clauses else ""
         rows = self._db.execute(
             f"SELECT digest, name, version, created, license, publisher, publisher_keys, approver_keys, size, "  # noqa: S608 - clauses are constants
-            f"yanked, publisher_yank FROM releases{where} ORDER BY name, created, rowid LIMIT ? OFFSET ?",
+            f"yanked, publisher_yank, head_sequence FROM releases{where} ORDER BY name, created, rowid LIMIT ? OFFSET ?",
             (*args, limit, offset),
         ).fetchall()
         return [_release(r) for r in rows]
@@ -133,7 +137,7 @@ class Index:
     def get(self, name: str, version: str) -> Release | None:
         row = self._db.execute(
             "SELECT digest, name, version, created, license, publisher, publisher_keys, approver_keys, size, yanked, "
-            "publisher_yank FROM releases WHERE name=? AND version=?", (name, version),
+            "publisher_yank, head_sequence FROM releases WHERE name=? AND version=?", (name, version),
         ).fetchone()
         return _release(row) if row else None
 
@@ -142,12 +146,14 @@ class Index:
             cur = self._db.execute("UPDATE releases SET yanked=1 WHERE name=? AND version=?", (name, version))
         return cur.rowcount > 0
 
-    def set_publisher_yanks(self, name: str, reasons: dict[str, str]) -> None:
-        """What the model's accepted head yanks, as listed (the admin's own yanks are apart)."""
+    def set_head(self, name: str, sequence: int | None, reasons: dict[str, str]) -> None:
+        """The model's accepted head: its sequence, and what it yanks, as listed (the admin's
+        own yanks are kept apart)."""
         with self._lock:
             self._db.execute("BEGIN IMMEDIATE")
             try:
-                self._db.execute("UPDATE releases SET publisher_yank=NULL WHERE name=?", (name,))
+                self._db.execute("UPDATE releases SET publisher_yank=NULL, head_sequence=? WHERE name=?",
+                                 (sequence, name))
                 self._db.executemany("UPDATE releases SET publisher_yank=? WHERE name=? AND version=?",
                                      [(reason, name, version) for version, reason in reasons.items()])
             except BaseException:
@@ -167,6 +173,9 @@ class Index:
                 raise
             self._db.execute("COMMIT")
         return cur.rowcount
+
+    def names(self) -> set[str]:
+        return {n for (n,) in self._db.execute("SELECT DISTINCT name FROM releases")}
 
     def has(self, digest: str) -> bool:
         return self._db.execute("SELECT 1 FROM releases WHERE digest=?", (digest,)).fetchone() is not None
@@ -194,10 +203,19 @@ class Index:
         return cur.rowcount
 
 
+def index_yanks(client: Client, index: Index, name: str) -> None:
+    """List what the model's head, as this side's policy accepts it, yanks."""
+    current = client.current_head(name)
+    if current is None:
+        index.set_head(name, None, {})
+    else:
+        index.set_head(name, current.head.sequence, {y.version: y.reason for y in current.head.yanked})
+
+
 def _escape_like(text: str) -> str:
     return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
 def _release(row: tuple[Any, ...]) -> Release:
     return Release(row[0], row[1], row[2], row[3], row[4], row[5], tuple(row[6].split()),
-                   tuple(row[7].split()), row[8], bool(row[9]), row[10])
+                   tuple(row[7].split()), row[8], bool(row[9]), row[10], row[11])

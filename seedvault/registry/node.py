@@ -36,7 +36,7 @@ from seedvault.head import Head
 from seedvault.manifest import Manifest, check_model_name, check_relative_path, check_version
 from seedvault.p2p import Swarm, SwarmConfig, torrent_bytes
 from seedvault.registry.config import NodeConfig
-from seedvault.registry.index import Index, Release
+from seedvault.registry.index import Index, Release, index_yanks
 from seedvault.registry.tracker import Tracker
 from seedvault.signing import Envelope, TrustPolicy, Verdict, evaluate
 from seedvault.swarming import start_seeding, stored_layers
@@ -404,8 +404,7 @@ class Node:
         return {"name": head.name, "sequence": head.sequence, "head": current.to_dict()}
 
     def _index_yanks(self, name: str) -> None:
-        current = self.client.current_head(name)
-        self.index.set_publisher_yanks(name, {y.version: y.reason for y in current.head.yanked} if current else {})
+        index_yanks(self.client, self.index, name)
 
     # ---- approvals ------------------------------------------------------------------------
     def approve(self, name: str, version: str, offered: Envelope) -> dict[str, Any]:
