@@ -129,7 +129,8 @@ class Index:
         where = " WHERE " + " AND ".join(clauses) if clauses else ""
         rows = self._db.execute(
             f"SELECT digest, name, version, created, license, publisher, publisher_keys, approver_keys, size, "  # noqa: S608 - clauses are constants
-            f"yanked, publisher_yank, head_sequence FROM releases{where} ORDER BY name, created, rowid LIMIT ? OFFSET ?",
+            f"yanked, publisher_yank, head_sequence FROM releases{where} ORDER BY name, created, rowid "
+            "LIMIT ? OFFSET ?",
             (*args, limit, offset),
         ).fetchall()
         return [_release(r) for r in rows]
