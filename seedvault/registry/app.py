@@ -554,11 +554,13 @@ def create_app(config: NodeConfig) -> web.Application:
         web.get("/openapi.json", openapi),
         web.get("/v1/models", search),
         web.get(model, versions),
-        web.get(model + "/head", get_head),  # before {version}: a release labelled "head" has no detail page
+        web.get(model + "/head", get_head),
         web.post(model + "/head", put_head),
         web.delete(model, remove),
-        web.get(model + "/{version}", detail),
-        web.delete(model + "/{version}", yank),
+        # `head` names the model's head here: a release labelled "head" has no detail page (its
+        # envelope and torrent are still served).
+        web.get(model + "/{version:(?!head$)[^{}/]+}", detail),
+        web.delete(model + "/{version:(?!head$)[^{}/]+}", yank),
         web.get(model + "/{version}/envelope", envelope),
         web.get(model + "/{version}/torrent", torrent),
         web.post(model + "/{version}/approvals", approve),

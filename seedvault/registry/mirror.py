@@ -98,9 +98,10 @@ def sync(
         if stop is not None and stop.is_set():
             break
         held_head = client.heads.held(name)
-        # The listing says which head the upstream has: an unchanged one costs no request.
-        unchanged = isinstance(listed, int) and held_head is not None and listed <= held_head.head.sequence
-        if name in held_names and not unchanged:
+        # The listing says which head the upstream has (none: no head there): an unchanged
+        # one costs no request.
+        newer = isinstance(listed, int) and (held_head is None or listed > held_head.head.sequence)
+        if name in held_names and newer:
             _sync_head(client, index, remote, name, report)
     return report
 

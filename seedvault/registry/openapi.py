@@ -47,6 +47,9 @@ _MODEL_PARAMS = [
     {"name": "name", "in": "path", "required": True, "schema": _PART},
 ]
 _VERSION_PARAMS = [*_MODEL_PARAMS, {"name": "version", "in": "path", "required": True, "schema": _VERSION}]
+# A release's own page: `head` there is the model's head (see /v1/models/{ns}/{name}/head).
+_RELEASE_PARAMS = [*_MODEL_PARAMS, {"name": "version", "in": "path", "required": True,
+                                    "schema": {**_VERSION, "not": {"const": "head"}}}]
 _OBJECT = {"type": "object"}
 _ENVELOPE_BODY = {"required": True,
                   "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Envelope"}}}}
@@ -105,13 +108,23 @@ OPENAPI: dict[str, Any] = {
             "delete": _admin("remove a model (admin); re-pushing it is refused until the removal is lifted",
                              _MODEL_PARAMS, "the model was removed"),
         },
+        "/v1/models/{ns}/{name}/head": {
+            "get": _op("the model's signed heads: its head, and the publisher-signed head it refreshes when that "
+                       "is another (judge them under your own policy)", _MODEL_PARAMS),
+            "post": _op("a new head, accepted by signature under the node's policy and only with a higher "
+                        "sequence", _MODEL_PARAMS, {
+                            "200": _ok("the head was accepted"), **_BODY_ERRORS,
+                            "409": _error("the node holds this head's sequence or a higher one (rollback)"),
+                        }, requestBody=_ENVELOPE_BODY),
+        },
         "/v1/removed/{ns}/{name}": {
             "delete": _admin("lift the removal of a model (admin), so that it may be pushed or mirrored again",
                              _MODEL_PARAMS, "the removal was lifted"),
         },
         "/v1/models/{ns}/{name}/{version}": {
-            "get": _op("a release: statement, signers and the node's verdict", _VERSION_PARAMS),
-            "delete": _admin("yank a release (admin)", _VERSION_PARAMS, "the release was yanked"),
+            "get": _op("a release: statement, signers and the node's verdict", _RELEASE_PARAMS),
+            "delete": _admin("yank a release on this node only (admin; a publisher yanks by a signed head)",
+                             _RELEASE_PARAMS, "the release was yanked"),
         },
         "/v1/models/{ns}/{name}/{version}/envelope": {"get": _op("the signed DSSE envelope", _VERSION_PARAMS)},
         "/v1/models/{ns}/{name}/{version}/torrent": {"get": _op(
