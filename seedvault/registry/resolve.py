@@ -13,7 +13,7 @@ from __future__ import annotations
 import warnings
 
 from seedvault.client import Client
-from seedvault.errors import NotFoundError, SeedvaultWarning, VerificationError
+from seedvault.errors import ExpiredError, NotFoundError, SeedvaultWarning, VerificationError
 from seedvault.manifest import Ref
 from seedvault.registry.client import RegistryClient
 from seedvault.signing import Envelope, Verdict
@@ -23,6 +23,9 @@ from seedvault.signing.trusted import AcceptedHead, is_newer
 def refresh_head(client: Client, registry: RegistryClient, name: str) -> AcceptedHead | None:
     """Take the registry's heads of `name` into the vault (judged), and return the head held."""
     current, refusals = client.admit_heads(registry.heads(name), name)
+    stale = next((exc for exc in refusals if isinstance(exc, ExpiredError)), None)
+    if current is None and stale is not None:
+        raise stale  # the policy requires fresh heads, and this registry serves only a stale one
     for exc in refusals:
         warnings.warn(SeedvaultWarning(f"{registry.base_url}: refused a head of {name}: {exc}"), stacklevel=2)
     if current is not None and current.stale:
