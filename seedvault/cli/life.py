@@ -38,8 +38,8 @@ class _HeadGroup(click.Group):
     """`seedvault head NS/NAME` shows; `seedvault head refresh NS/NAME` re-signs."""
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
-        if args and args[0] not in self.commands and not args[0].startswith("-"):
-            args = ["show", *args]
+        if args and args[0] not in self.commands and args[0] not in ("--help", "-h"):
+            args = ["show", *args]  # `head NS/NAME ...` and `head --registry URL NS/NAME` both show
         return super().parse_args(ctx, args)
 
 
