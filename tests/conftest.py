@@ -113,6 +113,15 @@ def trust(client: Client, key: PrivateKey, role: str = "publisher", *scopes: str
 
 
 @pytest.fixture
+def nodes() -> Iterator[list[Any]]:
+    """Registry nodes a test starts (registry_helpers.start); each is stopped, bounded, at teardown."""
+    started: list[Any] = []
+    yield started
+    for server in reversed(started):
+        server.close()
+
+
+@pytest.fixture
 def make_client(tmp_path: Path) -> Iterator[Any]:
     """Factory: a Client with its own temporary SEEDVAULT_HOME; all closed at teardown."""
     made: list[Client] = []

@@ -137,6 +137,13 @@ class NodeServer:
         self.close()
 
 
+def start(nodes: list[NodeServer], home: Path, **settings: Any) -> NodeServer:
+    """Start a node and add it to `nodes` (the conftest fixture), which stops it at teardown."""
+    server = NodeServer(home, **settings)
+    nodes.append(server)
+    return server.start()
+
+
 async def _cancel_pending() -> None:
     """Connections still lingering after the app's cleanup: cancel them before the loop stops."""
     tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Iterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -17,7 +16,7 @@ from typing import Any
 
 import pytest
 from aiohttp import web
-from registry_helpers import NodeServer, free_port, make_home, policy, publish
+from registry_helpers import NodeServer, free_port, make_home, policy, publish, start
 from test_cli import ok, refused
 
 from seedvault.client import Client
@@ -34,20 +33,6 @@ PULL_TIMEOUT = 60.0
 
 
 # ---- fixtures -------------------------------------------------------------------------------
-
-
-@pytest.fixture
-def nodes() -> Iterator[list[NodeServer]]:
-    started: list[NodeServer] = []
-    yield started
-    for server in reversed(started):
-        server.close()
-
-
-def start(nodes: list[NodeServer], home: Path, **settings: Any) -> NodeServer:
-    server = NodeServer(home, **settings)
-    nodes.append(server)
-    return server.start()
 
 
 def key_file(tmp: Path, key: PrivateKey, name: str) -> Path:

@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 from aiohttp import web
 from conftest import REF, Model, db_rows, resign, trust, write_bundle
-from registry_helpers import NodeServer, make_home, policy, publish, request
+from registry_helpers import NodeServer, make_home, policy, publish, request, start
 from test_registry import cli
 
 from seedvault.bundle import import_bundle
@@ -61,20 +61,6 @@ def home_of(client: Client) -> Path:
 
 def keyids(envelope: Envelope) -> list[str]:
     return [s.keyid for s in envelope.signatures]
-
-
-@pytest.fixture
-def nodes() -> Iterator[list[NodeServer]]:
-    started: list[NodeServer] = []
-    yield started
-    for server in reversed(started):
-        server.close()
-
-
-def start(nodes: list[NodeServer], home: Path) -> NodeServer:
-    server = NodeServer(home)
-    nodes.append(server)
-    return server.start()
 
 
 # ---- junk signatures -----------------------------------------------------------------------
