@@ -21,7 +21,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from seedvault import hashing, weights
+from seedvault import hashing, licenses, weights
 from seedvault._text import count, listing, quote
 from seedvault.errors import (
     Error,
@@ -250,6 +250,7 @@ class Client:
         if not keys:
             raise UsageError("publish: expected at least one signing key, found none")
         key = keys[0]
+        license = licenses.normalize(license)  # before any byte is hashed
         directory = Path(directory)
         files = scan_model_dir(directory)
         check_pickles(list(files), "publish", str(directory), allowed=allow_pickle)

@@ -244,7 +244,8 @@ def test_policy_malformed_refused(tmp_path: Path, text: str, message: str) -> No
         (("MIT",), "MIT", True),
         (("MIT",), "Apache-2.0", False),
         (("MIT", "Apache-2.0"), "MIT OR Apache-2.0", True),
-        (("MIT",), "MIT OR Apache-2.0", False),
+        (("MIT",), "MIT OR Apache-2.0", True),  # a choice: the user takes it under MIT
+        (("MIT",), "MIT AND Apache-2.0", False),
         (("GPL-2.0-only WITH Classpath-exception-2.0",), "GPL-2.0-only WITH Classpath-exception-2.0", True),
         ((), "MIT", False),
     ],

@@ -56,6 +56,7 @@ from huggingface_hub.utils._validators import validate_repo_id
 # PyYAML comes with huggingface_hub and ships no type information.
 from yaml import YAMLError  # type: ignore[import-untyped]
 
+from seedvault import licenses
 from seedvault._text import quote
 from seedvault.bridges._files import copy_hashed, write_atomic
 from seedvault.client import Admitted, Client, Progress
@@ -367,13 +368,19 @@ class Card:
 
 
 def spdx_license(card_license: str | None, given: str | None) -> str:
-    """The SPDX id to sign: the one given, else the card's mapped; unknown ones are refused."""
+    """The SPDX expression to sign: the one given, else the card's mapped (or the card's own,
+    when it is already valid SPDX); others are refused."""
     if given:
-        return given
+        return licenses.normalize(given, "--license")
     if card_license is None:
         raise UsageError(f"{CARD}: expected a `license` in the model card, found none",
                          hint="name the license with --license SPDX-ID")
     mapped = HF_LICENSES.get(card_license.strip().lower())
+    if mapped is None and licenses.is_valid(card_license):
+        # A card id that is already SPDX as written; never a deprecated one SPDX would
+        # rename (gpl-3.0 could mean -only or -or-later: the publisher must say).
+        spelled = licenses.normalize(card_license)
+        mapped = spelled if spelled.lower() == card_license.strip().lower() else None
     if mapped is None:
         raise UsageError(
             f"{CARD} license {quote(card_license)}: expected a Hugging Face license id with an SPDX equivalent "

@@ -31,7 +31,7 @@ from datetime import datetime
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from seedvault import hashing
+from seedvault import hashing, licenses
 from seedvault._json import load_object
 from seedvault._text import MAX_LIST_ITEMS, cut, listing, quote, show
 from seedvault.bridges._files import copy_hashed, write_atomic
@@ -431,6 +431,7 @@ def import_oms(
     The OMS evidence (bundle digest, signer key, root digest) is signed into the origin, as
     structured data under `oms` and as a sentence in the notes.
     """
+    license = licenses.normalize(license, "--license")  # before the copy, not after
     st = read_bundle(_read_signature(signature), public_key, str(signature))
     files = model_files(directory, st.ignore_paths, signature)
     with client.vault.staging("import-oms") as staged:

@@ -112,12 +112,13 @@ def licenses() -> None:
 @click.argument("spdx", nargs=-1, required=True)
 @click.pass_obj
 def licenses_allow(client: Client, spdx: tuple[str, ...]) -> None:
-    """Add SPDX license ids to the allowed list (creating the list turns the filter on)."""
-    policy = client.policy
-    current = list(policy.allowed_licenses or ())
-    current += [s for s in spdx if s not in current]
-    client.save_policy(replace(policy, allowed_licenses=tuple(current)))
-    click.echo(f"licenses allowed: {', '.join(current)}")
+    """Add SPDX licenses to the allowed list (creating the list turns the filter on).
+
+    Ids match case-insensitively (apache-2.0 is Apache-2.0); LicenseRef-NAME names a license
+    SPDX does not list. A model under `A OR B` needs one of them allowed, under `A AND B` both."""
+    policy = client.policy.allow_licenses(spdx)
+    client.save_policy(policy)
+    click.echo(f"licenses allowed: {', '.join(policy.allowed_licenses or ())}")
 
 
 @licenses.command("any")

@@ -18,6 +18,7 @@ from typing import Any, Literal
 
 import tomli_w
 
+from seedvault import licenses as _licenses
 from seedvault._text import quote
 from seedvault.errors import NotFoundError, UsageError
 from seedvault.signing.keys import PublicKey
@@ -78,13 +79,17 @@ class TrustPolicy:
         return replace(self, revoked=self.revoked | {key_id})
 
     def license_allowed(self, expression: str) -> bool:
-        """Allowed if the whole expression is listed, or every license id in it is."""
-        if self.allowed_licenses is None:
-            return True
-        if expression in self.allowed_licenses:
-            return True
-        ids = [t for t in re.split(r"[\s()]+", expression) if t and t not in ("AND", "OR", "WITH")]
-        return bool(ids) and all(i in self.allowed_licenses for i in ids)
+        """Any license when no list is set; otherwise SPDX matching (`licenses.allowed`)."""
+        return self.allowed_licenses is None or _licenses.allowed(expression, self.allowed_licenses)
+
+    def allow_licenses(self, expressions: tuple[str, ...]) -> TrustPolicy:
+        """Add licenses (normalized SPDX, each once) to the allowed list, creating it."""
+        current = list(self.allowed_licenses or ())
+        for expression in expressions:
+            normalized = _licenses.normalize(expression, "allowed license")
+            if normalized.lower() not in {c.lower() for c in current}:
+                current.append(normalized)
+        return replace(self, allowed_licenses=tuple(current))
 
     # ---- TOML ---------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
@@ -133,9 +138,9 @@ class TrustPolicy:
             keys.append(
                 TrustedKey(key, role, tuple(check_scope(str(s)) for s in scopes), str(entry.get("name", "")))
             )
-        licenses = data.get("allowed_licenses")
+        allowed = data.get("allowed_licenses")
         revoked = data.get("revoked", [])
-        for field_name, value in (("revoked", revoked), ("allowed_licenses", licenses)):
+        for field_name, value in (("revoked", revoked), ("allowed_licenses", allowed)):
             if value is not None and not (isinstance(value, list) and all(isinstance(v, str) for v in value)):
                 raise UsageError(f"{source}: expected {field_name} to be a list of strings, found {quote(value)}")
         thresholds = {
@@ -159,7 +164,10 @@ class TrustPolicy:
             revoked=frozenset(revoked),
             publisher_threshold=thresholds["publisher_threshold"],
             required_approvals=thresholds["required_approvals"],
-            allowed_licenses=tuple(str(x) for x in licenses) if licenses is not None else None,
+            allowed_licenses=(
+                tuple(_licenses.normalize(x, f"{source}: allowed_licenses") for x in allowed)
+                if allowed is not None else None
+            ),
         )
 
     @classmethod
