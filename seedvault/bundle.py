@@ -33,7 +33,7 @@ from seedvault.client import Admitted, Client, Progress, check_exact_files, comp
 from seedvault.errors import IntegrityError, ManifestError, NotFoundError, OversizeError, UnsafePathError, UsageError
 from seedvault.manifest import Manifest, check_relative_path
 from seedvault.settings import MAX_ENVELOPE_BYTES, MAX_FILES_PER_MANIFEST, READ_CHUNK
-from seedvault.signing import Envelope
+from seedvault.signing import Envelope, PublicKey
 from seedvault.signing.dsse import check_envelope_size
 
 FORMAT = "seedvault-bundle/1"
@@ -51,11 +51,11 @@ def export_bundle(client: Client, ref: str, dest: Path, *, as_tar: bool = False)
     if dest.exists():
         raise UsageError(f"{dest} already exists; choose a new destination")
     policy = client.policy
-    keys = {}
-    for sig in entry.envelope.signatures:
-        for trusted in policy.keys_by_id(sig.keyid):
-            keys[sig.keyid] = trusted.key.pem()
     held = client.head_envelopes(manifest.name)
+    # The public keys of every locally trusted signer: of the release (publishers, approvers)
+    # and of its heads (a timestamp key, a publisher's new key), for the receiver to judge.
+    signers = [sig.keyid for env in (entry.envelope, *held) for sig in env.signatures]
+    keys = {key_id: t.key.pem() for key_id in signers for t in policy.keys_by_id(key_id)}
     heads = json.dumps({"heads": [h.to_dict() for h in held]}, indent=2).encode() if held else b""
     meta = {"format": FORMAT, "ref": manifest.ref, "digest": entry.digest, "files": [f.path for f in manifest.files]}
     tmp = dest.with_name(f".{dest.name}.{uuid.uuid4().hex[:8]}.tmp")
@@ -141,6 +141,48 @@ def read_bundle_heads(source: Path) -> list[Envelope]:
         raise ManifestError(f"{where}: {HEADS_FILE}: expected a list \"heads\" of at most {MAX_BUNDLE_HEADS} "
                             "envelopes, found something else")
     return [Envelope.from_dict(item, f"{where}: {HEADS_FILE}, head {i + 1}") for i, item in enumerate(items)]
+
+
+MAX_BUNDLE_KEYS = 64
+MAX_KEY_FILE = 16 * 1024
+
+
+def is_bundle(source: Path) -> bool:
+    return (source.is_dir() and os.path.lexists(source / "envelope.json")) or _is_tar(source)
+
+
+def read_bundle_keys(source: Path) -> list[PublicKey]:
+    """The public keys a bundle carries (`keys/*.pub`), unjudged: whoever trusts one must
+    check its id against one obtained out of band. A key file whose name claims another id
+    than its key's is refused."""
+    where = f"{source}: bundle"
+    found: list[tuple[str, bytes]] = []
+    if source.is_dir():
+        keys_dir = source / "keys"
+        if keys_dir.is_dir() and not keys_dir.is_symlink():
+            for i, entry in enumerate(sorted(keys_dir.iterdir())):
+                if i >= MAX_BUNDLE_KEYS:
+                    raise OversizeError(f"{where}: expected at most {MAX_BUNDLE_KEYS} keys, found more")
+                found.append((entry.name, _read_small_file(entry, f"keys/{entry.name}", MAX_KEY_FILE, where)))
+    elif _is_tar(source):
+        with _open_tar(source) as tar:
+            members = [m for n, m in sorted(_members(tar).items()) if n.startswith("keys/") and m.isfile()]
+            if len(members) > MAX_BUNDLE_KEYS:
+                raise OversizeError(f"{where}: expected at most {MAX_BUNDLE_KEYS} keys, found {len(members)}")
+            for m in members:
+                if m.size > MAX_KEY_FILE:
+                    raise OversizeError(f"{where}: {m.name}: expected at most {MAX_KEY_FILE:,} bytes, found {m.size:,}")
+                found.append((m.name.removeprefix("keys/"), _read_member(tar, m)))
+    else:
+        _not_a_bundle(source)
+    keys = []
+    for name, pem in found:
+        key = PublicKey.from_pem(pem, f"{where}: keys/{name}")
+        if name.removesuffix(".pub") != key.key_id:
+            raise ManifestError(f"{where}: keys/{name}: expected the file of key {name.removesuffix('.pub')}, "
+                                f"found key {key.key_id}", hint="the bundle was altered; get it again from its source")
+        keys.append(key)
+    return keys
 
 
 def _not_a_bundle(source: Path) -> NoReturn:

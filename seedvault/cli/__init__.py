@@ -28,6 +28,8 @@ from seedvault.signing import KEY_TYPES, PrivateKey
 # pay for importing libtorrent, aiohttp and huggingface_hub (most of a second here).
 LAZY_COMMANDS = {
     "trust": "seedvault.cli.trust:trust",
+    "keys": "seedvault.cli.keys:keys",
+    "key": "seedvault.cli.keys:keys",
     "publish": "seedvault.cli.models:publish",
     "approve": "seedvault.cli.models:approve",
     "verify": "seedvault.cli.models:verify",
@@ -91,18 +93,35 @@ def cli(ctx: click.Context, home: Path | None) -> None:
               help="Private key file; FILE.pub gets the public key. Default: in the config's keys/.")
 @click.option("--passphrase-file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="Encrypt the private key with the passphrase in this file.")
+@click.option("--no-passphrase", is_flag=True,
+              help="Leave the private key unencrypted without asking (at a terminal, keygen asks).")
 @json_option
 @click.pass_obj
-def keygen(client: Client, key_type: str, out: Path | None, passphrase_file: Path | None, as_json: bool) -> None:
-    """Generate a signing key pair (Ed25519 by default, or ECDSA P-256)."""
+def keygen(client: Client, key_type: str, out: Path | None, passphrase_file: Path | None, no_passphrase: bool,
+           as_json: bool) -> None:
+    """Generate a signing key pair (Ed25519 by default, or ECDSA P-256).
+
+    At a terminal it asks whether to encrypt the private key, and for the passphrase."""
+    from seedvault.cli._common import terminal
+
+    if passphrase_file and no_passphrase:
+        raise click.UsageError("expected --passphrase-file or --no-passphrase, found both")
     key = PrivateKey.generate(key_type)  # type: ignore[arg-type]
     path = out or client.paths.keys_dir / f"{key.key_id[:16]}.key"
     passphrase = passphrase_file.read_bytes().rstrip(b"\r\n") if passphrase_file else None
+    if passphrase_file is None and not no_passphrase and terminal() and click.confirm(
+        "Encrypt the private key with a passphrase?", default=True, err=True
+    ):
+        passphrase = click.prompt("Passphrase", hide_input=True, confirmation_prompt=True, err=True).encode()
     pub = key.save(path, passphrase)
-    data = {"key_id": key.key_id, "type": key_type, "private_key": str(path), "public_key": str(pub)}
-    emit(data, as_json, f"key id      {key.key_id}\nprivate key {path}\npublic key  {pub}")
-
-
+    data = {"key_id": key.key_id, "type": key_type, "private_key": str(path), "public_key": str(pub),
+            "encrypted": passphrase is not None}
+    emit(data, as_json, f"key id      {key.key_id}\nprivate key {path} "
+         f"({'encrypted' if passphrase else 'NOT encrypted'})\npublic key  {pub}\n"
+         f"give people the key id by another channel than the public key, so they can check it")
+    if passphrase is None and not no_passphrase and not terminal():
+        click.echo("note: the private key is not encrypted (no terminal to ask for a passphrase); "
+                   "--passphrase-file FILE encrypts it", err=True)
 
 
 _PYTHON_SHOWWARNING = warnings.showwarning

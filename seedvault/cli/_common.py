@@ -13,6 +13,7 @@ from typing import Any, TypeVar
 
 import click
 
+from seedvault import keyring
 from seedvault._text import quote
 from seedvault.client import Client
 from seedvault.errors import ManifestError, UsageError
@@ -74,24 +75,53 @@ REF = RefType()
 DATE = TimeType()
 
 
+class KeyType(click.ParamType[Path]):
+    """A private key: a file, or the id (or an 8+ hex prefix) of a key in config/keys/."""
+
+    name = "KEY"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Path:
+        if isinstance(value, Path):
+            return value
+        text = str(value)
+        path = Path(text)
+        client = ctx.find_object(Client) if ctx is not None else None
+        if os.path.lexists(path) or client is None or not keyring.looks_like_key_id(text):
+            return path
+        return keyring.find_key(client.paths.keys_dir, text)
+
+
+KEY = KeyType()
+
+
+def terminal() -> bool:
+    """A person at a terminal who can answer a prompt (not a script, not a pipe)."""
+    return sys.stdin.isatty()
+
+
 def load_private_key(path: Path, passphrase_file: Path | None) -> PrivateKey:
+    """The key at PATH; its passphrase from the file, SEEDVAULT_KEY_PASSPHRASE, or asked at a terminal."""
     passphrase = None
     if passphrase_file is not None:
         passphrase = passphrase_file.read_bytes().rstrip(b"\r\n")
     elif os.environ.get("SEEDVAULT_KEY_PASSPHRASE"):
         passphrase = os.environ["SEEDVAULT_KEY_PASSPHRASE"].encode()
-    return PrivateKey.load(path, passphrase)
+    elif keyring.is_encrypted(path) and terminal():
+        passphrase = click.prompt(f"Passphrase for {path}", hide_input=True, err=True).encode()
+    key = PrivateKey.load(path, passphrase)
+    keyring.check_pair(path, key)
+    return key
 
 
 def key_options(f: F) -> F:
     f = click.option(
         "--passphrase-file",
         type=click.Path(exists=True, dir_okay=False, path_type=Path),
-        help="File holding the key's passphrase (or set SEEDVAULT_KEY_PASSPHRASE).",
+        help="File holding the key's passphrase (or set SEEDVAULT_KEY_PASSPHRASE; asked at a terminal).",
     )(f)
     return click.option(
-        "--key", "key_path", required=True, type=click.Path(dir_okay=False, path_type=Path),
-        help="Private key file (PEM).",
+        "--key", "key_path", required=True, type=KEY,
+        help="Private key: a PEM file, or a key id from `seedvault keys list`.",
     )(f)
 
 
@@ -127,8 +157,9 @@ def signing_keys_option(f: F) -> F:
     """`--key` repeatable: a release or head signed by several keys at once."""
     f = click.option("--passphrase-file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
                      help="File holding the keys' passphrase (or set SEEDVAULT_KEY_PASSPHRASE).")(f)
-    return click.option("--key", "key_paths", multiple=True, type=click.Path(dir_okay=False, path_type=Path),
-                        help="Private key (PEM) to sign with; repeat for several signatures.")(f)
+    return click.option("--key", "key_paths", multiple=True, type=KEY,
+                        help="Private key (a PEM file, or a key id from `seedvault keys list`) to sign with; "
+                        "repeat for several signatures.")(f)
 
 
 def signing_keys(key_paths: tuple[Path, ...], passphrase_file: Path | None, what: str) -> list[PrivateKey]:

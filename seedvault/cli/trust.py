@@ -7,7 +7,9 @@ from pathlib import Path
 
 import click
 
-from seedvault.cli._common import emit, json_option
+from seedvault._text import count, listing, quote
+from seedvault.bundle import is_bundle, read_bundle_keys
+from seedvault.cli._common import emit, json_option, terminal
 from seedvault.client import Client
 from seedvault.signing import ROLES, PublicKey, TrustedKey
 from seedvault.signing.policy import check_scope
@@ -19,23 +21,77 @@ def trust() -> None:
 
 
 @trust.command("add")
-@click.argument("pubfile", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument("source", type=click.Path(exists=True, path_type=Path))
 @click.option("--role", type=click.Choice(ROLES), required=True)
 @click.option("--scope", "scopes", multiple=True,
-              help="Namespaces this key is trusted for, e.g. 'acme/*' (repeatable). Default: all.")
+              help="Namespaces this key is trusted for: 'acme/*', 'acme/model', or '*' for all (repeatable).")
+@click.option("--key-id", help="The key's id as its owner told you by another channel; required for a key "
+              "taken from a bundle (unless you confirm it at a terminal).")
 @click.option("--name", default="", help="A label for people.")
 @click.pass_obj
-def trust_add(client: Client, pubfile: Path, role: str, scopes: tuple[str, ...], name: str) -> None:
-    """Trust the public key in PUBFILE for a role."""
-    key = PublicKey.load(pubfile)
-    checked = tuple(check_scope(s) for s in scopes) or ("*",)
+def trust_add(client: Client, source: Path, role: str, scopes: tuple[str, ...], key_id: str | None,
+              name: str) -> None:
+    """Trust a public key for a role: a .pub file, or one of the keys a bundle carries.
+
+    A bundle is not evidence of who made it: its keys are trusted only when --key-id gives
+    the id you obtained from the key's owner out of band, or you type it at a terminal."""
+    if not scopes:
+        raise click.UsageError("expected --scope: the namespaces to trust this key for, such as 'acme/*' or "
+                               "'acme/model', or '*' for every namespace (said explicitly), found none")
+    checked = tuple(check_scope(s) for s in scopes)
+    from_bundle = is_bundle(source) or _inside_bundle(source)
+    offered = read_bundle_keys(source) if is_bundle(source) else [PublicKey.load(source)]
+    key = _choose(offered, key_id, from_bundle, source)
     policy = client.policy
     if key.key_id in policy.revoked:
-        raise click.UsageError(f"key {key.key_id} is revoked in your policy; refusing to trust it again")
+        raise click.UsageError(f"key {key.key_id} is revoked in your policy; refusing to trust it again "
+                               "(seedvault trust unrevoke KEYID first, if you are sure)")
     client.save_policy(policy.with_key(TrustedKey(key, role, checked, name)))  # type: ignore[arg-type]
-    click.echo(f"trusted {key.key_id} as {role} for {', '.join(checked)}")
-    if checked == ("*",):
-        click.echo("note: trusted for every namespace; narrow it with --scope 'ns/*'", err=True)
+    click.echo(f"trusted {key.key_id} ({key.key_type}) as {role} for {', '.join(checked)}")
+    if "*" in checked:
+        click.echo("note: trusted for every namespace (--scope '*')", err=True)
+
+
+def _inside_bundle(path: Path) -> bool:
+    """A key file in a bundle directory's keys/: it came with the bundle, so it counts as one."""
+    return path.parent.name == "keys" and (path.parent.parent / "envelope.json").exists()
+
+
+def _choose(offered: list[PublicKey], key_id: str | None, from_bundle: bool, source: Path) -> PublicKey:
+    ids = [k.key_id for k in offered]
+    if not offered:
+        raise click.UsageError(f"{source}: expected the bundle to carry a public key (keys/*.pub), found none")
+    if key_id is not None:
+        return _matching(offered, key_id, f"--key-id {key_id}", source)
+    if not from_bundle:
+        return offered[0]
+    if not terminal():
+        raise click.UsageError(
+            f"{source}: a key from a bundle is trusted only with --key-id ID, the id its owner gave you by "
+            f"another channel (this bundle carries {listing(ids)}); or run this at a terminal to confirm it")
+    click.echo(f"{source} carries {count(len(ids), 'key')}:", err=True)
+    for k in offered:
+        click.echo(f"  {k.key_id}  ({k.key_type})", err=True)
+    click.echo("A bundle does not prove who made it. Compare with the id the key's owner gave you by another "
+               "channel (their site, a call, a signed mail).", err=True)
+    typed = click.prompt("Type that id (at least its first 16 characters) to trust the key, or nothing to stop",
+                         default="", show_default=False, err=True).strip()
+    if not typed:
+        raise click.UsageError("nothing trusted: no key id was typed")
+    return _matching(offered, typed, "the id you typed", source)
+
+
+def _matching(offered: list[PublicKey], given: str, what: str, source: Path) -> PublicKey:
+    wanted = given.strip().lower()
+    if len(wanted) < 16 or not all(c in "0123456789abcdef" for c in wanted):
+        raise click.UsageError(f"{what}: expected at least the first 16 hex digits of a key id, found {quote(given)}")
+    matches = [k for k in offered if k.key_id.startswith(wanted)]
+    if len(matches) != 1:
+        raise click.UsageError(
+            f"{what}: expected the id of the key in {source}, found no key with it; {source} carries "
+            f"{listing([k.key_id for k in offered])}. Do not trust a key whose id does not match what its owner "
+            "gave you")
+    return matches[0]
 
 
 @trust.command("list")
@@ -63,22 +119,63 @@ def trust_list(client: Client, as_json: bool) -> None:
     emit(data, as_json, text)
 
 
+def _one_key(key_id: str, known: set[str], what: str, *, ahead: bool = False) -> str:
+    """The one id among KNOWN that KEY_ID names (its full id, or a unique prefix); with
+    AHEAD, any full id (a key never trusted here can be revoked ahead of time)."""
+    wanted = key_id.lower()
+    matches = {k for k in known if k.startswith(wanted)} if wanted else set()
+    if ahead and len(wanted) == 64 and all(c in "0123456789abcdef" for c in wanted):
+        matches.add(wanted)
+    if len(matches) != 1:
+        raise click.UsageError(f"expected KEY_ID to name one {what}, found {len(matches)} matches"
+                               + ("" if matches else " (see: seedvault trust list)")
+                               + ("; give the full 64-hex id" if len(matches) > 1 else ""))
+    (full,) = matches
+    return full
+
+
 @trust.command("revoke")
 @click.argument("key_id")
 @click.pass_obj
 def trust_revoke(client: Client, key_id: str) -> None:
     """Revoke a key (full id, or a unique prefix of a trusted key's id)."""
     policy = client.policy
-    matches = {k.key_id for k in policy.keys if k.key_id.startswith(key_id)}
-    if len(key_id) == 64:
-        matches.add(key_id)
-    if len(matches) != 1:
-        raise click.UsageError(
-            f"expected KEY_ID to name one key, found {len(matches)} matches; give the full 64-hex id"
-        )
-    (full,) = matches
+    full = _one_key(key_id, {k.key_id for k in policy.keys}, "trusted key", ahead=True)
     client.save_policy(policy.revoke(full))
     click.echo(f"revoked {full}: its signatures no longer count, including on models already in the vault")
+
+
+@trust.command("remove")
+@click.argument("key_id")
+@click.option("--role", type=click.Choice(ROLES), help="Stop trusting it for this role only (default: every role).")
+@click.pass_obj
+def trust_remove(client: Client, key_id: str, role: str | None) -> None:
+    """Stop trusting a key (without revoking it: trusting it again later stays possible)."""
+    policy = client.policy
+    full = _one_key(key_id, {k.key_id for k in policy.keys if role in (None, k.role)}, "trusted key")
+    kept = tuple(k for k in policy.keys if not (k.key_id == full and role in (None, k.role)))
+    client.save_policy(replace(policy, keys=kept))
+    click.echo(f"no longer trusted{f' as {role}' if role else ''}: {full}; models it alone signed no longer verify")
+
+
+@trust.command("unrevoke")
+@click.argument("key_id")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation (for scripts).")
+@click.pass_obj
+def trust_unrevoke(client: Client, key_id: str, yes: bool) -> None:
+    """Lift a revocation: every signature the key ever made counts again."""
+    policy = client.policy
+    full = _one_key(key_id, set(policy.revoked), "revoked key")
+    warning = (f"{full} was revoked. Lifting it makes every signature it made count again, including any made "
+               "after it was lost or stolen.")
+    if not yes:
+        if not terminal():
+            raise click.UsageError(f"{warning} Confirm with --yes, or run this at a terminal")
+        click.echo(warning, err=True)
+        if not click.confirm("Lift the revocation?", default=False, err=True):
+            raise click.UsageError("revocation kept")
+    client.save_policy(replace(policy, revoked=policy.revoked - {full}))
+    click.echo(f"revocation lifted: {full}")
 
 
 @trust.command("require")
