@@ -9,97 +9,18 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
-import sys
 import tarfile
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import pytest
-from click.testing import CliRunner
+from cli_helpers import SCRIPT, World, export_tar, make_world, ok, publish, refused, trust_publisher
 from conftest import SHARD1, Model, make_writable_and_tamper
-
-from seedvault.cli import main
-
-SCRIPT = Path(sys.executable).with_name("seedvault")
-
-
-@dataclass(frozen=True)
-class Run:
-    code: int
-    out: str
-    err: str
-
-    def json(self) -> Any:
-        return json.loads(self.out)
-
-
-def run(home: Path, *args: str | Path) -> Run:
-    """`seedvault --home HOME ARGS...` in-process, with main()'s error handling and exit codes."""
-    runner = CliRunner()
-    with runner.isolation() as (out, err, _):
-        try:
-            rv = main(["--home", str(home), *map(str, args)])
-            code = rv if isinstance(rv, int) else 0
-        except SystemExit as exc:
-            code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
-    return Run(code, out.getvalue().decode(), err.getvalue().decode())
-
-
-def ok(home: Path, *args: str | Path) -> Run:
-    result = run(home, *args)
-    assert result.code == 0, f"exit {result.code}\nstdout: {result.out}\nstderr: {result.err}"
-    return result
-
-
-def refused(home: Path, code: int, *args: str | Path) -> Run:
-    result = run(home, *args)
-    assert result.code == code, f"expected exit {code}, got {result.code}\nstdout: {result.out}\nstderr: {result.err}"
-    assert "Traceback" not in result.err + result.out
-    return result
-
-
-@dataclass
-class World:
-    tmp: Path
-    pub_home: Path
-    recv_home: Path
-    key: Path
-    key_id: str
-    model: Path
 
 
 @pytest.fixture
 def world(tmp_path: Path, model: Model) -> World:
     """keygen -> trust add -> publish in the publisher's home."""
-    pub_home = tmp_path / "pub"
-    key = tmp_path / "keys" / "acme.key"
-    data = ok(pub_home, "keygen", "--out", key, "--json").json()
-    assert Path(data["private_key"]) == key and Path(data["public_key"]) == key.with_name("acme.key.pub")
-    assert data["type"] == "ed25519" and len(data["key_id"]) == 64
-    ok(pub_home, "trust", "add", key.with_name("acme.key.pub"), "--role", "publisher", "--scope", "acme/*",
-       "--name", "Acme")
-    return World(tmp_path, pub_home, tmp_path / "recv", key, data["key_id"], model.path)
-
-
-def publish(w: World, version: str = "1.0", *extra: str) -> dict[str, Any]:
-    out: dict[str, Any] = ok(
-        w.pub_home, "publish", w.model, "--name", "acme/tiny", "--version", version, "--license", "Apache-2.0",
-        "--key", w.key, "--publisher", "Acme Corp", "--origin-url", "https://example.com/acme/tiny",
-        "--revision", "3f2a9c1", "--json", *extra,
-    ).json()
-    return out
-
-
-def export_tar(w: World, ref: str = "acme/tiny@1.0", name: str = "bundle.tar") -> Path:
-    dest = w.tmp / name
-    out = ok(w.pub_home, "export", ref, dest, "--tar")
-    assert dest.is_file() and str(dest) in out.out
-    return dest
-
-
-def trust_publisher(w: World, home: Path) -> None:
-    ok(home, "trust", "add", w.key.with_name("acme.key.pub"), "--role", "publisher", "--scope", "acme/*")
+    return make_world(tmp_path, model)
 
 
 def test_end_to_end(world: World, model: Model) -> None:
