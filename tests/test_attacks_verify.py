@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from cli_helpers import run
 from conftest import (
     PIECE,
     REF,
@@ -37,7 +38,6 @@ from conftest import (
     vault_state,
     write_bundle,
 )
-from test_cli import run
 
 from seedvault import _text, hashing
 from seedvault.bridges.hf import export_hf

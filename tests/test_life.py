@@ -16,8 +16,8 @@ from typing import Any
 
 import pytest
 from aiohttp import web
+from cli_helpers import ok, refused
 from registry_helpers import NodeServer, free_port, make_home, policy, publish, start
-from test_cli import ok, refused
 
 from seedvault.client import Client
 from seedvault.errors import ExpiredError, PolicyError, RollbackError, SeedvaultWarning, SignatureError, YankedError
@@ -351,7 +351,6 @@ def test_key_rotation_end_to_end(tmp_path: Path, nodes: list[NodeServer], pub_ke
 def test_publish_with_two_keys_meets_a_threshold_of_two(tmp_path: Path, pub_key: PrivateKey,
                                                         p256_key: PrivateKey) -> None:
     from conftest import make_model
-    from test_cli import publish as _unused  # noqa: F401 - the CLI module's fixtures load the model helpers
 
     src = tmp_path / "src"
     make_model(src)

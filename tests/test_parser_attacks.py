@@ -21,8 +21,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from cli_helpers import run
 from conftest import REF
-from test_cli import run
 
 from seedvault import errors
 from seedvault.bundle import import_bundle
