@@ -993,17 +993,31 @@ def more_vectors(add: Any, bad_statement: Any, keys: dict[str, PrivateKey], base
                   with_paths(nfc, nfd), errors.UnsafePathError, "after Unicode normalization", schema_valid=True)
 
     # ---- section 8: the policy ------------------------------------------------------------------------
-    add("invalid-license-case", "allowed_licenses lists apache-2.0; the model is Apache-2.0. Ids are case-sensitive.",
-        sign(base_payload, pub), invalid(errors.PolicyError, "license Apache-2.0 is not allowed"),
+    add("valid-license-case", "allowed_licenses lists apache-2.0; the model is Apache-2.0. SPDX ids match "
+        "case-insensitively.",
+        sign(base_payload, pub), valid(sign(base_payload, pub), 1),
         pol=TrustPolicy(keys=(release,), allowed_licenses=("apache-2.0",)).to_dict())
     gpl = sign(payload_of(statement(license_spdx="GPL-2.0+")), pub)
-    add("invalid-license-plus", "allowed_licenses lists GPL-2.0; the model is GPL-2.0+ ('+' is part of the id).",
+    add("invalid-license-plus", "allowed_licenses lists GPL-2.0 (deprecated for GPL-2.0-only); the model is GPL-2.0+ "
+        "(GPL-2.0-or-later), another license.",
         gpl, invalid(errors.PolicyError, "license GPL-2.0+ is not allowed"),
         pol=TrustPolicy(keys=(release,), allowed_licenses=("GPL-2.0",)).to_dict())
     ref_env = sign(payload_of(statement(license_spdx="LicenseRef-acme-community OR MIT")), pub)
-    add("valid-license-ref", "LicenseRef-acme-community OR MIT with both ids allowed: every id listed.",
+    add("valid-license-ref", "LicenseRef-acme-community OR MIT with both ids allowed.",
         ref_env, valid(ref_env, 1),
         pol=TrustPolicy(keys=(release,), allowed_licenses=("LicenseRef-acme-community", "MIT")).to_dict())
+    choice = sign(payload_of(statement(license_spdx="MIT OR GPL-3.0-only")), pub)
+    add("valid-license-or", "MIT OR GPL-3.0-only with only MIT allowed: OR is a choice, and MIT may be chosen.",
+        choice, valid(choice, 1), pol=TrustPolicy(keys=(release,), allowed_licenses=("MIT",)).to_dict())
+    both = sign(payload_of(statement(license_spdx="MIT AND GPL-3.0-only")), pub)
+    add("invalid-license-and", "MIT AND GPL-3.0-only with only MIT allowed: AND needs both.",
+        both, invalid(errors.PolicyError, "license MIT AND GPL-3.0-only is not allowed"),
+        pol=TrustPolicy(keys=(release,), allowed_licenses=("MIT",)).to_dict())
+    unknown = sign(payload_of(statement(license_spdx="apache2")), pub)
+    add("invalid-license-unknown", "The model's license apache2 is not an SPDX id; a list of allowed licenses never "
+        "allows what is not SPDX, even when it lists the same text.",
+        unknown, invalid(errors.PolicyError, "license apache2 is not allowed"),
+        pol=TrustPolicy(keys=(release,), allowed_licenses=("MIT",)).to_dict())
     add("invalid-scope-case", "The key is trusted for Acme/*; the model is acme/tiny-llm. Scopes are case-sensitive.",
         sign(base_payload, pub), invalid(errors.PolicyError, "not for this namespace"),
         pol=TrustPolicy(keys=(trusted(pub, "publisher", ("Acme/*",), "acme-release"),)).to_dict())
