@@ -56,7 +56,7 @@ def export_bundle(client: Client, ref: str, dest: Path, *, as_tar: bool = False)
     # and of its heads (a timestamp key, a publisher's new key), for the receiver to judge.
     signers = [sig.keyid for env in (entry.envelope, *held) for sig in env.signatures]
     keys = {key_id: t.key.pem() for key_id in signers for t in policy.keys_by_id(key_id)}
-    heads = json.dumps({"heads": [h.to_dict() for h in held]}, indent=2).encode() if held else b""
+    heads = heads_file(held) if held else b""
     meta = {"format": FORMAT, "ref": manifest.ref, "digest": entry.digest, "files": [f.path for f in manifest.files]}
     tmp = dest.with_name(f".{dest.name}.{uuid.uuid4().hex[:8]}.tmp")
     try:
@@ -135,12 +135,24 @@ def read_bundle_heads(source: Path) -> list[Envelope]:
             raw = _read_member(tar, member)
     else:
         return []
-    doc = _json.load_object(raw, f"{where}: {HEADS_FILE}")
+    return parse_heads_file(raw, f"{where}: {HEADS_FILE}")
+
+
+def heads_file(heads: list[Envelope]) -> bytes:
+    """`heads.json` as bundles and head cards carry it."""
+    return json.dumps({"heads": [h.to_dict() for h in heads]}, indent=2).encode()
+
+
+def parse_heads_file(raw: bytes, where: str) -> list[Envelope]:
+    """The head envelopes of a `heads.json` (a bundle's, or a head card's), unjudged."""
+    if len(raw) > MAX_HEADS_FILE:
+        raise OversizeError(f"{where}: expected at most {MAX_HEADS_FILE:,} bytes, found {len(raw):,}")
+    doc = _json.load_object(raw, where)
     items = doc.get("heads")
     if not isinstance(items, list) or len(items) > MAX_BUNDLE_HEADS:
-        raise ManifestError(f"{where}: {HEADS_FILE}: expected a list \"heads\" of at most {MAX_BUNDLE_HEADS} "
+        raise ManifestError(f"{where}: expected a list \"heads\" of at most {MAX_BUNDLE_HEADS} "
                             "envelopes, found something else")
-    return [Envelope.from_dict(item, f"{where}: {HEADS_FILE}, head {i + 1}") for i, item in enumerate(items)]
+    return [Envelope.from_dict(item, f"{where}, head {i + 1}") for i, item in enumerate(items)]
 
 
 MAX_BUNDLE_KEYS = 64

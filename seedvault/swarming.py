@@ -209,6 +209,18 @@ def start_seeding(client: Client, swarm: Swarm, refs: Iterable[str] | None = Non
     return report
 
 
+def stop_yanked(client: Client, swarm: Swarm, report: SeedReport) -> list[tuple[str, str]]:
+    """Stop serving the releases of REPORT yanked since they were started: `(ref, reason)` each."""
+    stopped = []
+    for ref in list(report.handles):
+        reason = client.yank_reason(client.vault.resolve(ref).manifest)
+        if reason is not None:
+            swarm.remove(report.handles.pop(ref))
+            report.seeding.remove(ref)
+            stopped.append((ref, f"yanked by its publisher: {reason}"))
+    return stopped
+
+
 def read_envelope_source(source: Path) -> Envelope:
     """An envelope from a JSON file, or from a bundle directory or tar (read by the bundle
     reader, so a tar holding envelope.json twice is refused here as on import)."""

@@ -52,7 +52,8 @@ def _head_report(client: Client, name: str) -> dict[str, Any]:
     held = client.heads.held(name)
     if held is None:
         raise NotFoundError(f"no head of {name} is held here",
-                            hint=f"fetch it: seedvault head {name} --registry URL, or import a bundle of it")
+                            hint=f"fetch it: seedvault head {name} --registry URL (or --dht-node HOST:PORT), "
+                            "or import a bundle of it")
     current = client.current_head(name)
     if current is not None:
         return {**current.to_dict(), "trusted": True}
@@ -83,13 +84,23 @@ def _head_text(r: dict[str, Any]) -> str:
 @head.command("show")
 @click.argument("name")
 @click.option("--registry", help="Fetch the registry's heads first (judged under your policy).")
+@click.option("--dht-node", "dht_nodes", multiple=True,
+              help="Fetch what the DHT says first (judged under your policy), joining it through HOST:PORT.")
 @json_option
 @click.pass_obj
-def head_show(client: Client, name: str, registry: str | None, as_json: bool) -> None:
+def head_show(client: Client, name: str, registry: str | None, dht_nodes: tuple[str, ...], as_json: bool) -> None:
     """Show the head known here for NAME, its signers, and whether it is stale."""
     name = Ref.parse(name).name
     if registry is not None:
         refresh_head(client, RegistryClient(registry), name)
+    if dht_nodes:
+        from seedvault.discovery import DhtSource
+        from seedvault.p2p import Swarm, SwarmConfig, parse_endpoint
+        from seedvault.sources import take_heads
+
+        config = SwarmConfig(dht_nodes=tuple(parse_endpoint(n, "--dht-node") for n in dht_nodes))
+        with Swarm(config) as swarm:
+            take_heads(client, [DhtSource(client, swarm)], name)
     report = _head_report(client, name)
     emit(report, as_json, lambda: _head_text(report))
 

@@ -16,13 +16,16 @@ from typing import Any, TypeVar
 import click
 
 from seedvault.bridges.hf import export_hf
-from seedvault.cli._common import REF, emit, json_option
+from seedvault.cli._common import KEY, REF, emit, json_option, load_private_key
 from seedvault.client import Client
-from seedvault.errors import UsageError
+from seedvault.errors import IntegrityError, UsageError
+from seedvault.manifest import Ref
 from seedvault.p2p import Swarm, SwarmConfig, TransferStats, format_endpoint, magnet_link, parse_endpoint, torrent_bytes
+from seedvault.p2p.torrent import Magnet, parse_magnet
+from seedvault.signing import Envelope, PrivateKey
 from seedvault.sources import release_source
+from seedvault.swarming import SeedReport, seed_torrent, start_seeding, stop_yanked, stored_layers
 from seedvault.swarming import pull as pull_model
-from seedvault.swarming import seed_torrent, start_seeding, stored_layers
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -82,21 +85,79 @@ def _interrupt(signum: int, frame: FrameType | None) -> None:
     raise KeyboardInterrupt
 
 
-def _serve(swarm: Swarm, stop: threading.Event, duration: float | None) -> None:
+def _serve(swarm: Swarm, stop: threading.Event, duration: float | None,
+           every: tuple[float, Callable[[], None]] | None = None) -> None:
+    """Pump the session until stopped; run EVERY's callback at its interval (announcing)."""
     deadline = time.monotonic() + duration if duration else None
+    last = time.monotonic()
     while not stop.is_set() and (deadline is None or time.monotonic() < deadline):
         swarm.pop_alerts(wait=0.5)
+        if every is not None and time.monotonic() - last >= every[0]:
+            every[1]()
+            last = time.monotonic()
+
+
+def _rounds(client: Client, swarm: Swarm, report: SeedReport, everything: bool, keys: list[PrivateKey],
+            as_json: bool) -> Callable[[], None]:
+    """One seeding round now, and what runs the next ones: stop serving what was yanked
+    since, take up what was published or pulled since (when seeding every model), and with
+    a DHT seed the cards and put the pointers (a new head or yank goes out at the next round)."""
+    from seedvault.discovery import Announcer
+
+    announcer = Announcer(client, swarm, keys)  # cards always (magnet links); pointers with a DHT and keys
+    passed_over = {ref for ref, _ in report.refused}
+
+    def round_() -> None:
+        for ref, reason in stop_yanked(client, swarm, report):
+            click.echo(json.dumps({"stopped_seeding": ref, "reason": reason}) if as_json
+                       else f"stopped seeding {ref}: {reason}", err=not as_json)
+        if everything:
+            new = [e.manifest.ref for e in client.vault.entries()
+                   if e.manifest.ref not in report.handles and e.manifest.ref not in passed_over]
+            if new:
+                added = start_seeding(client, swarm, new)
+                passed_over.update(ref for ref, _ in added.refused)
+                report.seeding += added.seeding
+                report.handles.update(added.handles)
+                if added.seeding:
+                    click.echo(json.dumps({"seeding": added.seeding}) if as_json
+                               else f"now seeding {', '.join(added.seeding)}", err=not as_json)
+        announced = announcer.refresh(list(report.handles))
+        for reason in announced.refused:
+            click.echo(f"not announced: {reason}", err=True)
+        if announced.put:
+            click.echo(json.dumps({"announced": announced.put, "cards": announced.cards}) if as_json
+                       else f"announced in the DHT: {', '.join(announced.put)}", err=not as_json)
+        sys.stdout.flush()
+
+    round_()
+    return round_
 
 
 @click.command()
 @click.argument("refs", nargs=-1, type=REF)
 @swarm_options
 @click.option("--duration", type=float, help="Stop after this many seconds (default: until SIGINT/SIGTERM).")
+@click.option("--key", "key_paths", multiple=True, type=KEY,
+              help="With --dht-node: an Ed25519 key trusted as publisher or timestamp to put the models' DHT "
+              "pointers with (repeatable). Without one, the cards are seeded but no pointer is put.")
+@click.option("--passphrase-file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="File holding the keys' passphrase (or set SEEDVAULT_KEY_PASSPHRASE).")
+@click.option("--announce-every", "announce_every", type=click.FloatRange(min=1), default=300, show_default=True,
+              help="Seconds between rounds: yanked releases stop being served, new ones (when seeding every "
+              "model) start, and with --dht-node new heads and yanks go out.")
 @json_option
 @click.pass_obj
 def seed(client: Client, refs: tuple[str, ...], listen: str, lan: bool, dht_nodes: tuple[tuple[str, int], ...],
-         upload_limit: int, super_seed: bool, duration: float | None, as_json: bool) -> None:
-    """Share verified models from the vault with peers (all of them, or REFS)."""
+         upload_limit: int, super_seed: bool, duration: float | None, key_paths: tuple[Path, ...],
+         passphrase_file: Path | None, announce_every: float, as_json: bool) -> None:
+    """Share verified models from the vault with peers (all of them, or REFS).
+
+    With --dht-node it also seeds each release's envelope card and its model's head card,
+    so clients find them with no server; with --key it puts their DHT pointers."""
+    if key_paths and not dht_nodes:
+        raise click.UsageError("--key signs DHT pointers: give --dht-node HOST:PORT too")
+    keys = [load_private_key(p, passphrase_file) for p in key_paths]
     with _stop_on_signals() as stop, Swarm(_config(listen, lan, dht_nodes, upload_limit, super_seed)) as swarm:
         report = start_seeding(client, swarm, refs or None)
         for ref, reason in report.refused:
@@ -107,7 +168,7 @@ def seed(client: Client, refs: tuple[str, ...], listen: str, lan: bool, dht_node
         emit({"listening": endpoint, **report.to_dict()}, as_json,
              f"seeding {', '.join(report.seeding)} on {endpoint} (Ctrl-C to stop)")
         sys.stdout.flush()
-        _serve(swarm, stop, duration)
+        _serve(swarm, stop, duration, (announce_every, _rounds(client, swarm, report, not refs, keys, as_json)))
         uploaded = {ref: int(h.status().total_payload_upload) for ref, h in report.handles.items()}
     emit({"stopped": True, "uploaded": uploaded}, as_json,
          "stopped seeding; uploaded " + ", ".join(f"{r} {_mb(n)} MB" for r, n in uploaded.items()))
@@ -150,7 +211,7 @@ def _mb(n: int) -> str:
 
 
 @click.command()
-@click.argument("ref", type=REF)
+@click.argument("ref", metavar="REF|MAGNET")
 @click.option("--envelope", "envelope_path", type=click.Path(exists=True, path_type=Path),
               help="The signed envelope (JSON), or a bundle directory or tar holding one.")
 @click.option("--registry", help="A registry node to get the envelope and torrent from (it is not trusted).")
@@ -170,14 +231,72 @@ def pull(client: Client, ref: str, envelope_path: Path | None, registry: str | N
          web_seeds: tuple[str, ...], trackers: tuple[str, ...], listen: str, lan: bool,
          dht_nodes: tuple[tuple[str, int], ...], upload_limit: int, super_seed: bool, keep_seeding: bool,
          timeout: float, hf_cache: Path | None, hf_repo_id: str | None, as_json: bool) -> None:
-    """Fetch REF from peers, verified against its signed manifest, into the vault.
+    """Fetch REF (or the release a magnet link names) from peers, verified, into the vault.
 
-    The envelope comes from --envelope or --registry; either way it is judged under your
-    policy before any connection is made, and the bytes are verified before they are used.
+    The signed envelope comes from --envelope, --registry, the DHT (--dht-node alone: no
+    server at all), or the envelope card a `seedvault torrent` magnet link names. Whichever,
+    it is judged under your policy before any model byte is asked for, and the bytes are
+    verified before they are used.
     """
-    ref, envelope, torrent_data = release_source(client, ref, envelope=envelope_path, registry=registry)
+    magnet = parse_magnet(ref) if ref.startswith("magnet:") else None
+    if magnet is not None:
+        peers += tuple(parse_endpoint(p, "x.pe in the magnet link") for p in magnet.peers)
+        web_seeds += magnet.web_seeds
     config = _config(listen, lan, dht_nodes, upload_limit, super_seed)
-    with _stop_on_signals() as stop, Swarm(config) as swarm, _Bar(f"pulling {ref}", not as_json) as bar:
+    with _stop_on_signals() as stop, Swarm(config) as swarm:
+        if magnet is not None and envelope_path is None and registry is None:
+            ref, envelope = _from_magnet(client, swarm, magnet, peers, timeout)
+            torrent_data = None
+        else:
+            # With neither --envelope nor --registry, the DHT (through --dht-node) is the source.
+            wanted = _magnet_ref(client, magnet, envelope_path, registry) if magnet else str(Ref.parse(ref))
+            ref, envelope, torrent_data = release_source(client, wanted, envelope=envelope_path, registry=registry,
+                                                         swarm=swarm)
+        _pull_and_report(client, ref, envelope, torrent_data, swarm, stop, peers=peers, web_seeds=web_seeds,
+                         trackers=trackers, timeout=timeout, hf_cache=hf_cache, hf_repo_id=hf_repo_id,
+                         keep_seeding=keep_seeding, as_json=as_json)
+
+
+def _from_magnet(client: Client, swarm: Swarm, magnet: Magnet, peers: tuple[tuple[str, int], ...],
+                 timeout: float) -> tuple[str, Envelope]:
+    """The release a magnet link names: its envelope card fetched from peers and judged, before
+    any model byte; the envelope must bind the torrent the link names."""
+    from seedvault.discovery import fetch_envelope_card
+
+    if magnet.envelope_card is None:
+        raise UsageError("this magnet link names the model's files but not its signed envelope (no x.envelope)",
+                         hint="use the link `seedvault torrent REF` prints, or give --envelope FILE or --registry URL")
+    envelope = fetch_envelope_card(client, swarm, magnet.envelope_card, peers=peers, timeout=min(timeout, 60.0))
+    manifest = client.judge(envelope).manifest
+    if manifest.torrent.info_hash_v2 != magnet.info_hash_v2:
+        raise IntegrityError(
+            f"the magnet link names torrent {magnet.info_hash_v2[:16]}, but the envelope it points to is for "
+            f"{manifest.ref}, whose torrent is {manifest.torrent.info_hash_v2[:16]}",
+            hint="the link was altered or assembled by hand: get it again from its source")
+    client.check_usable(manifest)
+    return manifest.ref, envelope
+
+
+def _magnet_ref(client: Client, magnet: Magnet, envelope_path: Path | None, registry: str | None) -> str:
+    """With --envelope or --registry beside a magnet link: the release that envelope names
+    (checked against the link's torrent by the pull)."""
+    if envelope_path is not None:
+        from seedvault.bundle import read_envelope_source
+        from seedvault.manifest import Manifest
+
+        manifest = Manifest.from_payload(read_envelope_source(envelope_path).payload)
+        if manifest.torrent.info_hash_v2 != magnet.info_hash_v2:
+            raise IntegrityError(f"the magnet link names torrent {magnet.info_hash_v2[:16]}, but {envelope_path} is "
+                                 f"for {manifest.ref}, whose torrent is {manifest.torrent.info_hash_v2[:16]}")
+        return manifest.ref
+    raise UsageError("a magnet link with --registry: give the model's name instead (NS/NAME or NS/NAME@VERSION)")
+
+
+def _pull_and_report(client: Client, ref: str, envelope: Envelope, torrent_data: bytes | None, swarm: Swarm,
+                     stop: threading.Event, *, peers: tuple[tuple[str, int], ...], web_seeds: tuple[str, ...],
+                     trackers: tuple[str, ...], timeout: float, hf_cache: Path | None, hf_repo_id: str | None,
+                     keep_seeding: bool, as_json: bool) -> None:
+    with _Bar(f"pulling {ref}", not as_json) as bar:
         # A signal during the download interrupts it; resume data is written on the way out.
         previous = {s: signal.signal(s, _interrupt) for s in (signal.SIGINT, signal.SIGTERM)}
         try:
@@ -200,7 +319,7 @@ def pull(client: Client, ref: str, envelope_path: Path | None, registry: str | N
             click.echo(json.dumps({"listening": format_endpoint(swarm.endpoint), **seeded.to_dict()})
                        if as_json else f"seeding {report.ref} on {format_endpoint(swarm.endpoint)} (Ctrl-C to stop)")
             sys.stdout.flush()
-            _serve(swarm, stop, None)
+            _serve(swarm, stop, None, (300.0, _rounds(client, swarm, seeded, False, [], as_json)))
 
 
 @click.command()
@@ -217,6 +336,10 @@ def torrent(client: Client, ref: str, out: Path | None, web_seeds: tuple[str, ..
     data = torrent_bytes(manifest, stored_layers(client, manifest), web_seeds=web_seeds, trackers=trackers)
     path = out or Path(f"{manifest.torrent_name}.torrent")
     path.write_bytes(data)
-    magnet = magnet_link(manifest, web_seeds=web_seeds)
+    from seedvault.p2p import cards
+
+    card, _ = cards.build_card(client.vault.root / "cards",
+                               {cards.ENVELOPE_CARD: client.vault.resolve(manifest.ref).envelope.to_json()})
+    magnet = magnet_link(manifest, web_seeds=web_seeds, envelope_card=cards.card_info_hash(card))
     emit({"ref": manifest.ref, "torrent": str(path), "info_hash_v2": manifest.torrent.info_hash_v2,
           "magnet": magnet}, as_json, f"wrote {path}\n{magnet}")

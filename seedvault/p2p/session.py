@@ -92,6 +92,7 @@ class Swarm:
     def __init__(self, config: SwarmConfig | None = None) -> None:
         self.config = config or SwarmConfig()
         self.session = lt.session(self.config.settings())  # type: ignore[call-overload]  # stubs lack dict
+        self._dht_ready = False
         for node in self.config.dht_nodes:
             self.session.add_dht_node(node)
         self._wait_listening()
@@ -110,6 +111,21 @@ class Swarm:
                 return
             time.sleep(0.02)
         raise TransferError(f"the BitTorrent session did not start listening on {self.config.listen} in {timeout}s")
+
+    def wait_for_dht(self, timeout: float = 10.0) -> None:
+        """Until the DHT's routing table holds a node (right after start it is empty, and a
+        lookup then finds nothing at once); TransferError after TIMEOUT."""
+        if self._dht_ready:
+            return
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            self.session.post_dht_stats()
+            for alert in self.pop_alerts(wait=0.05):
+                if isinstance(alert, lt.dht_stats_alert) and any(b["num_nodes"] > 0 for b in alert.routing_table):
+                    self._dht_ready = True
+                    return
+        raise TransferError(f"no DHT node answered within {timeout:.0f} s",
+                            hint="check the --dht-node addresses: at least one must be a running DHT node")
 
     @property
     def discovers(self) -> bool:

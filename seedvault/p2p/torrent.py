@@ -14,6 +14,7 @@ strongly), and every libtorrent 2.x client speaks v2.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
@@ -21,7 +22,7 @@ import libtorrent as lt
 
 from seedvault._bencode import bencode
 from seedvault._text import quote as quoted
-from seedvault.errors import IntegrityError, TransferError
+from seedvault.errors import IntegrityError, TransferError, UsageError
 from seedvault.hashing import file_root
 from seedvault.manifest import Manifest
 
@@ -128,9 +129,49 @@ def bound_torrent(manifest: Manifest, piece_layers: Mapping[str, bytes] | None =
     return ti
 
 
-def magnet_link(manifest: Manifest, *, peers: Iterable[str] = (), web_seeds: Iterable[str] = ()) -> str:
-    """A v2 magnet link (BEP 9 with a multihash `btmh` topic)."""
+def magnet_link(manifest: Manifest, *, peers: Iterable[str] = (), web_seeds: Iterable[str] = (),
+                envelope_card: str | None = None) -> str:
+    """A v2 magnet link (BEP 9 with a multihash `btmh` topic); with ENVELOPE_CARD, also the
+    info-hash of the release's envelope card (`x.envelope`), so the link alone is enough to
+    fetch the signed envelope first, judge it, and only then the model."""
     parts = [f"xt=urn:btmh:1220{manifest.torrent.info_hash_v2}", f"dn={quote(manifest.torrent_name)}"]
+    if envelope_card:
+        parts.append(f"x.envelope=urn:btmh:1220{envelope_card}")
     parts += [f"x.pe={quote(p)}" for p in peers]
     parts += [f"ws={quote(w, safe='')}" for w in web_seeds]
     return "magnet:?" + "&".join(parts)
+
+
+MAX_MAGNET_CHARS = 8192
+_BTMH = "urn:btmh:1220"
+
+
+@dataclass(frozen=True)
+class Magnet:
+    info_hash_v2: str  # the model's torrent
+    envelope_card: str | None
+    peers: tuple[str, ...]
+    web_seeds: tuple[str, ...]
+
+
+def parse_magnet(text: str) -> Magnet:
+    """A magnet link as `magnet_link` writes it (other parameters are ignored)."""
+    from urllib.parse import parse_qs, urlsplit
+
+    if len(text) > MAX_MAGNET_CHARS:
+        raise UsageError(f"magnet link: expected at most {MAX_MAGNET_CHARS} characters, found {len(text):,}")
+    parts = urlsplit(text)
+    if parts.scheme != "magnet":
+        raise UsageError(f"expected a magnet link (magnet:?xt=urn:btmh:...), found {quoted(text[:80])}")
+    query = parse_qs(parts.query)
+
+    def btmh(values: list[str], what: str) -> str:
+        good = [v[len(_BTMH):].lower() for v in values if v.lower().startswith(_BTMH) and len(v) == len(_BTMH) + 64]
+        if len(good) != 1 or not all(c in "0123456789abcdef" for c in good[0]):
+            raise UsageError(f"magnet link: expected one {what} {_BTMH}<64 hex> (a BitTorrent v2 info-hash), "
+                             f"found {len(good)}", hint="seedvault torrent REF prints such a link")
+        return good[0]
+
+    info_hash = btmh(query.get("xt", []), "xt=")
+    card = btmh(query["x.envelope"], "x.envelope=") if "x.envelope" in query else None
+    return Magnet(info_hash, card, tuple(query.get("x.pe", [])), tuple(query.get("ws", [])))

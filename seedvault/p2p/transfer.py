@@ -22,6 +22,7 @@ from seedvault.settings import MERKLE_BLOCK_SIZE
 
 RESUME_EVERY = 2.0  # seconds between resume-data saves: what a kill -9 can cost
 STATUS_EVERY = 0.5
+LOOKUP_EVERY = 2.0  # seconds between DHT lookups while no peer is connected
 
 
 @dataclass
@@ -76,6 +77,7 @@ class Download:
         self._kinds: dict[str, str] = {}  # endpoint -> "seed", "peer" or "web", fixed at its first block
         self._started = time.monotonic()
         self._last_resume = 0.0
+        self._last_lookup = time.monotonic()
         self._saves_pending = 0  # save_resume_data requests whose alert has not arrived yet
         self._running = False
 
@@ -98,6 +100,10 @@ class Download:
                     return
             if now - self._last_resume >= RESUME_EVERY:
                 self._request_resume()
+            if self.swarm.discovers and self.stats.peers == 0 and now - self._last_lookup >= LOOKUP_EVERY:
+                # A seeder may have announced after our first lookup: ask the DHT (and LAN) again.
+                self.handle.force_dht_announce()
+                self._last_lookup = now
             if now >= deadline:
                 self.save_resume()
                 raise TransferError(

@@ -1,0 +1,377 @@
+"""Discovery with no server: heads in the DHT, envelopes from the swarm.
+
+For each model, a DHT item (BEP 44) under a publisher's (or timestamp) Ed25519 key, salted
+with the model's name, points at what is current: a **head pointer** holds the head's
+sequence, latest version, manifest digest and expiry, and the info-hashes of the model's
+head card and of the latest release's envelope card (`p2p/cards.py`). A **release pointer**,
+salted with `NAME@VERSION`, names one release's envelope card. Pointers are signed by the
+DHT key only; they are hints. What a client acts on is the signed head and envelope inside
+the cards, judged like statements from a registry or a bundle (`sources.choose_release`).
+
+A client asks only under keys its policy trusts for the model (an item under any other key
+is never even looked up), ignores a pointer whose sequence is below the head it holds (a
+replay), and refuses a card whose head disagrees with its pointer.
+
+Anyone seeding a model seeds its cards. Only a holder of a DHT key can put pointers: the
+Python bindings of libtorrent sign every put themselves and cannot store an item someone
+else signed, so a seeder without the key re-seeds the cards but cannot refresh pointers;
+libtorrent DHT nodes keep items until they are replaced (other implementations drop them
+after about two hours). A P-256-only publisher announces through an Ed25519 key trusted
+with role `timestamp` for the namespace (BEP 44 signs with Ed25519 only).
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+import time
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import libtorrent as lt
+
+from seedvault._bencode import bencode
+from seedvault.bundle import heads_file, parse_heads_file
+from seedvault.client import Client
+from seedvault.errors import Error, IntegrityError, ManifestError, RollbackError, SeedvaultWarning
+from seedvault.head import Head
+from seedvault.manifest import Manifest, check_model_name, check_version
+from seedvault.p2p import cards, dht
+from seedvault.p2p.session import Endpoint, Swarm
+from seedvault.signing import Envelope, PrivateKey
+
+POINTER_FORMAT = 1
+MAX_DHT_KEYS = 8  # trusted keys looked up per model
+CARD_TIMEOUT = 30.0
+LOOKUP_TIMEOUT = 10.0
+REPUT_EVERY = 30 * 60.0  # s: a key holder puts unchanged pointers again this often
+
+
+def head_salt(name: str) -> bytes:
+    return dht.salt_for("head", name)
+
+
+def release_salt(name: str, version: str) -> bytes:
+    return dht.salt_for("release", f"{name}@{version}")
+
+
+# ---- pointers ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Pointer:
+    name: str
+    version: str
+    digest: str
+    envelope_card: str | None  # hex v2 info-hash
+    sequence: int | None = None  # head pointers only
+    expires: datetime | None = None
+    heads_card: str | None = None
+
+    def encode(self) -> bytes:
+        value: dict[str, Any] = {"f": POINTER_FORMAT, "n": self.name, "v": self.version,
+                                 "d": bytes.fromhex(self.digest)}
+        if self.envelope_card:
+            value["e"] = bytes.fromhex(self.envelope_card)
+        if self.sequence is not None:
+            value["s"] = self.sequence
+        if self.expires is not None:
+            value["x"] = int(self.expires.timestamp())
+        if self.heads_card:
+            value["h"] = bytes.fromhex(self.heads_card)
+        raw = bencode(value)
+        if len(raw) > dht.MAX_ITEM_VALUE:
+            raise ManifestError(f"DHT pointer for {self.name}: expected at most {dht.MAX_ITEM_VALUE} bytes, "
+                                f"found {len(raw)}")
+        return raw
+
+    @classmethod
+    def decode(cls, raw: bytes, where: str) -> Pointer:
+        """A pointer from a DHT item: exactly our canonical encoding, every field checked."""
+        try:
+            value = lt.bdecode(raw)
+        except RuntimeError:
+            value = None
+        if not isinstance(value, dict) or bencode(value) != raw:
+            raise ManifestError(f"{where}: expected a canonical bencoded seedvault pointer, found other bytes")
+        fields = {k.decode("ascii", "replace") if isinstance(k, bytes) else str(k): v for k, v in value.items()}
+        if fields.get("f") != POINTER_FORMAT or set(fields) - set("fnvdesxh"):
+            raise ManifestError(f"{where}: expected a seedvault pointer of format {POINTER_FORMAT}, found another")
+
+        def text(key: str) -> str:
+            v = fields.get(key)
+            if not isinstance(v, bytes):
+                raise ManifestError(f"{where}: expected text under {key!r}")
+            return v.decode("utf-8", "strict")
+
+        def hash32(key: str) -> str | None:
+            v = fields.get(key)
+            if v is None:
+                return None
+            if not isinstance(v, bytes) or len(v) != 32:
+                raise ManifestError(f"{where}: expected 32 bytes under {key!r}")
+            return v.hex()
+
+        def number(key: str) -> int | None:
+            v = fields.get(key)
+            if v is None:
+                return None
+            if not isinstance(v, int) or not 0 <= v < 2**63:
+                raise ManifestError(f"{where}: expected a non-negative integer under {key!r}")
+            return v
+
+        try:
+            name, version = check_model_name(text("n")), check_version(text("v"))
+        except UnicodeDecodeError:
+            raise ManifestError(f"{where}: expected UTF-8 text for the name and version") from None
+        digest = hash32("d")
+        if digest is None:
+            raise ManifestError(f"{where}: expected the manifest digest under 'd'")
+        expires = number("x")
+        return cls(name, version, digest, hash32("e"), number("s"),
+                   datetime.fromtimestamp(expires, UTC) if expires is not None else None, hash32("h"))
+
+
+# ---- the client side: the DHT as a source --------------------------------------------------
+
+
+@dataclass
+class _Found:
+    pointer: Pointer
+    key_id: str
+
+
+class DhtSource:
+    """`sources.EnvelopeSource` over a DHT the swarm has joined."""
+
+    label = "the DHT"
+
+    def __init__(self, client: Client, swarm: Swarm, *, card_timeout: float = CARD_TIMEOUT,
+                 lookup_timeout: float = LOOKUP_TIMEOUT) -> None:
+        self.client = client
+        self.swarm = swarm
+        self.card_timeout = card_timeout
+        self.lookup_timeout = lookup_timeout
+        self._cards: dict[tuple[str, str], str] = {}  # (name, version) -> envelope card info-hash
+        self.refused: list[Error] = []  # pointers and cards passed over, and why
+
+    def _keys(self, name: str) -> list[tuple[bytes, str]]:
+        policy = self.client.policy
+        keys: dict[bytes, str] = {}
+        for trusted in policy.keys:
+            if trusted.role in ("publisher", "timestamp") and trusted.covers(name) and \
+                    trusted.key_id not in policy.revoked:
+                raw = dht.raw_public_key(trusted.key)
+                if raw is not None:
+                    keys.setdefault(raw, trusted.key_id)
+        return list(keys.items())[:MAX_DHT_KEYS]
+
+    def _pointers(self, salt: bytes, name: str) -> list[_Found]:
+        found = []
+        for raw_key, key_id in self._keys(name):
+            item = dht.get_item(self.swarm, raw_key, salt, self.lookup_timeout)
+            if item is None:
+                continue
+            try:
+                pointer = Pointer.decode(item.value, f"DHT item of {name} under key {key_id[:16]}")
+            except ManifestError as exc:
+                self.refused.append(exc)
+                continue
+            if pointer.name != name:
+                self.refused.append(ManifestError(f"DHT item under key {key_id[:16]}: expected a pointer for {name}, "
+                                                  f"found one for {pointer.name}"))
+                continue
+            found.append(_Found(pointer, key_id))
+        return found
+
+    def heads(self, name: str) -> list[Envelope]:
+        held = self.client.heads.held(name)
+        pointers = [f for f in self._pointers(head_salt(name), name) if f.pointer.sequence is not None]
+        for f in sorted(pointers, key=lambda f: -(f.pointer.sequence or 0)):
+            p = f.pointer
+            assert p.sequence is not None
+            if held is not None and p.sequence < held.head.sequence:
+                self.refused.append(RollbackError(
+                    f"DHT item of {name} under key {f.key_id[:16]}: sequence {p.sequence} is below the head held "
+                    f"here ({held.head.sequence}); an old item replayed, ignored"))
+                continue
+            if p.heads_card is None:
+                continue
+            try:
+                offered = parse_heads_file(self._card(p.heads_card, cards.HEADS_CARD), f"head card of {name}")
+                self._check_matches(p, offered)
+            except Error as exc:
+                self.refused.append(exc)
+                continue
+            if p.envelope_card:
+                self._cards[(name, p.version)] = p.envelope_card
+            self._warn_refused()
+            return offered
+        self._warn_refused()
+        return []
+
+    def _warn_refused(self) -> None:
+        for exc in self.refused:
+            warnings.warn(SeedvaultWarning(f"{self.label}: {exc}"), stacklevel=3)
+        self.refused.clear()
+
+    def _check_matches(self, pointer: Pointer, offered: list[Envelope]) -> None:
+        """The card's newest head says what its pointer says (or the pointer is a lie)."""
+        heads = [Head.from_payload(e.payload) for e in offered]
+        newest = max(heads, key=lambda h: h.sequence, default=None)
+        if newest is None or (newest.name, newest.sequence, newest.latest_version, newest.latest_digest) != \
+                (pointer.name, pointer.sequence, pointer.version, pointer.digest):
+            raise IntegrityError(
+                f"DHT pointer for {pointer.name} (sequence {pointer.sequence}, {pointer.version}) and the head in its "
+                f"card ({newest.ref + ', ' + newest.latest_version if newest else 'none'}) disagree",
+                hint="a forged or mismatched card; the head held here is unchanged")
+
+    def envelope(self, name: str, version: str) -> Envelope | None:
+        card = self._cards.get((name, version))
+        if card is None:
+            for f in self._pointers(release_salt(name, version), name):
+                if f.pointer.version == version and f.pointer.envelope_card:
+                    card = f.pointer.envelope_card
+                    break
+        if card is None:
+            return None
+        try:
+            return Envelope.from_json(self._card(card, cards.ENVELOPE_CARD), f"envelope card of {name}@{version}")
+        except Error as exc:
+            self.refused.append(exc)
+            self._warn_refused()
+            return None
+
+    def candidates(self, name: str) -> list[Envelope]:
+        return []  # the DHT lists no versions: only what a head names, or a version asked by name
+
+    def torrent(self, name: str, version: str) -> bytes | None:
+        return None
+
+    def _card(self, info_hash: str, file_name: str, peers: Sequence[Endpoint] = ()) -> bytes:
+        dest = Path(tempfile.mkdtemp(prefix="card-", dir=self.client.vault.incoming))
+        try:
+            files = cards.fetch_card(self.swarm, info_hash, dest, {file_name}, timeout=self.card_timeout,
+                                     peers=tuple(peers))
+        finally:
+            shutil.rmtree(dest, ignore_errors=True)
+        return files[file_name]
+
+
+def fetch_envelope_card(client: Client, swarm: Swarm, info_hash: str, *, peers: Sequence[Endpoint] = (),
+                        timeout: float = CARD_TIMEOUT) -> Envelope:
+    """The envelope in the card INFO_HASH (from a magnet link), unjudged."""
+    source = DhtSource(client, swarm, card_timeout=timeout)
+    return Envelope.from_json(source._card(info_hash, cards.ENVELOPE_CARD, peers),
+                              f"envelope card {info_hash[:16]}")
+
+
+# ---- the seeding side: cards seeded, pointers put -----------------------------------------
+
+
+@dataclass
+class AnnounceReport:
+    cards: dict[str, str] = field(default_factory=dict)  # ref or "NAME head" -> card info-hash
+    put: list[str] = field(default_factory=list)  # what pointers were put, as "NAME@V by KEYID"
+    refused: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"cards": self.cards, "put": self.put, "refused": self.refused}
+
+
+class Announcer:
+    """Seeds the cards of the releases a seeder serves and, with DHT keys, puts their pointers.
+
+    `refresh` is cheap when nothing changed: it rebuilds a card only when its statement did,
+    and puts a pointer again only when it changed or REPUT_EVERY passed."""
+
+    def __init__(self, client: Client, swarm: Swarm, keys: Sequence[PrivateKey] = ()) -> None:
+        for key in keys:
+            if dht.raw_public_key(key.public) is None:
+                dht._expanded_secret(key)  # refuses a P-256 key, with the way out
+        self.client = client
+        self.swarm = swarm
+        self.keys = list(keys)
+        self.root = client.vault.root / "cards"
+        self._seeded: dict[str, lt.torrent_handle] = {}  # info-hash -> handle
+        self._put: dict[tuple[str, bytes], tuple[bytes, float]] = {}  # (key id, salt) -> (value, when)
+
+    def _seed_card(self, files: dict[str, bytes]) -> str:
+        ti, save_path = cards.build_card(self.root, files)
+        info_hash = cards.card_info_hash(ti)
+        if info_hash not in self._seeded:
+            self._seeded[info_hash] = self.swarm.add(ti, save_path, seed=True)
+        return info_hash
+
+    def _put_pointer(self, key: PrivateKey, salt: bytes, pointer: Pointer, label: str,
+                     report: AnnounceReport) -> None:
+        value = pointer.encode()
+        previous = self._put.get((key.key_id, salt))
+        if previous is not None and previous[0] == value and time.monotonic() - previous[1] < REPUT_EVERY:
+            return
+        if pointer.sequence is not None and self._dht_holds_newer(key, salt, pointer):
+            report.refused.append(f"{label}: the DHT holds a newer head than this vault's; left as it is")
+            return
+        if dht.put_item(self.swarm, key, salt, value) > 0:
+            self._put[(key.key_id, salt)] = (value, time.monotonic())
+            report.put.append(f"{label} by {key.key_id[:16]}")
+        else:
+            report.refused.append(f"{label}: no DHT node took the pointer")
+
+    def _dht_holds_newer(self, key: PrivateKey, salt: bytes, pointer: Pointer) -> bool:
+        """Whether the DHT already holds a head pointer with a higher sequence under KEY. libtorrent
+        has no compare-and-swap: a seeder behind on heads would otherwise replace the newer one."""
+        raw = dht.raw_public_key(key.public)
+        item = dht.get_item(self.swarm, raw, salt, LOOKUP_TIMEOUT) if raw is not None else None
+        if item is None:
+            return False
+        try:
+            there = Pointer.decode(item.value, "DHT item")
+        except ManifestError:
+            return False  # not a pointer of ours: replace it
+        return there.sequence is not None and pointer.sequence is not None and there.sequence > pointer.sequence
+
+    def refresh(self, refs: list[str]) -> AnnounceReport:
+        report = AnnounceReport()
+        by_name: dict[str, list[tuple[Manifest, Envelope]]] = {}
+        for ref in refs:
+            entry = self.client.vault.resolve(ref)
+            by_name.setdefault(entry.manifest.name, []).append((entry.manifest, entry.envelope))
+        for name, releases in by_name.items():
+            envelope_cards = {}
+            for manifest, envelope in releases:
+                card = self._seed_card({cards.ENVELOPE_CARD: envelope.to_json()})
+                envelope_cards[manifest.version] = card
+                report.cards[manifest.ref] = card
+                pointer = Pointer(name, manifest.version, envelope.digest, card)
+                for key in self._keys_for(name):
+                    self._put_pointer(key, release_salt(name, manifest.version), pointer, manifest.ref, report)
+            held = self.client.head_envelopes(name)
+            current = self.client.current_head(name)
+            if not held or current is None:
+                continue
+            heads_card = self._seed_card({cards.HEADS_CARD: heads_file(held)})
+            report.cards[f"{name} head"] = heads_card
+            head = current.head
+            pointer = Pointer(name, head.latest_version, head.latest_digest,
+                              envelope_cards.get(head.latest_version), head.sequence, head.expires, heads_card)
+            for key in self._keys_for(name):
+                self._put_pointer(key, head_salt(name), pointer, f"{name} head {head.sequence}", report)
+        return report
+
+    def _keys_for(self, name: str) -> list[PrivateKey]:
+        """The DHT keys this seeder holds that clients trust for NAME (as this seeder's policy
+        says; a key trusted nowhere would put pointers nobody reads)."""
+        policy = self.client.policy
+        out = []
+        for key in self.keys:
+            if any(t.role in ("publisher", "timestamp") and t.covers(name) for t in policy.keys_by_id(key.key_id)):
+                out.append(key)
+            else:
+                warnings.warn(SeedvaultWarning(f"key {key.key_id[:16]} is not trusted here as publisher or timestamp "
+                                               f"for {name}: no DHT pointers for it under that key"), stacklevel=2)
+        return out
