@@ -22,6 +22,7 @@ with role `timestamp` for the namespace (BEP 44 signs with Ed25519 only).
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import tempfile
 import time
@@ -276,29 +277,53 @@ def fetch_envelope_card(client: Client, swarm: Swarm, info_hash: str, *, peers: 
 @dataclass
 class AnnounceReport:
     cards: dict[str, str] = field(default_factory=dict)  # ref or "NAME head" -> card info-hash
-    put: list[str] = field(default_factory=list)  # what pointers were put, as "NAME@V by KEYID"
+    put: list[str] = field(default_factory=list)  # pointers the DHT took, as "NAME@V by KEYID"
     refused: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return {"cards": self.cards, "put": self.put, "refused": self.refused}
 
 
+@dataclass
+class _Pending:
+    """A pointer on its way into the DHT: first read what is there (head pointers), then put."""
+
+    key: PrivateKey
+    salt: bytes
+    value: bytes
+    label: str
+    sequence: int | None
+    stage: str  # "get" or "put"
+    since: float
+
+
+PUT_TIMEOUT = 60.0
+
+
 class Announcer:
     """Seeds the cards of the releases a seeder serves and, with DHT keys, puts their pointers.
 
-    `refresh` is cheap when nothing changed: it rebuilds a card only when its statement did,
-    and puts a pointer again only when it changed or REPUT_EVERY passed."""
+    Nothing here waits on the DHT: `refresh` seeds the cards and starts the puts, `handle`
+    takes the session's alerts as they come, and `poll` says what completed. (A lookup in a
+    DHT where some nodes have gone waits for their timeouts; a seeder must keep serving.)
+    `refresh` is cheap when nothing changed: a card is rebuilt only when its statement did,
+    and a pointer put again only when it changed or REPUT_EVERY passed. A head pointer is put
+    only after reading the DHT: libtorrent has no compare-and-swap, so a seeder behind on
+    heads would otherwise replace a newer pointer with its older one."""
 
     def __init__(self, client: Client, swarm: Swarm, keys: Sequence[PrivateKey] = ()) -> None:
         for key in keys:
             if dht.raw_public_key(key.public) is None:
-                dht._expanded_secret(key)  # refuses a P-256 key, with the way out
+                dht.expanded_secret(key)  # refuses a P-256 key, with the way out
         self.client = client
         self.swarm = swarm
         self.keys = list(keys)
         self.root = client.vault.root / "cards"
         self._seeded: dict[str, lt.torrent_handle] = {}  # info-hash -> handle
         self._put: dict[tuple[str, bytes], tuple[bytes, float]] = {}  # (key id, salt) -> (value, when)
+        self._pending: dict[tuple[bytes, bytes], _Pending] = {}  # (raw public key, salt) -> what is under way
+        self._events = AnnounceReport()
+        self._warned: set[tuple[str, str]] = set()
 
     def _seed_card(self, files: dict[str, bytes]) -> str:
         ti, save_path = cards.build_card(self.root, files)
@@ -307,35 +332,91 @@ class Announcer:
             self._seeded[info_hash] = self.swarm.add(ti, save_path, seed=True)
         return info_hash
 
-    def _put_pointer(self, key: PrivateKey, salt: bytes, pointer: Pointer, label: str,
-                     report: AnnounceReport) -> None:
+    def _start(self, key: PrivateKey, salt: bytes, pointer: Pointer, label: str) -> None:
         value = pointer.encode()
         previous = self._put.get((key.key_id, salt))
         if previous is not None and previous[0] == value and time.monotonic() - previous[1] < REPUT_EVERY:
             return
-        if pointer.sequence is not None and self._dht_holds_newer(key, salt, pointer):
-            report.refused.append(f"{label}: the DHT holds a newer head than this vault's; left as it is")
-            return
-        if dht.put_item(self.swarm, key, salt, value) > 0:
-            self._put[(key.key_id, salt)] = (value, time.monotonic())
-            report.put.append(f"{label} by {key.key_id[:16]}")
-        else:
-            report.refused.append(f"{label}: no DHT node took the pointer")
-
-    def _dht_holds_newer(self, key: PrivateKey, salt: bytes, pointer: Pointer) -> bool:
-        """Whether the DHT already holds a head pointer with a higher sequence under KEY. libtorrent
-        has no compare-and-swap: a seeder behind on heads would otherwise replace the newer one."""
         raw = dht.raw_public_key(key.public)
-        item = dht.get_item(self.swarm, raw, salt, LOOKUP_TIMEOUT) if raw is not None else None
-        if item is None:
-            return False
-        try:
-            there = Pointer.decode(item.value, "DHT item")
-        except ManifestError:
-            return False  # not a pointer of ours: replace it
-        return there.sequence is not None and pointer.sequence is not None and there.sequence > pointer.sequence
+        assert raw is not None
+        pending = self._pending.get((raw, salt))
+        if pending is not None:
+            pending.value, pending.label, pending.sequence = value, label, pointer.sequence
+            return
+        self.swarm.wait_for_dht()
+        pending = _Pending(key, salt, value, label, pointer.sequence, "get", time.monotonic())
+        self._pending[(raw, salt)] = pending
+        if pointer.sequence is None:
+            self._put_now(raw, pending)
+        else:
+            self.swarm.session.dht_get_mutable_item(raw, salt)
+
+    def _put_now(self, raw: bytes, pending: _Pending) -> None:
+        pending.stage, pending.since = "put", time.monotonic()
+        self.swarm.session.dht_put_mutable_item(dht.expanded_secret(pending.key), raw, pending.value, pending.salt)
+
+    def handle(self, alert: Any) -> None:
+        """Take one alert of the session (the seeder's loop passes them all)."""
+        if isinstance(alert, lt.dht_mutable_item_alert):
+            pending = self._pending.get((bytes(alert.key), bytes(alert.salt)))
+            if pending is None or pending.stage != "get":
+                return
+            there = None
+            if isinstance(alert.item, bytes) and alert.item:
+                item = dht.Item(bytes(alert.key), bytes(alert.salt), int(alert.seq), alert.item, bytes(alert.signature))
+                if dht.check_signature(item):
+                    with contextlib.suppress(ManifestError):
+                        there = Pointer.decode(item.value, "DHT item")
+            if there is not None and there.sequence is not None and pending.sequence is not None and \
+                    there.sequence > pending.sequence:
+                del self._pending[(bytes(alert.key), bytes(alert.salt))]
+                self._events.refused.append(f"{pending.label}: the DHT holds a newer head (sequence "
+                                            f"{there.sequence}) than this vault's; left as it is")
+            elif alert.authoritative:
+                self._put_now(bytes(alert.key), pending)
+        elif isinstance(alert, lt.dht_put_alert):
+            raw, salt = bytes(alert.public_key), bytes(alert.salt)
+            pending = self._pending.get((raw, salt))
+            if pending is None or pending.stage != "put":
+                return
+            del self._pending[(raw, salt)]
+            if alert.num_success > 0:
+                self._put[(pending.key.key_id, salt)] = (pending.value, time.monotonic())
+                self._events.put.append(f"{pending.label} by {pending.key.key_id[:16]}")
+            else:
+                self._events.refused.append(f"{pending.label}: no DHT node took the pointer")
+
+    def poll(self) -> AnnounceReport:
+        """What completed since the last poll; lookups that took too long go on to the put."""
+        now = time.monotonic()
+        for (raw, salt), pending in list(self._pending.items()):
+            if pending.stage == "get" and now - pending.since >= LOOKUP_TIMEOUT:
+                self._put_now(raw, pending)
+            elif pending.stage == "put" and now - pending.since >= PUT_TIMEOUT:
+                del self._pending[(raw, salt)]
+                self._events.refused.append(f"{pending.label}: no DHT node answered in {PUT_TIMEOUT:.0f} s")
+        events, self._events = self._events, AnnounceReport()
+        return events
+
+    @property
+    def busy(self) -> bool:
+        return bool(self._pending)
+
+    def run(self, refs: list[str], timeout: float = PUT_TIMEOUT + LOOKUP_TIMEOUT) -> AnnounceReport:
+        """`refresh`, then wait (pumping the session) until every put completed: for callers
+        without a loop of their own (tests, a one-shot announce)."""
+        report = self.refresh(refs)
+        deadline = time.monotonic() + timeout
+        while self.busy and time.monotonic() < deadline:
+            for alert in self.swarm.pop_alerts(wait=0.2):
+                self.handle(alert)
+            done = self.poll()
+            report.put += done.put
+            report.refused += done.refused
+        return report
 
     def refresh(self, refs: list[str]) -> AnnounceReport:
+        """Seed the cards of REFS (and of their models' heads) and start putting their pointers."""
         report = AnnounceReport()
         by_name: dict[str, list[tuple[Manifest, Envelope]]] = {}
         for ref in refs:
@@ -343,13 +424,14 @@ class Announcer:
             by_name.setdefault(entry.manifest.name, []).append((entry.manifest, entry.envelope))
         for name, releases in by_name.items():
             envelope_cards = {}
+            keys = self._keys_for(name)
             for manifest, envelope in releases:
                 card = self._seed_card({cards.ENVELOPE_CARD: envelope.to_json()})
                 envelope_cards[manifest.version] = card
                 report.cards[manifest.ref] = card
                 pointer = Pointer(name, manifest.version, envelope.digest, card)
-                for key in self._keys_for(name):
-                    self._put_pointer(key, release_salt(name, manifest.version), pointer, manifest.ref, report)
+                for key in keys:
+                    self._start(key, release_salt(name, manifest.version), pointer, manifest.ref)
             held = self.client.head_envelopes(name)
             current = self.client.current_head(name)
             if not held or current is None:
@@ -359,8 +441,8 @@ class Announcer:
             head = current.head
             pointer = Pointer(name, head.latest_version, head.latest_digest,
                               envelope_cards.get(head.latest_version), head.sequence, head.expires, heads_card)
-            for key in self._keys_for(name):
-                self._put_pointer(key, head_salt(name), pointer, f"{name} head {head.sequence}", report)
+            for key in keys:
+                self._start(key, head_salt(name), pointer, f"{name} head {head.sequence}")
         return report
 
     def _keys_for(self, name: str) -> list[PrivateKey]:
@@ -371,7 +453,8 @@ class Announcer:
         for key in self.keys:
             if any(t.role in ("publisher", "timestamp") and t.covers(name) for t in policy.keys_by_id(key.key_id)):
                 out.append(key)
-            else:
+            elif (key.key_id, name) not in self._warned:
+                self._warned.add((key.key_id, name))
                 warnings.warn(SeedvaultWarning(f"key {key.key_id[:16]} is not trusted here as publisher or timestamp "
                                                f"for {name}: no DHT pointers for it under that key"), stacklevel=2)
         return out

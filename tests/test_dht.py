@@ -185,7 +185,7 @@ def test_replayed_older_item_and_expired_head_refused(tmp_path: Path, private_dh
     with Swarm(SwarmConfig(dht_nodes=(node,))) as swarm, Client(published.home) as client:
         from seedvault.discovery import Announcer
 
-        report = Announcer(client, swarm, [pub_key]).refresh(["acme/swarm@1.0"])
+        report = Announcer(client, swarm, [pub_key]).run(["acme/swarm@1.0"])
         assert any("head" in p for p in report.put), report
         head_value = dht_items.get_item(swarm, dht_items.raw_public_key(pub_key.public), head_salt("acme/swarm"))
         assert head_value is not None
@@ -208,7 +208,7 @@ def test_replayed_older_item_and_expired_head_refused(tmp_path: Path, private_dh
 
         # An expired head, and nothing fresher anywhere: warned by default, refused when required.
         client.sign_head("acme/swarm", [pub_key], lambda h: h, expires=datetime.now(UTC) + timedelta(seconds=2))
-        Announcer(client, swarm, [pub_key]).refresh(["acme/swarm@1.0"])
+        Announcer(client, swarm, [pub_key]).run(["acme/swarm@1.0"])
         time.sleep(2.5)
     late = new_peer(tmp_path / "late", pub_key)
     r = run(late, "head", "acme/swarm", "--dht-node", private_dht[2], "--json")

@@ -29,6 +29,8 @@ from seedvault.signing import Verdict
 def _verdict_text(verdict: Verdict) -> str:
     lines = [f"verified {verdict.manifest.ref}", f"  digest    {verdict.digest}"]
     lines += [f"  signer    {s.describe()}" for s in verdict.signers]
+    if verdict.yanked is not None:
+        lines.append(f"  yanked    by its publisher: {verdict.yanked} (load, snapshot_path and pull refuse it)")
     return "\n".join(lines)
 
 

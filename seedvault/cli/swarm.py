@@ -85,53 +85,64 @@ def _interrupt(signum: int, frame: FrameType | None) -> None:
     raise KeyboardInterrupt
 
 
-def _serve(swarm: Swarm, stop: threading.Event, duration: float | None,
-           every: tuple[float, Callable[[], None]] | None = None) -> None:
-    """Pump the session until stopped; run EVERY's callback at its interval (announcing)."""
+def _serve(swarm: Swarm, stop: threading.Event, duration: float | None, loop: _SeedLoop | None = None) -> None:
+    """Pump the session until stopped, handing its alerts to LOOP and running its rounds."""
     deadline = time.monotonic() + duration if duration else None
     last = time.monotonic()
     while not stop.is_set() and (deadline is None or time.monotonic() < deadline):
-        swarm.pop_alerts(wait=0.5)
-        if every is not None and time.monotonic() - last >= every[0]:
-            every[1]()
+        alerts = swarm.pop_alerts(wait=0.5)
+        if loop is None:
+            continue
+        loop.take(alerts)
+        if time.monotonic() - last >= loop.every:
+            loop.round()
             last = time.monotonic()
 
 
-def _rounds(client: Client, swarm: Swarm, report: SeedReport, everything: bool, keys: list[PrivateKey],
-            as_json: bool) -> Callable[[], None]:
-    """One seeding round now, and what runs the next ones: stop serving what was yanked
-    since, take up what was published or pulled since (when seeding every model), and with
-    a DHT seed the cards and put the pointers (a new head or yank goes out at the next round)."""
-    from seedvault.discovery import Announcer
+class _SeedLoop:
+    """The rounds of a seeder: stop serving what was yanked since, take up what was published
+    or pulled since (when seeding every model), seed the cards, and with a DHT and keys put the
+    pointers (a new head or yank goes out at the next round). What the DHT took is reported
+    as its answers arrive."""
 
-    announcer = Announcer(client, swarm, keys)  # cards always (magnet links); pointers with a DHT and keys
-    passed_over = {ref for ref, _ in report.refused}
+    def __init__(self, client: Client, swarm: Swarm, report: SeedReport, *, everything: bool,
+                 keys: list[PrivateKey], every: float, as_json: bool) -> None:
+        from seedvault.discovery import Announcer
 
-    def round_() -> None:
-        for ref, reason in stop_yanked(client, swarm, report):
-            click.echo(json.dumps({"stopped_seeding": ref, "reason": reason}) if as_json
-                       else f"stopped seeding {ref}: {reason}", err=not as_json)
-        if everything:
-            new = [e.manifest.ref for e in client.vault.entries()
-                   if e.manifest.ref not in report.handles and e.manifest.ref not in passed_over]
-            if new:
-                added = start_seeding(client, swarm, new)
-                passed_over.update(ref for ref, _ in added.refused)
-                report.seeding += added.seeding
-                report.handles.update(added.handles)
-                if added.seeding:
-                    click.echo(json.dumps({"seeding": added.seeding}) if as_json
-                               else f"now seeding {', '.join(added.seeding)}", err=not as_json)
-        announced = announcer.refresh(list(report.handles))
-        for reason in announced.refused:
-            click.echo(f"not announced: {reason}", err=True)
-        if announced.put:
-            click.echo(json.dumps({"announced": announced.put, "cards": announced.cards}) if as_json
-                       else f"announced in the DHT: {', '.join(announced.put)}", err=not as_json)
+        self.client, self.swarm, self.report = client, swarm, report
+        self.everything, self.every, self.as_json = everything, every, as_json
+        self.announcer = Announcer(client, swarm, keys)  # cards always (magnet links); pointers with keys
+        self.passed_over = {ref for ref, _ in report.refused}
+        self.cards: dict[str, str] = {}
+
+    def _say(self, doc: dict[str, Any], text: str) -> None:
+        click.echo(json.dumps(doc) if self.as_json else text, err=not self.as_json)
         sys.stdout.flush()
 
-    round_()
-    return round_
+    def round(self) -> None:
+        for ref, reason in stop_yanked(self.client, self.swarm, self.report):
+            self._say({"stopped_seeding": ref, "reason": reason}, f"stopped seeding {ref}: {reason}")
+        if self.everything:
+            new = [e.manifest.ref for e in self.client.vault.entries()
+                   if e.manifest.ref not in self.report.handles and e.manifest.ref not in self.passed_over]
+            if new:
+                added = start_seeding(self.client, self.swarm, new)
+                self.passed_over.update(ref for ref, _ in added.refused)
+                self.report.seeding += added.seeding
+                self.report.handles.update(added.handles)
+                if added.seeding:
+                    self._say({"seeding": added.seeding}, f"now seeding {', '.join(added.seeding)}")
+        self.cards = self.announcer.refresh(list(self.report.handles)).cards
+        self.take([])
+
+    def take(self, alerts: list[Any]) -> None:
+        for alert in alerts:
+            self.announcer.handle(alert)
+        done = self.announcer.poll()
+        for reason in done.refused:
+            click.echo(f"not announced: {reason}", err=True)
+        if done.put:
+            self._say({"announced": done.put, "cards": self.cards}, f"announced in the DHT: {', '.join(done.put)}")
 
 
 @click.command()
@@ -168,7 +179,9 @@ def seed(client: Client, refs: tuple[str, ...], listen: str, lan: bool, dht_node
         emit({"listening": endpoint, **report.to_dict()}, as_json,
              f"seeding {', '.join(report.seeding)} on {endpoint} (Ctrl-C to stop)")
         sys.stdout.flush()
-        _serve(swarm, stop, duration, (announce_every, _rounds(client, swarm, report, not refs, keys, as_json)))
+        loop = _SeedLoop(client, swarm, report, everything=not refs, keys=keys, every=announce_every, as_json=as_json)
+        loop.round()
+        _serve(swarm, stop, duration, loop)
         uploaded = {ref: int(h.status().total_payload_upload) for ref, h in report.handles.items()}
     emit({"stopped": True, "uploaded": uploaded}, as_json,
          "stopped seeding; uploaded " + ", ".join(f"{r} {_mb(n)} MB" for r, n in uploaded.items()))
@@ -319,7 +332,9 @@ def _pull_and_report(client: Client, ref: str, envelope: Envelope, torrent_data:
             click.echo(json.dumps({"listening": format_endpoint(swarm.endpoint), **seeded.to_dict()})
                        if as_json else f"seeding {report.ref} on {format_endpoint(swarm.endpoint)} (Ctrl-C to stop)")
             sys.stdout.flush()
-            _serve(swarm, stop, None, (300.0, _rounds(client, swarm, seeded, False, [], as_json)))
+            loop = _SeedLoop(client, swarm, seeded, everything=False, keys=[], every=300.0, as_json=as_json)
+            loop.round()
+            _serve(swarm, stop, None, loop)
 
 
 @click.command()

@@ -75,8 +75,11 @@ def fetch_card(swarm: Swarm, info_hash: str, dest: Path, names: set[str], *, tim
             if status.has_metadata and not checked:
                 _check_files(handle.torrent_file(), names, where)
                 checked = True
-            if checked and status.is_finished:
-                return _read(dest, handle.torrent_file(), where)
+            done = status.total_wanted > 0 and status.total_wanted_done == status.total_wanted
+            if checked and done and status.is_finished:
+                files = _read(dest, handle.torrent_file(), where)
+                if files is not None:
+                    return files
             if not status.has_metadata and swarm.discovers and time.monotonic() - last_lookup >= ANNOUNCE_EVERY:
                 handle.force_dht_announce()  # a lookup: a seeder may have announced since the last one
                 last_lookup = time.monotonic()
@@ -105,7 +108,8 @@ def _check_files(ti: lt.torrent_info, names: set[str], where: str) -> None:
         raise OversizeError(f"{where}: expected at most {MAX_CARD_BYTES:,} bytes, found {total:,}")
 
 
-def _read(dest: Path, ti: lt.torrent_info, where: str) -> dict[str, bytes]:
+def _read(dest: Path, ti: lt.torrent_info, where: str) -> dict[str, bytes] | None:
+    """The card's files, or None while libtorrent has not written them all out yet."""
     files = ti.layout() if hasattr(ti, "layout") else ti.files()
     out = {}
     for i in range(files.num_files()):
@@ -114,8 +118,13 @@ def _read(dest: Path, ti: lt.torrent_info, where: str) -> dict[str, bytes]:
         path = files.file_path(i)
         name = path.split("/", 1)[-1]
         try:
-            out[name] = (dest / path).read_bytes()
+            data = (dest / path).read_bytes()
+        except FileNotFoundError:
+            return None
         except OSError as exc:
             raise TransferError(f"{where}: {quote(name)} could not be read after the download ({exc.strerror})") \
                 from None
+        if len(data) != files.file_size(i):
+            return None
+        out[name] = data
     return out

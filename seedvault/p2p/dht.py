@@ -51,7 +51,7 @@ def raw_public_key(key: PublicKey) -> bytes | None:
     return public.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
 
 
-def _expanded_secret(key: PrivateKey) -> bytes:
+def expanded_secret(key: PrivateKey) -> bytes:
     """libtorrent's 64-byte Ed25519 secret: the clamped SHA-512 of the seed, then the seed's hash tail."""
     raw = key.key
     if not isinstance(raw, ed25519.Ed25519PrivateKey):
@@ -89,10 +89,10 @@ def put_item(swarm: Swarm, key: PrivateKey, salt: bytes, value: bytes, timeout: 
         raise UsageError(f"DHT item: expected a value of at most {MAX_ITEM_VALUE} bytes, found {len(value)}")
     public = raw_public_key(key.public)
     if public is None:
-        _expanded_secret(key)  # raises the explanation
+        expanded_secret(key)  # raises the explanation
         raise AssertionError("unreachable")
     swarm.wait_for_dht()
-    swarm.session.dht_put_mutable_item(_expanded_secret(key), public, value, salt)
+    swarm.session.dht_put_mutable_item(expanded_secret(key), public, value, salt)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         for alert in swarm.pop_alerts(wait=0.2):
