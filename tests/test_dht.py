@@ -185,7 +185,8 @@ def test_replayed_older_item_and_expired_head_refused(tmp_path: Path, private_dh
     with Swarm(SwarmConfig(dht_nodes=(node,))) as swarm, Client(published.home) as client:
         from seedvault.discovery import Announcer
 
-        report = Announcer(client, swarm, [pub_key]).run(["acme/swarm@1.0"])
+        announcer = Announcer(client, swarm, [pub_key])
+        report = announcer.run(["acme/swarm@1.0"])
         assert any("head" in p for p in report.put), report
         head_value = dht_items.get_item(swarm, dht_items.raw_public_key(pub_key.public), head_salt("acme/swarm"))
         assert head_value is not None
@@ -208,17 +209,17 @@ def test_replayed_older_item_and_expired_head_refused(tmp_path: Path, private_dh
 
         # An expired head, and nothing fresher anywhere: warned by default, refused when required.
         client.sign_head("acme/swarm", [pub_key], lambda h: h, expires=datetime.now(UTC) + timedelta(seconds=2))
-        Announcer(client, swarm, [pub_key]).run(["acme/swarm@1.0"])
+        announcer.run(["acme/swarm@1.0"])
         time.sleep(2.5)
-    late = new_peer(tmp_path / "late", pub_key)
-    r = run(late, "head", "acme/swarm", "--dht-node", private_dht[2], "--json")
-    assert r.code == 0 and json.loads(r.out)["stale"] is True and "expired" in r.err, r
-    strict = new_peer(tmp_path / "strict", pub_key)
-    ok(strict, "trust", "require", "--fresh-heads")
-    r = refused(strict, 3, "pull", "acme/swarm", "--dht-node", private_dht[2], "--timeout", "20")
-    assert "expired" in r.err
-    with Client(strict) as sc:
-        assert sc.heads.held("acme/swarm") is None and not sc.vault.entries()
+        late = new_peer(tmp_path / "late", pub_key)
+        r = run(late, "head", "acme/swarm", "--dht-node", private_dht[2], "--json")
+        assert r.code == 0 and json.loads(r.out)["stale"] is True and "expired" in r.err, r
+        strict = new_peer(tmp_path / "strict", pub_key)
+        ok(strict, "trust", "require", "--fresh-heads")
+        r = refused(strict, 3, "pull", "acme/swarm", "--dht-node", private_dht[2], "--timeout", "20")
+        assert "expired" in r.err
+        with Client(strict) as sc:
+            assert sc.heads.held("acme/swarm") is None and not sc.vault.entries()
 
 
 def test_magnet_link_and_a_forged_envelope_card(tmp_path: Path, spawn: Spawn,
