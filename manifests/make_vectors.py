@@ -1208,6 +1208,7 @@ def build_heads(keys: dict[str, PrivateKey]) -> list[HeadVector]:
     h1 = head_at(HEAD_T1, "1.0.0", d100)
     h2 = head_at(HEAD_T2, "1.1.0", d110, (Yank("1.0.0", YANK_REASON),))
     e1, e2 = sign(h1.to_payload(), pub), sign(h2.to_payload(), pub)
+    e1two = sign(h1.to_payload(), pub, p256)  # e1 as held under publisher_threshold 2
     vectors: list[HeadVector] = []
 
     def add(name: str, description: str, env: Envelope, expected: dict[str, Any], *,
@@ -1277,14 +1278,14 @@ def build_heads(keys: dict[str, PrivateKey]) -> list[HeadVector]:
     e2two = sign(h2.to_payload(), pub, p256)
     add("head-valid-threshold-two",
         "publisher_threshold is 2; two publisher keys (Ed25519 and P-256) signed.",
-        e2two, head_valid(e2two, h2, publishers=2), pol=two_policy, held=held_of(e1, e1))
+        e2two, head_valid(e2two, h2, publishers=2), pol=two_policy, held=held_of(e1two, e1two))
     er1mixed = sign(r1.to_payload(), pub, timestamp_key)
     add("head-valid-threshold-two-publisher-and-timestamp",
         "publisher_threshold is 2; one publisher and one timestamp key signed a refresh of the held publisher "
         "head. The threshold is met, but not by publishers alone, so it counts as a timestamp refresh: its "
         "content is that of the held publisher head, so it is accepted.",
         er1mixed, head_valid(er1mixed, r1, signed_by="timestamp", publishers=1, timestamps=1), pol=two_policy,
-        held=held_of(e1, e1))
+        held=held_of(e1two, e1two))
     h1y = replace(head_at(HEAD_T2, "1.0.0", d100), yanked=(Yank("1.0.0", YANK_REASON),))
     e1y = sign(h1y.to_payload(), pub)
     add("head-valid-latest-yanked", "The latest release is itself yanked (the spec allows it).",
@@ -1359,7 +1360,7 @@ def build_heads(keys: dict[str, PrivateKey]) -> list[HeadVector]:
         "1.1.0. Publishers alone do not meet the threshold, so it is a timestamp refresh, and it changes the "
         "content of the held publisher head.",
         changed_mixed, invalid(errors.PolicyError, "signed by timestamp keys only"), pol=two_policy,
-        held=held_of(e1, e1))
+        held=held_of(e1two, e1two))
     r2 = refresh(h2, HEAD_T3)
     er2 = sign(r2.to_payload(), timestamp_key)
     restored = refresh(h1, HEAD_T4)
@@ -1390,7 +1391,7 @@ def build_heads(keys: dict[str, PrivateKey]) -> list[HeadVector]:
         e1, invalid(errors.PolicyError, "key is revoked"),
         pol=TrustPolicy(keys=(publisher, stamper), revoked=frozenset({pub.key_id})).to_dict())
     add("head-invalid-threshold-two", "publisher_threshold is 2; only one publisher key signed.",
-        e2, invalid(errors.PolicyError, "expected 2 valid signature(s)"), pol=two_policy, held=held_of(e1, e1))
+        e2, invalid(errors.PolicyError, "expected 2 valid signature(s)"), pol=two_policy, held=held_of(e1two, e1two))
     tampered = bytearray(e1.payload)
     at_byte = e1.payload.index(b'"expires": "2026-02-09') + len('"expires": "2026-02-')
     tampered[at_byte] = ord("1")
@@ -1548,9 +1549,15 @@ def head_verdict(accepted: AcceptedHead) -> dict[str, Any]:
 
 
 def check_head(vector: HeadVector) -> None:
+    data = vector.to_json()
+    # What the verifier holds, or is offered beside the head, must be heads publishers signed.
+    policy, now = TrustPolicy.from_dict(data["policy"]), parse_time(data["now"], "now")
+    publisher_heads = [*data.get("bases", []), *([data["held"]["publisher_envelope"]]
+                                                 if "publisher_envelope" in data.get("held", {}) else [])]
+    if not all(accept_head(head_envelope(raw), policy, None, now=now).by_publishers for raw in publisher_heads):
+        raise SystemExit(f"{vector.name}: a held or offered publisher head is not one this policy accepts")
     if vector.name in HEAD_KNOWN_GAPS:
         return
-    data = vector.to_json()
     expected = vector.expected
     try:
         got = head_verdict(run_head(data))
