@@ -361,3 +361,11 @@ def test_schema_refuses_no_printable_reason_the_parser_accepts() -> None:
     stricter = [hex(cp) for cp in range(0x10000) if not 0xD800 <= cp <= 0xDFFF
                 and chr(cp).isprintable() and chr(cp) != " " and not check.is_valid(f"a{chr(cp)}")]
     assert stricter == []
+
+
+def test_readme_lists_every_head_vector() -> None:
+    readme = (MANIFESTS / "README.md").read_text()
+    section = readme[readme.index("### 11.1 Head schema and test vectors"):]
+    for stem in ids:
+        short = "-" + stem.removeprefix("head-valid-").removeprefix("head-invalid-")
+        assert f"`{stem}`" in section or f"`{short}`" in section, stem
