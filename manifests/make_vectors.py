@@ -1,7 +1,10 @@
 #!/usr/bin/env python
-"""Generate the signed test vectors of manifest format v1 into manifests/vectors/.
+"""Generate the signed test vectors of manifest format v1 into manifests/vectors/, and those
+of the head (section 11) into manifests/vectors/head/.
 
 Run from anywhere:  python manifests/make_vectors.py
+Check that the committed vectors are what it generates (byte for byte), writing nothing:
+                    python manifests/make_vectors.py --check
 
 Deterministic inputs: fixed private keys (manifests/vectors/keys/*.pem, derived from fixed
 labels the first time and loaded from the PEM files afterwards), a fixed `created` time,
@@ -12,7 +15,7 @@ otherwise. Either way the vectors are generated once and committed: consumers ch
 verdicts, never byte equality with a fresh run.
 
 Every vector declares its expected verdict here, by intent; the generator then runs
-`seedvault.signing.evaluate` on it and refuses to write anything if the implementation
+`seedvault.signing.evaluate` (heads: `accept_head`) on it and refuses to write anything if the implementation
 disagrees, so a regression never silently becomes the expected result.
 
 THE PRIVATE KEYS IN vectors/keys/ ARE PUBLIC TEST KEYS. NEVER TRUST THEM FOR ANYTHING.
@@ -27,8 +30,9 @@ import json
 import struct
 import sys
 import tempfile
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +43,7 @@ from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 
 from seedvault import errors, hashing
 from seedvault.client import Client
+from seedvault.head import DEFAULT_HEAD_TTL, HEAD_PREDICATE_TYPE, MAX_REASON_CHARS, MAX_SEQUENCE, MAX_YANKS, Head, Yank
 from seedvault.manifest import (
     PIECES_ROOT_KEY,
     FileEntry,
@@ -47,6 +52,7 @@ from seedvault.manifest import (
     Manifest,
     Origin,
     TorrentBinding,
+    format_time,
     info_hash_v2,
     parse_time,
     torrent_name,
@@ -54,10 +60,12 @@ from seedvault.manifest import (
 from seedvault.settings import MERKLE_BLOCK_SIZE
 from seedvault.signing import Envelope, PrivateKey, Signature, TrustedKey, TrustPolicy, evaluate
 from seedvault.signing.policy import Role
+from seedvault.signing.trusted import AcceptedHead, HeldHead, accept_head
 from seedvault.weights import header_from_buffer
 
 HERE = Path(__file__).resolve().parent
 VECTORS = HERE / "vectors"
+HEAD_VECTORS = VECTORS / "head"
 KEYS = VECTORS / "keys"
 
 NAME = "acme/tiny-llm"
@@ -326,12 +334,24 @@ class Vector:
             out["envelope_base64"] = base64.b64encode(self.envelope_raw).decode()
         else:
             out["envelope"] = self.envelope
-        out.update(policy=self.policy, now=self.now, expected=self.expected, schema_valid=self.schema_valid)
+        out.update(policy=release_policy(self.policy), now=self.now, expected=self.expected,
+                   schema_valid=self.schema_valid)
         if self.file_contents is not None:
             out["file_contents"] = self.file_contents
         if self.expected_files is not None:
             out["expected_files"] = self.expected_files
         return out
+
+
+# Policy members for heads only (section 11), written by TrustPolicy.to_dict since heads exist.
+# The release vectors predate them and leave them out at their defaults, so regenerating
+# them gives the committed bytes.
+HEAD_ONLY_POLICY_DEFAULTS: dict[str, Any] = {"yanked": "refuse", "fresh_heads": False}
+
+
+def release_policy(policy: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in policy.items()
+            if not (k in HEAD_ONLY_POLICY_DEFAULTS and v == HEAD_ONLY_POLICY_DEFAULTS[k])}
 
 
 def valid(env: Envelope, publishers: int, approvers: int = 0) -> dict[str, Any]:
@@ -1102,6 +1122,469 @@ def more_vectors(add: Any, bad_statement: Any, keys: dict[str, PrivateKey], base
 PAYLOAD_TYPE_V1 = "application/vnd.in-toto+json"
 
 
+# ---- heads (section 11) ----------------------------------------------------------------
+
+# Heads of acme/tiny-llm at fixed times. Sequences follow the spec's SHOULD: the issue time
+# in Unix seconds. NOW (2026-02-01) is within the expiry of every head but the stale ones.
+HEAD_T1 = "2026-01-10T00:00:00Z"  # 1.0.0 is the latest
+HEAD_T2 = "2026-01-20T00:00:00Z"  # 1.1.0 is the latest, 1.0.0 yanked
+HEAD_T3 = "2026-01-25T00:00:00Z"  # a timestamp refresh
+HEAD_T4 = "2026-01-28T00:00:00Z"  # another one
+HEAD_STALE_NOW = "2026-03-01T00:00:00Z"  # after every head's expiry
+YANK_REASON = "Tokenizer config truncated: use 1.1.0 (test vector)."
+# Section 11 of the spec fixes these verdicts; the reference implementation does not reach
+# them yet. The generator writes them without running them; tests/test_head_vectors.py marks
+# them as strict expected failures, so the day the gap closes the entry must go.
+HEAD_KNOWN_GAPS: dict[str, str] = {
+    "head-invalid-timestamp-restores-older-base":
+        "accept_head lets a timestamp-only head repeat any publisher-signed head offered in `bases`, "
+        "not only the newest one (section 11, rule 3)",
+}
+
+
+_DELETE = object()  # edited(): remove the member
+
+
+def at(value: str) -> datetime:
+    return parse_time(value, "time")
+
+
+def head_at(issued: str, version: str, digest: str, yanked: tuple[Yank, ...] = (), *,
+            ttl: timedelta = DEFAULT_HEAD_TTL) -> Head:
+    moment = at(issued)
+    return Head(NAME, int(moment.timestamp()), moment, moment + ttl, version, digest, yanked)
+
+
+def refresh(head: Head, issued: str) -> Head:
+    """What a timestamp key signs: the same content, a new sequence, issue time and expiry."""
+    return head.successor(now=at(issued))
+
+
+@dataclass
+class HeadVector:
+    name: str
+    description: str
+    envelope: dict[str, Any]
+    policy: dict[str, Any]
+    expected: dict[str, Any]
+    schema_valid: bool
+    now: str = NOW
+    held: dict[str, Any] | None = None
+    bases: list[dict[str, Any]] | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"description": self.description, "envelope": self.envelope,
+                               "policy": self.policy, "now": self.now}
+        if self.held is not None:
+            out["held"] = self.held
+        if self.bases is not None:
+            out["bases"] = self.bases
+        out.update(expected=self.expected, schema_valid=self.schema_valid)
+        return out
+
+
+def head_valid(env: Envelope, head: Head, *, stale: bool = False, signed_by: str = "publisher", known: bool = False,
+               publishers: int = 1, timestamps: int = 0) -> dict[str, Any]:
+    """The verdict intended for a head: what the signer meant it to say."""
+    return {
+        "verdict": "valid", "digest": env.digest, "sequence": head.sequence,
+        "latest": {"version": head.latest_version, "manifest_digest": head.latest_digest},
+        "yanked": [y.to_dict() for y in head.yanked], "stale": stale, "signed_by": signed_by, "known": known,
+        "publishers": publishers, "timestamps": timestamps,
+    }  # fmt: skip
+
+
+def held_of(env: Envelope, publisher_env: Envelope | None) -> dict[str, Any]:
+    """The head a verifier holds, and the last head its publishers signed (when it has one)."""
+    out: dict[str, Any] = {"envelope": env.to_dict()}
+    if publisher_env is not None:
+        out["publisher_envelope"] = publisher_env.to_dict()
+    return out
+
+
+def build_heads(keys: dict[str, PrivateKey]) -> list[HeadVector]:
+    pub, p256, timestamp_key, stranger = (
+        keys["publisher-ed25519"],
+        keys["publisher-p256"],
+        keys["approver-p256"],  # trusted as timestamp here: a key's role is the policy's
+        keys["stranger-ed25519"],
+    )
+    publisher = trusted(pub, "publisher", ("acme/*",), "acme-release")
+    stamper = trusted(timestamp_key, "timestamp", ("acme/*",), "acme-timestamp")
+    second = trusted(p256, "publisher", ("acme/*",), "acme-p256")
+    policy = TrustPolicy(keys=(publisher, stamper)).to_dict()
+    fresh_policy = TrustPolicy(keys=(publisher, stamper), fresh_heads=True).to_dict()
+    two_policy = TrustPolicy(keys=(publisher, second, stamper), publisher_threshold=2).to_dict()
+
+    # 1.0.0 is valid-ed25519's release; 1.1.0 a stand-in digest.
+    d100 = hashlib.sha256(payload_of(statement())).hexdigest()
+    d110 = hashlib.sha256(b"payload of acme/tiny-llm@1.1.0 (test vector)").hexdigest()
+    h1 = head_at(HEAD_T1, "1.0.0", d100)
+    h2 = head_at(HEAD_T2, "1.1.0", d110, (Yank("1.0.0", YANK_REASON),))
+    e1, e2 = sign(h1.to_payload(), pub), sign(h2.to_payload(), pub)
+    e1two = sign(h1.to_payload(), pub, p256)  # e1 as held under publisher_threshold 2
+    vectors: list[HeadVector] = []
+
+    def add(name: str, description: str, env: Envelope, expected: dict[str, Any], *,
+            pol: dict[str, Any] | None = None, schema_valid: bool = True, now: str = NOW,
+            held: dict[str, Any] | None = None, bases: Sequence[Envelope] | None = None) -> None:
+        vectors.append(HeadVector(name, description, env.to_dict(), policy if pol is None else pol, expected,
+                                  schema_valid, now, held, [b.to_dict() for b in bases] if bases else None))
+
+    def bad_head(name: str, description: str, stmt: dict[str, Any], error: type[errors.Error], fragment: str, *,
+                 schema_valid: bool, compact: bool = False) -> None:
+        raw = json.dumps(stmt, separators=(",", ":"), ensure_ascii=False).encode() if compact else payload_of(stmt)
+        add(name, description, sign(raw, pub), invalid(error, fragment), schema_valid=schema_valid)
+
+    def edited(head: Head, dotted: str, value: Any) -> dict[str, Any]:
+        stmt = head.to_dict()
+        node: Any = stmt
+        path: list[Any] = [int(k) if k.isdigit() else k for k in dotted.split(".")]
+        for k in path[:-1]:
+            node = node[k]
+        if value is _DELETE:
+            del node[path[-1]]
+        else:
+            node[path[-1]] = value
+        return stmt
+
+    # ---- valid ---------------------------------------------------------------------------------------
+    add("head-valid-publisher",
+        "A first head of acme/tiny-llm (latest 1.0.0, the release of valid-ed25519; nothing yanked), signed by "
+        "the Ed25519 publisher key; no head is held. The policy also trusts a timestamp key.",
+        e1, head_valid(e1, h1))
+    add("head-valid-yanks",
+        "The publisher's next head: latest 1.1.0, and 1.0.0 yanked with a reason. The verifier holds the "
+        "previous head (a lower sequence).",
+        e2, head_valid(e2, h2), held=held_of(e1, e1))
+    add("head-valid-stale",
+        "head-valid-publisher evaluated after its expiry: accepted as stale (a warning), since the policy does "
+        "not set fresh_heads.",
+        e1, head_valid(e1, h1, stale=True), now=HEAD_STALE_NOW)
+    add("head-valid-known",
+        "The very head the verifier holds, offered again: accepted (known), not an equivocation.",
+        e1, head_valid(e1, h1, known=True), held=held_of(e1, e1))
+    r1 = refresh(h1, HEAD_T3)
+    er1 = sign(r1.to_payload(), timestamp_key)
+    add("head-valid-timestamp-refresh",
+        "A timestamp key (the P-256 key approver-p256.pem, trusted here as timestamp) re-signs the held "
+        "publisher head with a higher sequence and a later expiry, its latest and yanked unchanged.",
+        er1, head_valid(er1, r1, signed_by="timestamp", publishers=0, timestamps=1), held=held_of(e1, e1))
+    add("head-valid-timestamp-refresh-with-base",
+        "The refresh of head-valid-timestamp-refresh for a verifier that holds no head: the publisher head it "
+        "refreshes is offered with it (bases), as a registry serves both.",
+        er1, head_valid(er1, r1, signed_by="timestamp", publishers=0, timestamps=1), bases=[e1])
+    r1b = refresh(r1, HEAD_T4)
+    er1b = sign(r1b.to_payload(), timestamp_key)
+    add("head-valid-timestamp-refresh-of-refresh",
+        "The verifier holds a timestamp refresh and the publisher head it refreshed; a second refresh by the "
+        "timestamp key, same content again: accepted (checked against the publisher head, not the held one).",
+        er1b, head_valid(er1b, r1b, signed_by="timestamp", publishers=0, timestamps=1), held=held_of(er1, e1))
+    two_yanks = (Yank("0.9.0", "Superseded by 1.0.0 (test vector)."), Yank("1.0.0", YANK_REASON))
+    h2y = head_at(HEAD_T2, "1.1.0", d110, two_yanks)
+    e2y = sign(h2y.to_payload(), pub)
+    r2y = replace(refresh(h2y, HEAD_T3), yanked=tuple(reversed(two_yanks)))
+    er2y = sign(r2y.to_payload(), timestamp_key)
+    add("head-valid-timestamp-reorders-yanks",
+        "A timestamp refresh that lists the publisher head's two yanks in the other order: the yanks are a set, "
+        "so the content is unchanged.",
+        er2y, head_valid(er2y, r2y, signed_by="timestamp", publishers=0, timestamps=1), held=held_of(e2y, e2y))
+    e2two = sign(h2.to_payload(), pub, p256)
+    add("head-valid-threshold-two",
+        "publisher_threshold is 2; two publisher keys (Ed25519 and P-256) signed.",
+        e2two, head_valid(e2two, h2, publishers=2), pol=two_policy, held=held_of(e1two, e1two))
+    er1mixed = sign(r1.to_payload(), pub, timestamp_key)
+    add("head-valid-threshold-two-publisher-and-timestamp",
+        "publisher_threshold is 2; one publisher and one timestamp key signed a refresh of the held publisher "
+        "head. The threshold is met, but not by publishers alone, so it counts as a timestamp refresh: its "
+        "content is that of the held publisher head, so it is accepted.",
+        er1mixed, head_valid(er1mixed, r1, signed_by="timestamp", publishers=1, timestamps=1), pol=two_policy,
+        held=held_of(e1two, e1two))
+    h1y = replace(head_at(HEAD_T2, "1.0.0", d100), yanked=(Yank("1.0.0", YANK_REASON),))
+    e1y = sign(h1y.to_payload(), pub)
+    add("head-valid-latest-yanked", "The latest release is itself yanked (the spec allows it).",
+        e1y, head_valid(e1y, h1y))
+    no_yanked = h1.to_dict()
+    del no_yanked["predicate"]["yanked"]
+    env = sign(payload_of(no_yanked), pub)
+    add("head-valid-no-yanked-member", "predicate.yanked is absent: the parser reads it as no yanks.",
+        env, head_valid(env, h1))
+    extended = h2.to_dict()
+    extended["x-statement-extension"] = {"kept": False}
+    extended["predicate"]["x-predicate-extension"] = ["kept", 1]
+    extended["predicate"]["latest"]["x-latest-note"] = "ignored"
+    extended["predicate"]["yanked"][0]["x-yank-ticket"] = "ACME-123"
+    env = sign(payload_of(extended), pub)
+    add("head-valid-unknown-fields",
+        "Unknown members in the statement, the predicate, latest and a yanked entry: accepted and ignored "
+        "when deciding (the reference parser carries only the predicate's through a re-serialization).",
+        env, head_valid(env, h2))
+    for name, sequence, what in (("head-valid-sequence-one", 1, "1, the lowest"),
+                                 ("head-valid-sequence-max", MAX_SEQUENCE, "2^53-1, the highest")):
+        h = replace(h1, sequence=sequence)
+        env = sign(h.to_payload(), pub)
+        add(name, f"A head with sequence {what}.", env, head_valid(env, h))
+    long_reason = "é" * MAX_REASON_CHARS
+    h = replace(h2, yanked=(Yank("1.0.0", long_reason),))
+    env = sign(h.to_payload(), pub)
+    add("head-valid-reason-1000-characters",
+        "A yank reason of exactly 1000 characters, each é (2 bytes in UTF-8): the bound counts characters.",
+        env, head_valid(env, h))
+    many = tuple(Yank(f"0.{i // 100}.{i % 100}", "r") for i in range(MAX_YANKS))
+
+    # ---- invalid: freshness and memory ---------------------------------------------------------------
+    add("head-invalid-stale-fresh-heads",
+        "head-valid-publisher under a policy with fresh_heads = true, evaluated at exactly its expires time "
+        "(expiry is inclusive).",
+        e1, invalid(errors.ExpiredError, "the policy requires fresh heads"), pol=fresh_policy,
+        now=format_time(h1.expires_at))
+    add("head-invalid-rollback",
+        "The verifier holds head-valid-yanks' head; the older head (lower sequence, 1.0.0 not yanked) is "
+        "offered: a replay.",
+        e1, invalid(errors.RollbackError, "refusing an older head"), held=held_of(e2, e2))
+    forked = replace(h1, latest_version="1.1.0", latest_digest=d110)
+    add("head-invalid-equivocation",
+        "The publisher key signed two heads with the same sequence: the verifier holds one (latest 1.0.0) and "
+        "is offered the other (latest 1.1.0).",
+        sign(forked.to_payload(), pub), invalid(errors.RollbackError, "expected each sequence to be signed once"),
+        held=held_of(e1, e1))
+
+    # ---- invalid: timestamp keys may refresh, never change --------------------------------------------
+    changed_latest = replace(r1, latest_version="1.1.0", latest_digest=d110)
+    add("head-invalid-timestamp-changes-latest",
+        "A head signed by the timestamp key only that moves latest to 1.1.0; the publisher head held says 1.0.0.",
+        sign(changed_latest.to_payload(), timestamp_key),
+        invalid(errors.PolicyError, "signed by timestamp keys only"), held=held_of(e1, e1))
+    added_yank = r1.with_yank("1.0.0", YANK_REASON)
+    add("head-invalid-timestamp-adds-yank",
+        "A head signed by the timestamp key only that yanks 1.0.0; the publisher head held yanks nothing.",
+        sign(added_yank.to_payload(), timestamp_key),
+        invalid(errors.PolicyError, "never change its latest version or its yanks"), held=held_of(e1, e1))
+    removed_yank = refresh(h2, HEAD_T3).without_yank("1.0.0")
+    add("head-invalid-timestamp-removes-yank",
+        "A head signed by the timestamp key only that drops the yank of 1.0.0 the publisher head held has.",
+        sign(removed_yank.to_payload(), timestamp_key),
+        invalid(errors.PolicyError, "signed by timestamp keys only"), held=held_of(e2, e2))
+    add("head-invalid-timestamp-no-base",
+        "A timestamp refresh for a verifier that holds no head and is offered no publisher head with it.",
+        er1, invalid(errors.PolicyError, "differs from (or there is no) head the publishers signed"))
+    changed_mixed = sign(changed_latest.to_payload(), pub, timestamp_key)
+    add("head-invalid-threshold-two-publisher-and-timestamp-change",
+        "publisher_threshold is 2; one publisher and one timestamp key signed a head that moves latest to "
+        "1.1.0. Publishers alone do not meet the threshold, so it is a timestamp refresh, and it changes the "
+        "content of the held publisher head.",
+        changed_mixed, invalid(errors.PolicyError, "signed by timestamp keys only"), pol=two_policy,
+        held=held_of(e1two, e1two))
+    r2 = refresh(h2, HEAD_T3)
+    er2 = sign(r2.to_payload(), timestamp_key)
+    restored = refresh(h1, HEAD_T4)
+    add("head-invalid-timestamp-restores-older-base",
+        "The verifier holds a timestamp refresh of the publisher head that yanks 1.0.0 (and that publisher "
+        "head). A timestamp-only head with a higher sequence says what an older publisher head said (latest "
+        "1.0.0, nothing yanked), and that older head is offered with it. Rule 3 of section 11 allows only the "
+        "newest publisher head's content: un-yanking is the publishers' decision.",
+        sign(restored.to_payload(), timestamp_key), invalid(errors.PolicyError, "signed by timestamp keys only"),
+        held=held_of(er2, e2), bases=[e1])
+
+    # ---- invalid: signatures and policy ---------------------------------------------------------------
+    add("head-invalid-untrusted-signer", "Signed by a key that is not in the trust policy.",
+        sign(h1.to_payload(), stranger), invalid(errors.SignatureError, "key not in the local trust policy"))
+    add("head-invalid-out-of-scope", "The publisher key is trusted only for other/*; the model is acme/tiny-llm.",
+        e1, invalid(errors.PolicyError, "not for this namespace"),
+        pol=TrustPolicy(keys=(trusted(pub, "publisher", ("other/*",), "other-release"), stamper)).to_dict())
+    add("head-invalid-timestamp-out-of-scope",
+        "A refresh signed by the timestamp key, trusted only for other/*; the publisher head is held.",
+        er1, invalid(errors.PolicyError, "not for this namespace"),
+        pol=TrustPolicy(keys=(publisher, trusted(timestamp_key, "timestamp", ("other/*",), "other-timestamp")))
+        .to_dict(), held=held_of(e1, e1))
+    add("head-invalid-approver-only",
+        "Signed by a key trusted as approver only: approvals do not count for heads.",
+        sign(h1.to_payload(), timestamp_key), invalid(errors.PolicyError, "counted as approver"),
+        pol=TrustPolicy(keys=(publisher, trusted(timestamp_key, "approver", ("*",), "approver"))).to_dict())
+    add("head-invalid-revoked-key", "The publisher key is trusted but also revoked.",
+        e1, invalid(errors.PolicyError, "key is revoked"),
+        pol=TrustPolicy(keys=(publisher, stamper), revoked=frozenset({pub.key_id})).to_dict())
+    add("head-invalid-threshold-two", "publisher_threshold is 2; only one publisher key signed.",
+        e2, invalid(errors.PolicyError, "expected 2 valid signature(s)"), pol=two_policy, held=held_of(e1two, e1two))
+    tampered = bytearray(e1.payload)
+    at_byte = e1.payload.index(b'"expires": "2026-02-09') + len('"expires": "2026-02-')
+    tampered[at_byte] = ord("1")
+    add("head-invalid-tampered-payload",
+        "head-valid-publisher with one payload byte changed after signing: expires 2026-02-09 becomes "
+        "2026-02-19. It parses; the signature no longer verifies.",
+        Envelope(bytes(tampered), e1.payload_type, e1.signatures),
+        invalid(errors.SignatureError, "signature does not verify"))
+    add("head-invalid-no-signatures", "An envelope with no signature.",
+        Envelope(h1.to_payload()), invalid(errors.SignatureError, "expected at least one signature, found none"))
+    add("head-invalid-payload-type",
+        "payloadType application/json instead of application/vnd.in-toto+json (signed over PAE with that type).",
+        sign(h1.to_payload(), pub, payload_type="application/json"),
+        invalid(errors.ManifestError, "expected payloadType 'application/vnd.in-toto+json'"))
+
+    # ---- invalid: the statement ------------------------------------------------------------------------
+    release_type = edited(h1, "predicateType", "https://seedvault.dev/manifest/v1")
+    bad_head("head-invalid-predicate-type",
+             "A head statement whose predicateType is the release's (https://seedvault.dev/manifest/v1).",
+             release_type, errors.ManifestError, f"expected {HEAD_PREDICATE_TYPE}", schema_valid=False)
+    bad_head("head-invalid-statement-type", "_type is in-toto Statement v0.1.",
+             edited(h1, "_type", "https://in-toto.io/Statement/v0.1"), errors.ManifestError, "_type",
+             schema_valid=False)
+    for name, value, fragment, description, in_schema in (
+        ("head-invalid-sequence-zero", 0, "an integer from 1 to", "predicate.sequence is 0.", False),
+        ("head-invalid-sequence-negative", -5, "an integer from 1 to", "predicate.sequence is -5.", False),
+        ("head-invalid-sequence-too-large", MAX_SEQUENCE + 1, "integers between",
+         "predicate.sequence is 2^53, above what every JSON reader holds exactly (refused by the JSON reader).",
+         False),
+        ("head-invalid-sequence-boolean", True, "expected an integer", "predicate.sequence is true.", False),
+        ("head-invalid-sequence-string", "1768003200", "expected an integer",
+         "predicate.sequence is a string of digits.", False),
+    ):
+        bad_head(name, description, edited(h1, "predicate.sequence", value), errors.ManifestError, fragment,
+                 schema_valid=in_schema)
+    bad_head("head-invalid-expires-before-issued", "predicate.expires is a day before predicate.issued.",
+             edited(h1, "predicate.expires", format_time(h1.issued - timedelta(days=1))), errors.ManifestError,
+             "a time after issued", schema_valid=True)
+    bad_head("head-invalid-expires-equals-issued", "predicate.expires equals predicate.issued.",
+             edited(h1, "predicate.expires", HEAD_T1), errors.ManifestError, "a time after issued",
+             schema_valid=True)
+    bad_head("head-invalid-time-fraction", "predicate.issued with fractional seconds.",
+             edited(h1, "predicate.issued", "2026-01-10T00:00:00.5Z"), errors.ManifestError, "RFC 3339 time",
+             schema_valid=False)
+    bad_head("head-invalid-issued-missing", "predicate.issued is absent.",
+             edited(h1, "predicate.issued", _DELETE), errors.ManifestError, "predicate.issued", schema_valid=False)
+    bad_head("head-invalid-latest-missing", "predicate.latest is absent.",
+             edited(h1, "predicate.latest", _DELETE), errors.ManifestError, "predicate.latest", schema_valid=False)
+    upper = edited(h1, "predicate.latest.manifest_digest", d100.upper())
+    upper["subject"][0]["digest"]["sha256"] = d100.upper()
+    bad_head("head-invalid-digest-uppercase", "latest.manifest_digest (and the subject's) in uppercase hex.",
+             upper, errors.ManifestError, "64 lowercase hex characters", schema_valid=False)
+    short = edited(h1, "predicate.latest.manifest_digest", d100[:63])
+    short["subject"][0]["digest"]["sha256"] = d100[:63]
+    bad_head("head-invalid-digest-length", "latest.manifest_digest (and the subject's) of 63 characters.",
+             short, errors.ManifestError, "63 characters", schema_valid=False)
+    bad_head("head-invalid-model-name", "predicate.name is acme/tiny..llm (and the subject says so too).",
+             {**edited(h1, "predicate.name", "acme/tiny..llm"),
+              "subject": [{"name": "acme/tiny..llm@1.0.0", "digest": {"sha256": d100}}]},
+             errors.ManifestError, "expected 'namespace/name'", schema_valid=False)
+    bad_version = edited(h1, "predicate.latest.version", "1..0")
+    bad_version["subject"][0]["name"] = f"{NAME}@1..0"
+    bad_head("head-invalid-latest-version", "latest.version is 1..0 (and the subject says so too).",
+             bad_version, errors.ManifestError, "no '..'", schema_valid=False)
+    bad_head("head-invalid-subject-mismatch",
+             "The subject names acme/tiny-llm@1.1.0; predicate.latest says 1.0.0.",
+             edited(h1, "subject.0.name", f"{NAME}@1.1.0"), errors.ManifestError,
+             "expected subject to name the latest release", schema_valid=True)
+    bad_head("head-invalid-subject-digest-mismatch",
+             "The subject's sha256 is another digest than predicate.latest.manifest_digest.",
+             edited(h1, "subject.0.digest.sha256", d110), errors.ManifestError,
+             "expected subject to name the latest release", schema_valid=True)
+    extra_digest = edited(h1, "subject.0.digest.sha512", hashlib.sha512(b"x").hexdigest())
+    bad_head("head-invalid-subject-extra-digest",
+             "The subject's digest set has a sha512 beside sha256: a head's subject is exactly {name, digest: "
+             "{sha256}} (unlike a release's, section 7).",
+             extra_digest, errors.ManifestError, "expected subject to name the latest release", schema_valid=False)
+    two_subjects = h1.to_dict()
+    two_subjects["subject"].append({"name": f"{NAME}@1.1.0", "digest": {"sha256": d110}})
+    bad_head("head-invalid-two-subjects", "Two subject entries; a head has exactly one.",
+             two_subjects, errors.ManifestError, "expected subject to name the latest release", schema_valid=False)
+
+    # ---- invalid: yanks ------------------------------------------------------------------------------
+    dup = h2.to_dict()
+    dup["predicate"]["yanked"].append({"version": "1.0.0", "reason": "Listed twice (test vector)."})
+    bad_head("head-invalid-yanked-duplicate-version",
+             "1.0.0 is yanked twice, with two different reasons.",
+             dup, errors.ManifestError, "expected each version once, found '1.0.0' twice", schema_valid=True)
+    for name, reason, fragment, description in (
+        ("head-invalid-reason-too-long", "é" * (MAX_REASON_CHARS + 1), "a one-line reason of 1 to 1000",
+         "A yank reason of 1001 characters."),
+        ("head-invalid-reason-empty", "", "a one-line reason", "An empty yank reason."),
+        ("head-invalid-reason-spaces", "   ", "a one-line reason", "A yank reason of spaces only."),
+        ("head-invalid-reason-newline", "Broken.\nUse 1.1.0.", "a one-line reason",
+         "A yank reason of two lines."),
+        ("head-invalid-reason-control-character", "Broken\u001b[31m", "a one-line reason",
+         "A yank reason with an escape character (terminal control sequence)."),
+    ):
+        bad_head(name, description, edited(h2, "predicate.yanked.0.reason", reason), errors.ManifestError, fragment,
+                 schema_valid=False)
+    bad_head("head-invalid-yanked-version", "A yanked version of ../1.0.0.",
+             edited(h2, "predicate.yanked.0.version", "../1.0.0"), errors.ManifestError, "version: expected",
+             schema_valid=False)
+    bad_head("head-invalid-yanked-reason-missing", "A yanked entry without a reason.",
+             edited(h2, "predicate.yanked.0.reason", _DELETE), errors.ManifestError, "reason", schema_valid=False)
+    bad_head("head-invalid-yanked-null", "predicate.yanked is null (optional members are omitted, never null).",
+             edited(h1, "predicate.yanked", None), errors.ManifestError, "predicate.yanked", schema_valid=False)
+    bad_head("head-invalid-yanked-not-list", "predicate.yanked is an object.",
+             edited(h1, "predicate.yanked", {"1.0.0": YANK_REASON}), errors.ManifestError, "expected a list",
+             schema_valid=False)
+    too_many = replace(h2, yanked=(*many, Yank("9.9.9", "r"))).to_dict()
+    bad_head("head-invalid-1025-yanks", "1025 yanked versions, one more than a head may list (compact JSON payload).",
+             too_many, errors.ManifestError, "at most 1024 yanked versions", schema_valid=False, compact=True)
+    return vectors
+
+
+def head_envelope(data: dict[str, Any]) -> Envelope:
+    return Envelope.from_dict(data)
+
+
+def head_held(data: dict[str, Any]) -> HeldHead | None:
+    held = data.get("held")
+    if held is None:
+        return None
+    env = head_envelope(held["envelope"])
+    base = held.get("publisher_envelope")
+    content = Head.from_payload(head_envelope(base).payload).content() if base is not None else None
+    return HeldHead(Head.from_payload(env.payload), env.digest, content)
+
+
+def run_head(data: dict[str, Any]) -> AcceptedHead:
+    """accept_head on the vector, as a client does: the bases offered with the head are
+    accepted first (with no held head) and count only when publishers alone signed them."""
+    policy = TrustPolicy.from_dict(data["policy"])
+    now = parse_time(data["now"], "now")
+    bases = []
+    for raw in data.get("bases", []):
+        base = accept_head(head_envelope(raw), policy, None, now=now)
+        if base.by_publishers:
+            bases.append(base.head)
+    return accept_head(head_envelope(data["envelope"]), policy, head_held(data), now=now, bases=tuple(bases))
+
+
+def head_verdict(accepted: AcceptedHead) -> dict[str, Any]:
+    head = accepted.head
+    valid_signers = [r for r in accepted.signers if r.status == "valid"]
+    return {
+        "verdict": "valid", "digest": accepted.digest, "sequence": head.sequence,
+        "latest": {"version": head.latest_version, "manifest_digest": head.latest_digest},
+        "yanked": [y.to_dict() for y in head.yanked], "stale": accepted.stale,
+        "signed_by": "publisher" if accepted.by_publishers else "timestamp", "known": accepted.known,
+        "publishers": len({r.key_id for r in valid_signers if r.role == "publisher"}),
+        "timestamps": len({r.key_id for r in valid_signers if r.role == "timestamp"}),
+    }  # fmt: skip
+
+
+def check_head(vector: HeadVector) -> None:
+    data = vector.to_json()
+    # What the verifier holds, or is offered beside the head, must be heads publishers signed.
+    policy, now = TrustPolicy.from_dict(data["policy"]), parse_time(data["now"], "now")
+    publisher_heads = [*data.get("bases", []), *([data["held"]["publisher_envelope"]]
+                                                 if "publisher_envelope" in data.get("held", {}) else [])]
+    if not all(accept_head(head_envelope(raw), policy, None, now=now).by_publishers for raw in publisher_heads):
+        raise SystemExit(f"{vector.name}: a held or offered publisher head is not one this policy accepts")
+    if vector.name in HEAD_KNOWN_GAPS:
+        return
+    expected = vector.expected
+    try:
+        got = head_verdict(run_head(data))
+    except errors.Error as exc:
+        if expected["verdict"] == "valid":
+            raise SystemExit(f"{vector.name}: expected valid, got {type(exc).__name__}: {exc}") from None
+        if type(exc).__name__ != expected["error"] or expected["message_contains"] not in str(exc):
+            raise SystemExit(f"{vector.name}: expected {expected}, got {type(exc).__name__}: {exc}") from None
+        return
+    if got != expected:
+        raise SystemExit(f"{vector.name}: expected {expected}, the implementation says {got}")
+
+
 # ---- self-check and output -------------------------------------------------------------
 
 REQUIRED = (
@@ -1194,26 +1677,67 @@ def check(vector: Vector) -> None:
         raise SystemExit(f"{vector.name}: expected {expected}, the implementation accepted it")
 
 
-def main() -> int:
+REQUIRED_HEADS = (
+    "head-valid-publisher", "head-valid-yanks", "head-valid-stale", "head-valid-timestamp-refresh",
+    "head-invalid-stale-fresh-heads", "head-invalid-rollback", "head-invalid-equivocation",
+    "head-invalid-timestamp-changes-latest", "head-invalid-timestamp-adds-yank", "head-invalid-untrusted-signer",
+    "head-invalid-out-of-scope", "head-invalid-threshold-two", "head-invalid-predicate-type",
+    "head-invalid-payload-type",
+)  # fmt: skip
+
+
+def render(data: dict[str, Any]) -> str:
+    return json.dumps(data, indent=2, ensure_ascii=False) + "\n"
+
+
+def generate() -> dict[Path, dict[str, str]]:
+    """Every vector, checked against the implementation: {directory: {file name: text}}."""
     check_coverage()
-    vectors = build(load_keys())
-    names = [v.name for v in vectors]
+    keys = load_keys()
+    vectors = build(keys)
+    heads = build_heads(keys)
+    names = [v.name for v in vectors] + [v.name for v in heads]
     if len(set(names)) != len(names):
         raise SystemExit("duplicate vector names")
-    missing = set(REQUIRED) - set(names)
+    missing = (set(REQUIRED) | set(REQUIRED_HEADS)) - set(names)
     if missing:
         raise SystemExit(f"required vectors not generated: {sorted(missing)}")
     for v in vectors:
         check(v)
         check_files(v)
-    VECTORS.mkdir(parents=True, exist_ok=True)
-    for stale in sorted(set(VECTORS.glob("*.json")) - {VECTORS / f"{n}.json" for n in names}):
-        stale.unlink()
-        print(f"removed stale {stale.relative_to(HERE)}")
-    for v in vectors:
-        path = VECTORS / f"{v.name}.json"
-        path.write_text(json.dumps(v.to_json(), indent=2, ensure_ascii=False) + "\n")
-    print(f"wrote {len(vectors)} vectors to {VECTORS.relative_to(HERE.parent)}/")
+    for h in heads:
+        check_head(h)
+    return {
+        VECTORS: {f"{v.name}.json": render(v.to_json()) for v in vectors},
+        HEAD_VECTORS: {f"{h.name}.json": render(h.to_json()) for h in heads},
+    }
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    if args not in ([], ["--check"]):
+        raise SystemExit("usage: make_vectors.py [--check]")
+    out = generate()
+    if args == ["--check"]:
+        problems = []
+        for directory, files in out.items():
+            on_disk = {p.name for p in directory.glob("*.json")}
+            problems += [f"missing {directory / n}" for n in sorted(set(files) - on_disk)]
+            problems += [f"not generated {directory / n}" for n in sorted(on_disk - set(files))]
+            problems += [f"differs {directory / n}" for n in sorted(set(files) & on_disk)
+                         if (directory / n).read_text() != files[n]]
+        for p in problems:
+            print(p)
+        print(f"{len(problems)} difference(s) from the committed vectors" if problems else "vectors up to date")
+        return 1 if problems else 0
+    for directory, files in out.items():
+        directory.mkdir(parents=True, exist_ok=True)
+        for stale in sorted(set(directory.glob("*.json")) - {directory / n for n in files}):
+            stale.unlink()
+            print(f"removed stale {stale.relative_to(HERE)}")
+        for n, body in files.items():
+            (directory / n).write_text(body)
+        print(f"wrote {len(files)} vectors to {directory.relative_to(HERE.parent)}/")
     return 0
 
 
