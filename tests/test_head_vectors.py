@@ -55,10 +55,7 @@ SCHEMA_CANNOT_EXPRESS = {
 # Verdicts section 11 fixes that the reference implementation does not reach yet (the same
 # list as HEAD_KNOWN_GAPS in manifests/make_vectors.py): strict expected failures, so
 # closing a gap makes the test fail until the entry is removed.
-KNOWN_GAPS = {
-    "head-invalid-timestamp-restores-older-base":
-        "accept_head lets a timestamp-only head repeat any publisher head offered in `bases`, not only the newest",
-}
+KNOWN_GAPS: dict[str, str] = {}  # none today
 VALID_KEYS = {"verdict", "digest", "sequence", "latest", "yanked", "stale", "signed_by", "known", "publishers",
               "timestamps"}  # fmt: skip
 

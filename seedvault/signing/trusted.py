@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Generic, Literal, Protocol, TypeVar
 
 from packaging.version import InvalidVersion, Version
@@ -302,6 +302,10 @@ class AcceptedHead:
         }  # fmt: skip
 
 
+MAX_CLOCK_SKEW = timedelta(days=1)  # a head issued later than this from now is refused
+MAX_SEQUENCE_AHEAD = 10**7  # a head's sequence at most this far above its issue time in Unix seconds
+
+
 def accept_head(
     envelope: Envelope, policy: TrustPolicy, held: HeldHead | None, *, now: datetime | None = None,
     bases: tuple[Head, ...] = (),
@@ -333,11 +337,21 @@ def accept_head(
                 f"{head.ref}: this vault holds a different head with the same sequence (digest "
                 f"{held.digest[:16]}); expected each sequence to be signed once",
                 hint="two heads with one sequence means a signing key is misused; tell the publisher")
+    ahead = head.sequence - int(max(head.issued, moment).timestamp())
+    if head.issued > moment + MAX_CLOCK_SKEW or ahead > MAX_SEQUENCE_AHEAD:
+        # A sequence near its ceiling would leave the publisher no higher one to sign (a
+        # freeze a single timestamp key could cause); sequences follow the clock instead.
+        raise PolicyError(
+            f"{head.ref}: issued {format_time(head.issued)} with sequence {head.sequence}; expected an issue time "
+            f"no later than {format_time(moment + MAX_CLOCK_SKEW)} and a sequence at most {MAX_SEQUENCE_AHEAD:,} "
+            "above it in seconds", hint="the signer's clock is wrong, or the head is meant to freeze the model")
     if not by_publishers:
-        signed = {b.content() for b in bases if b.name == head.name}
-        if held is not None and held.publisher_content is not None:
-            signed.add(held.publisher_content)
-        if head.content() not in signed:
+        # Only the newest content the publishers signed may be refreshed: an older base
+        # offered beside it must not bring back a yanked release or an older latest.
+        newer_bases = [b for b in bases if b.name == head.name and (held is None or b.sequence > held.head.sequence)]
+        newest = max(newer_bases, key=lambda b: b.sequence, default=None)
+        allowed = newest.content() if newest is not None else (held.publisher_content if held is not None else None)
+        if head.content() != allowed:
             raise PolicyError(
                 f"{head.ref}: signed by timestamp keys only, and it differs from (or there is no) head "
                 f"the publishers signed: a timestamp key may refresh a head, never change its latest "
