@@ -37,11 +37,13 @@ def json_option(f: F) -> F:
     return click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")(f)
 
 
-def emit(data: Any, as_json: bool, text: str | Callable[[], str]) -> None:
+def emit(data: Any, as_json: bool, text: str | Callable[[], str], *, err: bool = False) -> None:
+    """DATA as one line of JSON (with --json: JSON Lines when a command reports several
+    things, one complete object per line), else TEXT for people."""
     if as_json:
-        click.echo(json.dumps(data, indent=2, default=str))
+        click.echo(json.dumps(data, default=str, ensure_ascii=False, separators=(",", ":")), err=err)
     else:
-        click.echo(text() if callable(text) else text)
+        click.echo(text() if callable(text) else text, err=err)
 
 
 class RefType(click.ParamType[str]):

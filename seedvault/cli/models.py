@@ -204,11 +204,14 @@ def list_(client: Client, as_json: bool) -> None:
 @click.argument("ref", type=REF)
 @click.argument("dest", type=click.Path(path_type=Path))
 @click.option("--tar", "as_tar", is_flag=True, help="Write one tar file instead of a directory.")
+@json_option
 @click.pass_obj
-def export(client: Client, ref: str, dest: Path, as_tar: bool) -> None:
+def export(client: Client, ref: str, dest: Path, as_tar: bool, as_json: bool) -> None:
     """Write REF as a self-contained bundle (envelope, files, signers' public keys)."""
     path = export_bundle(client, ref, dest, as_tar=as_tar)
-    click.echo(f"exported {ref} to {path}")
+    entry = client.vault.resolve(ref)
+    emit({"ref": entry.manifest.ref, "digest": entry.digest, "bundle": str(path), "tar": as_tar}, as_json,
+         f"exported {entry.manifest.ref} to {path}")
 
 
 @click.command("import")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import sys
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -36,18 +37,29 @@ def load_config(config_path: Path | None, client: Client, host: str | None, port
 @click.option("--config", "config_path", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="Node config (TOML): host, port, public_url, admin_token, upstreams, mirror_interval ...")
 @click.option("--access-log", is_flag=True, help="Log every request (costs about 40% of peak request rate).")
+@json_option
 @click.pass_obj
-def serve(client: Client, host: str | None, port: int | None, config_path: Path | None, access_log: bool) -> None:
+def serve(client: Client, host: str | None, port: int | None, config_path: Path | None, access_log: bool,
+          as_json: bool) -> None:
     """Run a registry node: API, web seed, tracker, and a seed of every model it holds.
 
-    It accepts, serves and mirrors only what the trust policy of its home accepts.
+    It accepts, serves and mirrors only what the trust policy of its home accepts. It says
+    where it serves once it listens (with --json, one line {"serving": URL} on stdout); a
+    port in use is refused first (exit 2).
     """
     config = load_config(config_path, client, host, port)
     client.close()  # the node opens its own handles on the same home
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    click.echo(f"registry node on {config.base_url} (Ctrl-C to stop)", err=True)
+
+    def ready(url: str) -> None:
+        if as_json:
+            emit({"serving": url}, True, "")
+            sys.stdout.flush()
+        else:
+            click.echo(f"registry node on {url} (Ctrl-C to stop)", err=True)
+
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(serve_node(config, logging.getLogger("aiohttp.access") if access_log else None))
+        asyncio.run(serve_node(config, logging.getLogger("aiohttp.access") if access_log else None, ready))
 
 
 @click.command()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import signal
 import sys
 import threading
@@ -15,10 +14,11 @@ from typing import Any, TypeVar
 
 import click
 
+from seedvault._text import count
 from seedvault.bridges.hf import export_hf
 from seedvault.cli._common import REF, emit, json_option
 from seedvault.client import Client
-from seedvault.errors import UsageError
+from seedvault.errors import NotFoundError, UsageError, VerificationError
 from seedvault.p2p import Swarm, SwarmConfig, TransferStats, format_endpoint, magnet_link, parse_endpoint, torrent_bytes
 from seedvault.sources import release_source
 from seedvault.swarming import pull as pull_model
@@ -98,11 +98,19 @@ def seed(client: Client, refs: tuple[str, ...], listen: str, lan: bool, dht_node
          upload_limit: int, super_seed: bool, duration: float | None, as_json: bool) -> None:
     """Share verified models from the vault with peers (all of them, or REFS)."""
     with _stop_on_signals() as stop, Swarm(_config(listen, lan, dht_nodes, upload_limit, super_seed)) as swarm:
+        if not refs and not client.vault.entries():
+            raise NotFoundError("nothing to seed: the vault is empty",
+                                hint="publish, import or pull a model first (seedvault list shows the vault)")
         report = start_seeding(client, swarm, refs or None)
         for ref, reason in report.refused:
-            click.echo(f"refusing to seed {ref}: {reason}", err=True)
+            text, _, hint = reason.partition("\n  hint: ")
+            emit({"refused": ref, "reason": text, "hint": hint or None}, as_json, f"refusing to seed {ref}: {reason}",
+                 err=not as_json)
         if not report.seeding:
-            raise click.ClickException("nothing to seed: no model in the vault verifies")
+            where = "asked for" if refs else "in the vault"
+            raise VerificationError(f"nothing to seed: none of the {count(len(report.refused), 'model')} {where} "
+                                    "verifies or may be seeded (see the reasons above)",
+                                    hint="seedvault verify REF says why; seedvault trust list shows your policy")
         endpoint = format_endpoint(swarm.endpoint)
         emit({"listening": endpoint, **report.to_dict()}, as_json,
              f"seeding {', '.join(report.seeding)} on {endpoint} (Ctrl-C to stop)")
@@ -110,7 +118,7 @@ def seed(client: Client, refs: tuple[str, ...], listen: str, lan: bool, dht_node
         _serve(swarm, stop, duration)
         uploaded = {ref: int(h.status().total_payload_upload) for ref, h in report.handles.items()}
     emit({"stopped": True, "uploaded": uploaded}, as_json,
-         "stopped seeding; uploaded " + ", ".join(f"{r} {_mb(n)} MB" for r, n in uploaded.items()))
+         "stopped seeding; uploaded " + ", ".join(f"{r} {_mb(n)}" for r, n in uploaded.items()))
 
 
 class _Bar:
@@ -190,15 +198,16 @@ def pull(client: Client, ref: str, envelope_path: Path | None, registry: str | N
         hf = export_hf(client, report.ref, hf_cache, hf_repo_id) if hf_cache is not None else None
         emit({**report.to_dict(), **({"hf": hf.to_dict()} if hf else {})}, as_json, lambda: (
             f"{'already had' if report.already_present else 'pulled'} {report.ref} ({report.digest[:16]}), verified\n"
-            f"  {_mb(s.done)} in {s.elapsed:.1f} s: from seeds {_mb(s.from_seeds)}, from peers {_mb(s.from_peers)}, "
-            f"from web seeds {_mb(s.from_web)}; resumed {_mb(s.resumed)}; uploaded {_mb(s.uploaded)}\n"
-            f"  hash failures {s.hash_failures}; banned peers: {', '.join(s.banned) or 'none'}\n"
-            f"  snapshot {report.snapshot}"
+            + ("  already verified in the vault: nothing downloaded\n" if report.already_present else
+               f"  {_mb(s.done)} in {s.elapsed:.1f} s: from seeds {_mb(s.from_seeds)}, from peers {_mb(s.from_peers)}, "
+               f"from web seeds {_mb(s.from_web)}; resumed {_mb(s.resumed)}; uploaded {_mb(s.uploaded)}\n"
+               f"  hash failures {s.hash_failures}; banned peers: {', '.join(s.banned) or 'none'}\n")
+            + f"  snapshot {report.snapshot}"
             + (f"\n  hf cache {hf.snapshot} ({hf.repo_id} @ {hf.revision})" if hf else "")))
         if keep_seeding:
             seeded = start_seeding(client, swarm, [report.ref])
-            click.echo(json.dumps({"listening": format_endpoint(swarm.endpoint), **seeded.to_dict()})
-                       if as_json else f"seeding {report.ref} on {format_endpoint(swarm.endpoint)} (Ctrl-C to stop)")
+            emit({"listening": format_endpoint(swarm.endpoint), **seeded.to_dict()}, as_json,
+                 f"seeding {report.ref} on {format_endpoint(swarm.endpoint)} (Ctrl-C to stop)")
             sys.stdout.flush()
             _serve(swarm, stop, None)
 
@@ -215,8 +224,8 @@ def torrent(client: Client, ref: str, out: Path | None, web_seeds: tuple[str, ..
     """Write REF's BitTorrent v2 .torrent (derived from its manifest) and print its magnet link."""
     manifest, _ti, _snapshot = seed_torrent(client, ref)
     data = torrent_bytes(manifest, stored_layers(client, manifest), web_seeds=web_seeds, trackers=trackers)
-    path = out or Path(f"{manifest.torrent_name}.torrent")
+    path = (out or Path(f"{manifest.torrent_name}.torrent")).absolute()  # default: the current directory
     path.write_bytes(data)
     magnet = magnet_link(manifest, web_seeds=web_seeds)
     emit({"ref": manifest.ref, "torrent": str(path), "info_hash_v2": manifest.torrent.info_hash_v2,
-          "magnet": magnet}, as_json, f"wrote {path}\n{magnet}")
+          "magnet": magnet}, as_json, f"wrote the torrent of {manifest.ref} to {path}\nmagnet link: {magnet}")
