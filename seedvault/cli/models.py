@@ -55,7 +55,8 @@ def _manifest_summary(m: Manifest) -> dict[str, Any]:
 @click.option("--origin-url", help="Where the model comes from (source repository URL).")
 @click.option("--revision", help="Source revision (commit) the files were taken from.")
 @click.option("--notes", help="Free-form training or provenance notes.")
-@click.option("--base", "base_ref", help="The model this one derives from (REF).")
+@click.option("--base", "base_ref", type=REF, help="The model this one derives from (REF); pinned by digest when "
+              "it is in the vault.")
 @click.option("--relation", type=click.Choice(sorted(LINEAGE_RELATIONS)), help="How it derives from --base.")
 @click.option("--expires", type=DATE, help="Refuse this manifest after this date.")
 @click.option("--allow-pickle", is_flag=True, help="Publish pickle files (.bin .pt ...) although they run code.")
@@ -83,12 +84,17 @@ def publish(
             expires=expires, allow_pickle=allow_pickle, progress=progress,
         )
     m = result.verdict.manifest
+    if result.already_present:
+        emit({**_manifest_summary(m), "digest": result.envelope.digest, "already_published": True,
+              "snapshot": str(result.snapshot), "info_hash_v2": m.torrent.info_hash_v2}, as_json,
+             f"already published {m.ref} with these files ({result.envelope.digest}); nothing changed")
+        return
     if not any(k.covers(m.name) and k.role == "publisher" for k in client.policy.keys_by_id(key.key_id)):
         click.echo(f"note: your own policy does not trust key {key.key_id[:16]} for {m.name}, so verify, load, "
                    f"export and seed will refuse it here; to trust it: seedvault trust add {key_path}.pub "
                    f"--role publisher --scope '{m.name.split('/')[0]}/*'", err=True)
     emit(
-        {**_manifest_summary(m), "digest": result.envelope.digest, "key_id": key.key_id,
+        {**_manifest_summary(m), "digest": result.envelope.digest, "already_published": False, "key_id": key.key_id,
          "key_ids": [k.key_id for k in keys],
          "snapshot": str(result.snapshot), "info_hash_v2": m.torrent.info_hash_v2},
         as_json,

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -16,6 +17,7 @@ from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 
+from seedvault._text import quote
 from seedvault.errors import NotFoundError, UsageError
 
 KeyType = Literal["ed25519", "p256"]
@@ -65,8 +67,11 @@ class PublicKey:
         raw = pem.encode() if isinstance(pem, str) else pem
         try:
             key = serialization.load_pem_public_key(raw)
-        except (ValueError, UnsupportedAlgorithm) as exc:
-            raise UsageError(f"{source}: expected a PEM public key, found unreadable data ({exc})") from None
+        except (ValueError, UnsupportedAlgorithm):
+            found = _pem_found(raw)
+            raise UsageError(f"{source}: expected a PEM public key (Ed25519 or ECDSA P-256), found "
+                             + ("a public key block that does not parse (damaged?)" if found == "a public key"
+                                else found), hint=_pem_hint(raw, public=True)) from None
         return cls(_check_public(key, source))
 
     @classmethod
@@ -107,7 +112,7 @@ class PrivateKey:
             return cls(ed25519.Ed25519PrivateKey.generate())
         if key_type == "p256":
             return cls(ec.generate_private_key(ec.SECP256R1()))
-        raise UsageError(f"key type: expected one of {', '.join(KEY_TYPES)}, found {key_type!r}")
+        raise UsageError(f"key type: expected one of {', '.join(KEY_TYPES)}, found {quote(str(key_type))}")
 
     @classmethod
     def load(cls, path: str | os.PathLike[str], passphrase: bytes | None = None) -> PrivateKey:
@@ -121,10 +126,13 @@ class PrivateKey:
                 else f"private key {path}: it is not encrypted, but a passphrase was given",
                 hint="set SEEDVAULT_KEY_PASSPHRASE or pass --passphrase-file",
             ) from None
-        except (ValueError, UnsupportedAlgorithm) as exc:
+        except (ValueError, UnsupportedAlgorithm):
+            found = _pem_found(raw)
             raise UsageError(
-                f"private key {path}: expected a PEM private key (Ed25519 or ECDSA P-256), "
-                f"found unreadable data or a wrong passphrase ({exc})"
+                f"private key {path}: a wrong passphrase, or a damaged key file" if found == "an encrypted private key"
+                else f"private key {path}: expected a PEM private key (Ed25519 or ECDSA P-256), found "
+                + (f"{found} that does not parse (damaged?)" if found == "a private key" else found),
+                hint=_pem_hint(raw, public=False),
             ) from None
         if isinstance(key, ed25519.Ed25519PrivateKey):
             return cls(key)
@@ -181,3 +189,30 @@ def _read(path: str | os.PathLike[str]) -> bytes:
         raise NotFoundError(f"key file {path} does not exist") from None
     except IsADirectoryError:
         raise UsageError(f"key file {path}: expected a file, found a directory") from None
+
+
+_PEM_LABEL = re.compile(rb"-----BEGIN ([A-Z0-9 ]{1,40})-----")
+
+
+def _pem_found(raw: bytes) -> str:
+    """What a key file holds, in a person's words (never the crypto library's text)."""
+    match = _PEM_LABEL.search(raw)
+    if match is None:
+        return "an empty file" if not raw.strip() else "no PEM block (a PEM key starts with -----BEGIN ...-----)"
+    label = match.group(1).decode()
+    if "PRIVATE KEY" in label:
+        return "a private key" if "ENCRYPTED" not in label else "an encrypted private key"
+    if label == "PUBLIC KEY":
+        return "a public key"
+    return f"a PEM block of another kind ({label})"
+
+
+def _pem_hint(raw: bytes, *, public: bool) -> str | None:
+    found = _pem_found(raw)
+    if public and "private key" in found:
+        return "give the public key (the .pub file beside the private key), never the private key"
+    if not public and found == "a public key":
+        return "this is a public key; --key takes the private key file (or its key id)"
+    if not public and "private key" in found:
+        return "check the passphrase (--passphrase-file or SEEDVAULT_KEY_PASSPHRASE)"
+    return "make a key with: seedvault keygen"
