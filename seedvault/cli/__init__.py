@@ -125,6 +125,23 @@ def keygen(client: Client, key_type: str, out: Path | None, passphrase_file: Pat
                    "--passphrase-file FILE encrypts it", err=True)
 
 
+@cli.command()
+@click.argument("shell", type=click.Choice(["bash", "zsh", "fish"]))
+def completion(shell: str) -> None:
+    """Print the shell completion script for SHELL (commands, options, and REFs from the vault).
+
+    \b
+    bash:  eval "$(seedvault completion bash)"        (e.g. in ~/.bashrc)
+    zsh:   eval "$(seedvault completion zsh)"         (e.g. in ~/.zshrc)
+    fish:  seedvault completion fish > ~/.config/fish/completions/seedvault.fish
+    """
+    from click.shell_completion import get_completion_class
+
+    completer = get_completion_class(shell)
+    assert completer is not None  # the three choices are click's own
+    click.echo(completer(cli, {}, "seedvault", "_SEEDVAULT_COMPLETE").source())
+
+
 _PYTHON_SHOWWARNING = warnings.showwarning
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import sqlite3
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -12,12 +13,14 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import click
+from click.shell_completion import CompletionItem
 
 from seedvault import keyring
 from seedvault._text import quote
 from seedvault.client import Client
-from seedvault.errors import ManifestError, UsageError
+from seedvault.errors import Error, ManifestError, UsageError
 from seedvault.manifest import Ref, parse_time
+from seedvault.settings import default_registry, paths
 from seedvault.signing import PrivateKey
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -55,6 +58,24 @@ class RefType(click.ParamType[str]):
         except UsageError as exc:
             self.fail(str(exc), param, ctx)
 
+    def shell_complete(self, ctx: click.Context, param: click.Parameter, incomplete: str) -> list[CompletionItem]:
+        """The vault's models (NS/NAME) and releases (NS/NAME@VERSION) that start with INCOMPLETE."""
+        return [CompletionItem(r) for r in vault_refs(ctx) if r.startswith(incomplete)]
+
+
+def vault_refs(ctx: click.Context) -> list[str]:
+    """Every NS/NAME and NS/NAME@VERSION in the vault of the command line's --home (for
+    shell completion: the group's callback has not run, so the client is opened here)."""
+    home = ctx.find_root().params.get("home")
+    if not paths(home).vault_dir.is_dir():
+        return []  # no vault there: nothing to offer, and nothing created by a completion
+    try:
+        with Client(home) as client:
+            refs = {e.manifest.ref for e in client.vault.entries()}
+    except (Error, OSError, sqlite3.Error):
+        return []  # completion offers nothing rather than failing the user's shell
+    return sorted({r.partition("@")[0] for r in refs} | refs)
+
 
 class TimeType(click.ParamType[datetime]):
     """A date (2027-01-31) or an RFC 3339 time; dates mean midnight UTC."""
@@ -71,6 +92,11 @@ class TimeType(click.ParamType[datetime]):
             return parse_time(text, "date")
         except ManifestError:
             self.fail(f"expected a date such as 2027-01-31 or 2027-01-31T12:00:00Z, found {quote(value)}", param, ctx)
+
+
+def complete_ref(ctx: click.Context, param: click.Parameter, incomplete: str) -> list[CompletionItem]:
+    """Shell completion for an argument that may be a REF (or something else, such as a directory)."""
+    return REF.shell_complete(ctx, param, incomplete)
 
 
 REF = RefType()
@@ -94,6 +120,20 @@ class KeyType(click.ParamType[Path]):
 
 
 KEY = KeyType()
+
+
+REGISTRY_HELP = ("Registry node URL (default: $SEEDVAULT_REGISTRY, or registry = \"URL\" in "
+                 "config/seedvault.toml).")
+
+
+def registry_url(client: Client, given: str | None, what: str) -> str:
+    """The registry a command needs: --registry, else the default (SEEDVAULT_REGISTRY or
+    `registry` in config/seedvault.toml)."""
+    url = given or default_registry(client.paths)
+    if url is None:
+        raise UsageError(f"{what} needs a registry node: expected --registry URL, SEEDVAULT_REGISTRY, or "
+                         f"registry = \"URL\" in {client.paths.settings_file}, found none")
+    return url
 
 
 def terminal() -> bool:

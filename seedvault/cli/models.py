@@ -14,6 +14,7 @@ from seedvault.cli._common import (
     DATE,
     REF,
     byte_progress,
+    complete_ref,
     emit,
     json_option,
     key_options,
@@ -121,7 +122,7 @@ def approve(client: Client, ref: str, key_path: Path, passphrase_file: Path | No
 
 
 @click.command()
-@click.argument("target")
+@click.argument("target", shell_complete=complete_ref)
 @click.option("--envelope", "envelope_path", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="Verify a directory TARGET against this envelope instead of a vault REF.")
 @click.option("--fast", is_flag=True, help="Trust files unchanged since their last full verification.")

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import click
 
-from seedvault.cli._common import REF, emit, json_option
+from seedvault.cli._common import REF, REGISTRY_HELP, emit, json_option, registry_url
 from seedvault.client import Client
 from seedvault.errors import RollbackError, VerificationError
 from seedvault.registry import NodeConfig, RegistryClient, SyncReport, sync
@@ -64,11 +64,12 @@ def serve(client: Client, host: str | None, port: int | None, config_path: Path 
 
 @click.command()
 @click.argument("ref", type=REF)
-@click.option("--registry", required=True, help="Registry node URL.")
+@click.option("--registry", help=REGISTRY_HELP)
 @json_option
 @click.pass_obj
-def push(client: Client, ref: str, registry: str, as_json: bool) -> None:
+def push(client: Client, ref: str, registry: str | None, as_json: bool) -> None:
     """Upload a release from the vault to a registry node."""
+    registry = registry_url(client, registry, "push")
     entry = client.vault.resolve(ref)
     client.verify(entry.manifest.ref, fast=True)  # never push bytes that no longer verify
     node = RegistryClient(registry)
@@ -82,12 +83,15 @@ def push(client: Client, ref: str, registry: str, as_json: bool) -> None:
 
 @click.command()
 @click.argument("text", required=False)
-@click.option("--registry", required=True, help="Registry node URL.")
+@click.option("--registry", help=REGISTRY_HELP)
 @click.option("--publisher", help="Only releases signed by this publisher key id (or prefix).")
 @click.option("--license", "license_", help="Only releases under this SPDX license.")
 @json_option
-def search(text: str | None, registry: str, publisher: str | None, license_: str | None, as_json: bool) -> None:
+@click.pass_obj
+def search(client: Client, text: str | None, registry: str | None, publisher: str | None, license_: str | None,
+           as_json: bool) -> None:
     """Search a registry node (what it lists is not trusted until you pull and verify)."""
+    registry = registry_url(client, registry, "search")
     models = RegistryClient(registry).search(text, publisher=publisher, license=license_)
     emit(models, as_json, lambda: "\n".join(
         f"{m['name']}@{m['version']:<12} {m['license']:<14} {m['size']:>14} bytes  {m['publisher']}"

@@ -16,7 +16,7 @@ import click
 
 from seedvault._text import count
 from seedvault.bridges.hf import export_hf
-from seedvault.cli._common import REF, emit, json_option
+from seedvault.cli._common import REF, emit, json_option, registry_url
 from seedvault.client import Client
 from seedvault.errors import NotFoundError, UsageError, VerificationError
 from seedvault.p2p import Swarm, SwarmConfig, TransferStats, format_endpoint, magnet_link, parse_endpoint, torrent_bytes
@@ -161,7 +161,8 @@ def _mb(n: int) -> str:
 @click.argument("ref", type=REF)
 @click.option("--envelope", "envelope_path", type=click.Path(exists=True, path_type=Path),
               help="The signed envelope (JSON), or a bundle directory or tar holding one.")
-@click.option("--registry", help="A registry node to get the envelope and torrent from (it is not trusted).")
+@click.option("--registry", help="A registry node to get the envelope and torrent from (it is not trusted); "
+              "without --envelope, default $SEEDVAULT_REGISTRY or registry = \"URL\" in config/seedvault.toml.")
 @click.option("--peer", "peers", multiple=True, type=ENDPOINT, help="A peer to fetch from; repeatable.")
 @click.option("--web-seed", "web_seeds", multiple=True, help="HTTP web seed base URL (BEP 19); repeatable.")
 @click.option("--tracker", "trackers", multiple=True, help="BitTorrent tracker announce URL; repeatable.")
@@ -183,6 +184,8 @@ def pull(client: Client, ref: str, envelope_path: Path | None, registry: str | N
     The envelope comes from --envelope or --registry; either way it is judged under your
     policy before any connection is made, and the bytes are verified before they are used.
     """
+    if envelope_path is None and registry is None:
+        registry = registry_url(client, None, "pull without --envelope")
     ref, envelope, torrent_data = release_source(client, ref, envelope=envelope_path, registry=registry)
     config = _config(listen, lan, dht_nodes, upload_limit, super_seed)
     with _stop_on_signals() as stop, Swarm(config) as swarm, _Bar(f"pulling {ref}", not as_json) as bar:

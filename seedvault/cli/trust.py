@@ -11,7 +11,7 @@ from seedvault._text import count, listing, quote
 from seedvault.bundle import is_bundle, read_bundle_keys
 from seedvault.cli._common import emit, json_option, terminal
 from seedvault.client import Client
-from seedvault.signing import ROLES, PublicKey, TrustedKey
+from seedvault.signing import ROLES, PublicKey, TrustedKey, TrustPolicy
 from seedvault.signing.policy import check_scope
 
 
@@ -238,3 +238,66 @@ def licenses_any(client: Client, as_json: bool) -> None:
     """Accept any license again."""
     client.save_policy(replace(client.policy, allowed_licenses=None))
     emit({"licenses": None}, as_json, "licenses allowed: any")
+
+
+@trust.command("export")
+@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--force", is_flag=True, help="Overwrite FILE if it exists.")
+@json_option
+@click.pass_obj
+def trust_export(client: Client, file: Path, force: bool, as_json: bool) -> None:
+    """Write the whole trust policy (keys with their public keys, revocations, requirements)
+    to FILE, for `seedvault trust import FILE` on other machines."""
+    if file.exists() and not force:
+        raise click.UsageError(f"{file} already exists; choose another file, or --force to overwrite it")
+    policy = client.policy
+    policy.save(file)
+    emit({"file": str(file.absolute()), "keys": len(policy.keys), "revoked": len(policy.revoked)}, as_json,
+         f"wrote the trust policy to {file.absolute()}: {count(len(policy.keys), 'trusted key')}, "
+         f"{count(len(policy.revoked), 'revocation')}")
+
+
+def _entries(policy: TrustPolicy) -> set[tuple[str, str, tuple[str, ...]]]:
+    return {(k.key_id, k.role, k.scopes) for k in policy.keys}
+
+
+@trust.command("import")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--merge", is_flag=True, help="Add FILE's keys and revocations to your policy, keeping your other "
+              "keys and your requirements (default: replace your policy with FILE's).")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation when revocations would be lifted (scripts).")
+@json_option
+@click.pass_obj
+def trust_import(client: Client, file: Path, merge: bool, yes: bool, as_json: bool) -> None:
+    """Take a trust policy written by `trust export` (a fleet's policy).
+
+    FILE is read and validated whole (every key, scope, license, setting) before anything
+    changes. By default it replaces your policy; with --merge its keys and revocations are
+    added to yours. Lifting a revocation you hold asks for confirmation, like trust unrevoke."""
+    incoming = TrustPolicy.load(file)
+    current = client.policy
+    if merge:
+        new = current
+        for k in incoming.keys:
+            new = new.with_key(k)
+        new = replace(new, revoked=current.revoked | incoming.revoked)
+    else:
+        new = incoming
+    lifted = sorted(current.revoked - new.revoked)
+    if lifted and not yes:
+        warning = (f"importing {file} lifts {count(len(lifted), 'revocation')} ({listing(lifted)}): every signature "
+                   "those keys made counts again, including any made after they were lost or stolen.")
+        if not terminal():
+            raise click.UsageError(f"{warning} Confirm with --yes, or run this at a terminal")
+        click.echo(warning, err=True)
+        if not click.confirm("Import it?", default=False, err=True):
+            raise click.UsageError("policy unchanged")
+    client.save_policy(new)
+    added = sorted({e[0] for e in _entries(new) - _entries(current)})
+    dropped = sorted({e[0] for e in _entries(current) - _entries(new)})
+    newly = sorted(new.revoked - current.revoked)
+    data = {"file": str(file), "mode": "merge" if merge else "replace", "keys": len(new.keys),
+            "added": added, "removed": dropped, "revocations_lifted": lifted, "revoked": newly}
+    emit(data, as_json, f"{'merged' if merge else 'replaced your policy with'} {file}: "
+         f"{count(len(new.keys), 'trusted key')}; added or changed {listing(added)}; no longer trusted "
+         f"{listing(dropped)}; newly revoked {listing(newly)}; revocations lifted {listing(lifted)}")
