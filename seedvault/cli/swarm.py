@@ -102,23 +102,29 @@ def seed(client: Client, refs: tuple[str, ...], listen: str, lan: bool, dht_node
             raise NotFoundError("nothing to seed: the vault is empty",
                                 hint="publish, import or pull a model first (seedvault list shows the vault)")
         report = start_seeding(client, swarm, refs or None)
-        for ref, reason in report.refused:
-            text, _, hint = reason.partition("\n  hint: ")
-            emit({"refused": ref, "reason": text, "hint": hint or None}, as_json, f"refusing to seed {ref}: {reason}",
-                 err=not as_json)
+        _report_refusals(report.refused, as_json)
         if not report.seeding:
             where = "asked for" if refs else "in the vault"
             raise VerificationError(f"nothing to seed: none of the {count(len(report.refused), 'model')} {where} "
                                     "verifies or may be seeded (see the reasons above)",
                                     hint="seedvault verify REF says why; seedvault trust list shows your policy")
         endpoint = format_endpoint(swarm.endpoint)
-        emit({"listening": endpoint, **report.to_dict()}, as_json,
+        emit({"listening": endpoint, "seeding": report.seeding}, as_json,
              f"seeding {', '.join(report.seeding)} on {endpoint} (Ctrl-C to stop)")
         sys.stdout.flush()
         _serve(swarm, stop, duration)
         uploaded = {ref: int(h.status().total_payload_upload) for ref, h in report.handles.items()}
     emit({"stopped": True, "uploaded": uploaded}, as_json,
          "stopped seeding; uploaded " + ", ".join(f"{r} {_mb(n)}" for r, n in uploaded.items()))
+
+
+def _report_refusals(refused: list[tuple[str, str]], as_json: bool) -> None:
+    """Each model not seeded, and why: a JSON line each with --json (the hint its own field),
+    else a line on stderr."""
+    for ref, reason in refused:
+        text, _, hint = reason.partition("\n  hint: ")
+        emit({"refused": ref, "reason": text, "hint": hint or None}, as_json, f"refusing to seed {ref}: {reason}",
+             err=not as_json)
 
 
 class _Bar:
@@ -209,7 +215,8 @@ def pull(client: Client, ref: str, envelope_path: Path | None, registry: str | N
             + (f"\n  hf cache {hf.snapshot} ({hf.repo_id} @ {hf.revision})" if hf else "")))
         if keep_seeding:
             seeded = start_seeding(client, swarm, [report.ref])
-            emit({"listening": format_endpoint(swarm.endpoint), **seeded.to_dict()}, as_json,
+            _report_refusals(seeded.refused, as_json)
+            emit({"listening": format_endpoint(swarm.endpoint), "seeding": seeded.seeding}, as_json,
                  f"seeding {report.ref} on {format_endpoint(swarm.endpoint)} (Ctrl-C to stop)")
             sys.stdout.flush()
             _serve(swarm, stop, None)
