@@ -125,6 +125,14 @@ def scan_model_dir(directory: Path) -> list[str]:
     return found
 
 
+def left_out(rel: str) -> bool:
+    """Whether publish leaves relative path REL out of a model: anything under a .git/ or
+    .cache/ directory, and a top-level .gitattributes or .gitignore (the rule `publish`,
+    `import-hf` and `verify DIR --envelope` share)."""
+    parts = rel.split("/")
+    return any(p in IGNORED_DIRS for p in parts[:-1]) or (len(parts) == 1 and parts[0] in IGNORED_FILES)
+
+
 def not_published(manifest: Manifest) -> Callable[[str, bool], bool]:
     """What `publish` leaves out of a model directory (.git/ and .cache/ at any depth,
     .gitattributes and .gitignore at the top), unless the manifest lists it: the same
@@ -135,7 +143,7 @@ def not_published(manifest: Manifest) -> Callable[[str, bool], bool]:
         name = rel.rsplit("/", 1)[-1]
         if is_dir:
             return name in IGNORED_DIRS and not any(p.startswith(rel + "/") for p in listed)
-        return "/" not in rel and name in IGNORED_FILES and rel not in listed
+        return left_out(rel) and rel not in listed
 
     return skip
 

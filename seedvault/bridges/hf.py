@@ -59,7 +59,7 @@ from yaml import YAMLError  # type: ignore[import-untyped]
 from seedvault import licenses
 from seedvault._text import listing, quote
 from seedvault.bridges._files import copy_hashed, write_atomic
-from seedvault.client import Admitted, Client, Progress
+from seedvault.client import Admitted, Client, Progress, left_out
 from seedvault.errors import IntegrityError, NotFoundError, TransferError, UnsafePathError, UsageError
 from seedvault.manifest import check_relative_path
 from seedvault.settings import DEFAULT_PIECE_LENGTH
@@ -264,6 +264,8 @@ def _snapshot_files(snapshot: Path, repo_dir: Path) -> list[HfFile]:
         for name in names:
             entry = here / name
             rel = check_relative_path(entry.relative_to(snapshot).as_posix(), "snapshot file")
+            if left_out(rel):
+                continue  # not part of a model, as publish decides (.gitattributes, .git/, .cache/)
             found.append(_snapshot_file(entry, rel, blobs, roots))
     found.sort(key=lambda f: f.path.split("/"))
     return found
