@@ -34,17 +34,21 @@ def world(tmp_path: Path, model: Model) -> World:
 
 
 def lines(r: Run) -> list[Any]:
-    """Every stdout line parsed as JSON: one complete object per line (JSON Lines)."""
+    """Every stdout line parsed as JSON: one complete object per line (JSON Lines). What went
+    to stderr (notes, warnings) is JSON Lines too."""
     out = [json.loads(line) for line in r.out.splitlines() if line.strip()]
     assert out, f"no JSON on stdout; stderr: {r.err}"
+    for line in r.err.splitlines():
+        assert set(json.loads(line)) <= {"note", "warning"}, line
     return out
 
 
 def json_error(r: Run, code: int, kind: str | None = None) -> dict[str, Any]:
     """The error JSON object (the last line on stderr), checked against the exit code."""
     assert r.code == code, f"expected exit {code}, got {r.code}\nstdout: {r.out}\nstderr: {r.err}"
-    last = r.err.strip().splitlines()[-1]
-    error = json.loads(last)["error"]
+    *before, last = [json.loads(line) for line in r.err.splitlines() if line.strip()]  # stderr: JSON Lines
+    assert all(set(b) <= {"note", "warning"} for b in before), before
+    error = last["error"]
     assert set(error) == {"type", "message", "hint", "exit_code"}, error
     assert error["exit_code"] == code
     if kind is not None:
@@ -322,6 +326,9 @@ def test_base_not_in_the_vault_warns_that_the_lineage_is_not_pinned(world: World
     r = ok(world.pub_home, "publish", world.model, "--name", "acme/ft", "--version", "1", "--license", "MIT",
            "--key", world.key, "--base", "acme/elsewhere@2", "--relation", "fine-tuned-from")
     assert "warning: base model acme/elsewhere@2 is not in this vault" in r.err and "not pin" in r.err
+    r = ok(world.pub_home, "publish", world.model, "--name", "acme/ft", "--version", "2", "--license", "MIT",
+           "--key", world.key, "--base", "acme/elsewhere@2", "--relation", "fine-tuned-from", "--json")
+    assert "is not in this vault" in json.loads(r.err)["warning"] and r.json()["ref"] == "acme/ft@2"
     lineage = ok(world.pub_home, "show", "acme/ft@1", "--json").json()["statement"]["predicate"]["lineage"]
     assert lineage == [{"relation": "fine-tuned-from", "ref": "acme/elsewhere@2"}]
 

@@ -20,7 +20,7 @@ from typing import Any, NoReturn
 
 import click
 
-from seedvault.cli._common import emit, json_option
+from seedvault.cli._common import emit, json_option, note
 from seedvault.client import Client
 from seedvault.errors import Error, SeedvaultWarning, TransferError
 from seedvault.signing import KEY_TYPES, PrivateKey
@@ -121,8 +121,8 @@ def keygen(client: Client, key_type: str, out: Path | None, passphrase_file: Pat
          f"({'encrypted' if passphrase else 'NOT encrypted'})\npublic key  {pub}\n"
          f"give people the key id by another channel than the public key, so they can check it")
     if passphrase is None and not no_passphrase and not terminal():
-        click.echo("note: the private key is not encrypted (no terminal to ask for a passphrase); "
-                   "--passphrase-file FILE encrypts it", err=True)
+        note("the private key is not encrypted (no terminal to ask for a passphrase); "
+                   "--passphrase-file FILE encrypts it", as_json)
 
 
 @cli.command()
@@ -143,12 +143,16 @@ def completion(shell: str) -> None:
 
 
 _PYTHON_SHOWWARNING = warnings.showwarning
+_json_errors = False  # --json on the command line: warnings and errors on stderr are JSON lines too
 
 
 def _show_warning(message: Warning | str, category: type[Warning], *_args: Any, **_kw: Any) -> None:
     """The library's warnings (a stale head, a yanked release used anyway) for people."""
     if issubclass(category, SeedvaultWarning):
-        click.echo(f"warning: {message}", err=True)
+        if _json_errors:
+            click.echo(json.dumps({"warning": str(message)}, ensure_ascii=False), err=True)
+        else:
+            click.echo(f"warning: {message}", err=True)
     else:
         _PYTHON_SHOWWARNING(message, category, *_args, **_kw)
 
@@ -189,7 +193,8 @@ def main(argv: list[str] | None = None) -> Any:
     `{"error": {"type", "message", "hint", "exit_code"}}`, the hint its own field."""
     warnings.simplefilter("always", SeedvaultWarning)
     warnings.showwarning = _show_warning
-    as_json = _wants_json(argv if argv is not None else sys.argv[1:])
+    global _json_errors
+    as_json = _json_errors = _wants_json(argv if argv is not None else sys.argv[1:])
     try:
         return cli.main(args=argv, prog_name="seedvault", standalone_mode=False)
     except click.exceptions.Abort:

@@ -49,6 +49,15 @@ def emit(data: Any, as_json: bool, text: str | Callable[[], str], *, err: bool =
         click.echo(text() if callable(text) else text, err=err)
 
 
+def note(text: str, as_json: bool) -> None:
+    """Something the user should know, on stderr: `note: TEXT`, or with --json one line
+    {"note": TEXT}, so stderr stays JSON Lines for a program."""
+    if as_json:
+        click.echo(json.dumps({"note": text}, ensure_ascii=False), err=True)
+    else:
+        click.echo(f"note: {text}", err=True)
+
+
 class RefType(click.ParamType[str]):
     name = "REF"
 

@@ -19,6 +19,7 @@ from seedvault.cli._common import (
     json_option,
     key_options,
     load_private_key,
+    note,
     signing_keys,
     signing_keys_option,
 )
@@ -91,9 +92,9 @@ def publish(
              f"already published {m.ref} with these files ({result.envelope.digest}); nothing changed")
         return
     if not any(k.covers(m.name) and k.role == "publisher" for k in client.policy.keys_by_id(key.key_id)):
-        click.echo(f"note: your own policy does not trust key {key.key_id[:16]} for {m.name}, so verify, load, "
+        note(f"your own policy does not trust key {key.key_id[:16]} for {m.name}, so verify, load, "
                    f"export and seed will refuse it here; to trust it: seedvault trust add {key_path}.pub "
-                   f"--role publisher --scope '{m.name.split('/')[0]}/*'", err=True)
+                   f"--role publisher --scope '{m.name.split('/')[0]}/*'", as_json)
     emit(
         {**_manifest_summary(m), "digest": result.envelope.digest, "already_published": False, "key_id": key.key_id,
          "key_ids": [k.key_id for k in keys],

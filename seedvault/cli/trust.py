@@ -9,7 +9,7 @@ import click
 
 from seedvault._text import count, listing, quote
 from seedvault.bundle import is_bundle, read_bundle_keys
-from seedvault.cli._common import emit, json_option, terminal
+from seedvault.cli._common import emit, json_option, note, terminal
 from seedvault.client import Client
 from seedvault.signing import ROLES, PublicKey, TrustedKey, TrustPolicy
 from seedvault.signing.policy import check_scope
@@ -51,7 +51,7 @@ def trust_add(client: Client, source: Path, role: str, scopes: tuple[str, ...], 
     emit({"trusted": key.key_id, "type": key.key_type, "role": role, "scopes": list(checked), "name": name},
          as_json, f"trusted {key.key_id} ({key.key_type}) as {role} for {', '.join(checked)}")
     if "*" in checked:
-        click.echo("note: trusted for every namespace (--scope '*')", err=True)
+        note("trusted for every namespace (--scope '*')", as_json)
 
 
 def _inside_bundle(path: Path) -> bool:
