@@ -226,7 +226,7 @@ def _unrevoke_unconfirmed(w: World) -> list[str | Path]:
 
 def _bad_policy_file(w: World) -> list[str | Path]:
     bad = w.tmp / "policy.toml"
-    bad.write_text('[[keys]]\nid = "abc"\nrole = "owner"\n')
+    bad.write_text("requird_approvals = 2\n")  # a misspelt requirement is refused, never dropped
     return ["trust", "import", bad]
 
 
@@ -262,7 +262,7 @@ FAILURES: list[tuple[str, Callable[[World], list[str | Path]], int, str, str]] =
     ("seed-nothing-verifies", _nothing_verifies, 3, "VerificationError", "nothing to seed: none of the 1 model"),
     ("trust-add-private-key", _private_key_as_public, 2, "UsageError", "found a private key"),
     ("trust-unrevoke-unconfirmed", _unrevoke_unconfirmed, 2, "UsageError", "Confirm with --yes"),
-    ("trust-import-invalid", _bad_policy_file, 2, "UsageError", ""),
+    ("trust-import-invalid", _bad_policy_file, 2, "UsageError", "unknown field requird_approvals"),
     ("push-no-registry", _args("push", "acme/tiny@1.0"), 2, "UsageError", "push needs a registry node"),
     ("push-unreachable", _closed_port, 5, "TransferError", "could not reach the registry at http://127.0.0.1:"),
     ("serve-unknown-setting", _unknown_node_setting, 2, "UsageError", "unknown setting hots"),

@@ -539,9 +539,16 @@ def _sync_all(app: web.Application) -> None:
             log.warning("mirror sync from %s failed: %s", upstream, exc)
             continue
         for ref in report.added:
+            log.info("mirror: added %s from %s", ref, upstream)
             app[WORKER].submit(node.seed_ref, ref)
+        for ref in report.signed:
+            log.info("mirror: took new signatures on %s from %s", ref, upstream)
+        for name in report.heads:
+            log.info("mirror: took a newer head of %s from %s", name, upstream)
         for ref, reason in report.refused:
             log.info("mirror: refused %s from %s: %s", ref, upstream, reason)
+        for ref, reason in report.failed:
+            log.warning("mirror: could not copy %s from %s: %s", ref, upstream, reason)
 
 
 def create_app(config: NodeConfig) -> web.Application:
