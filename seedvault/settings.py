@@ -15,7 +15,7 @@ from pathlib import Path
 
 import platformdirs
 
-from seedvault._text import quote
+from seedvault._text import quote, toml_error
 from seedvault.errors import UsageError
 
 APP_NAME = "seedvault"
@@ -106,9 +106,10 @@ def default_registry(where: Paths) -> str | None:
         return None
     try:
         data = tomllib.loads(raw.decode())
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError):
-        raise UsageError(f"settings file {path}: expected TOML, found invalid data",
-                         hint='it holds lines such as: registry = "http://registry.internal:8470"') from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        place, hint = toml_error(exc)
+        raise UsageError(f"settings file {path}: expected TOML, found invalid data {place}",
+                         hint=f'{hint}; it holds lines such as: registry = "http://registry.internal:8470"') from None
     unknown = sorted(set(data) - set(CLIENT_SETTINGS))
     if unknown:
         raise UsageError(f"settings file {path}: unknown setting {quote(unknown[0])}; expected "

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from seedvault._text import listing
+from seedvault._text import listing, toml_error
 from seedvault.errors import UsageError
 
 MAX_JSON_BODY = 16 * 1024 * 1024  # envelopes are small; anything bigger is refused
@@ -86,8 +86,9 @@ class NodeConfig:
             data = tomllib.loads(path.read_text())
         except FileNotFoundError:
             raise UsageError(f"config file {path} does not exist") from None
-        except tomllib.TOMLDecodeError as exc:
-            raise UsageError(f"config file {path}: expected TOML, found invalid data ({exc})") from None
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+            where, hint = toml_error(exc)
+            raise UsageError(f"config file {path}: expected TOML, found invalid data {where}", hint=hint) from None
         return cls.from_dict(data, str(path))
 
 

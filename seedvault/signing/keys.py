@@ -138,7 +138,8 @@ class PrivateKey:
             return cls(key)
         if isinstance(key, ec.EllipticCurvePrivateKey) and isinstance(key.curve, ec.SECP256R1):
             return cls(key)
-        raise UsageError(f"private key {path}: expected Ed25519 or ECDSA P-256, found {type(key).__name__}")
+        raise UsageError(f"private key {path}: expected Ed25519 or ECDSA P-256, found {_kind_of_key(key)}",
+                         hint="make a key seedvault uses: seedvault keygen (Ed25519) or seedvault keygen --type p256")
 
     def save(self, path: Path, passphrase: bytes | None = None) -> Path:
         """Write FILE (private, mode 0600) and FILE.pub; refuse to overwrite either."""
@@ -168,6 +169,20 @@ _SMALL_ORDER = frozenset(bytes.fromhex(h) for h in (
 ))
 
 
+def _kind_of_key(key: object) -> str:
+    """A key's algorithm in people's words ("an RSA key", "an ECDSA P-384 key"), not a class name."""
+    name = type(key).__name__.lstrip("_").lower()
+    if isinstance(key, ec.EllipticCurvePublicKey | ec.EllipticCurvePrivateKey):
+        curves = {"secp384r1": "P-384", "secp521r1": "P-521", "secp256k1": "secp256k1"}
+        return f"an ECDSA {curves.get(key.curve.name, key.curve.name)} key"
+    for word, label in (("rsa", "an RSA key"), ("dsa", "a DSA key"), ("ed448", "an Ed448 key"),
+                        ("x25519", "an X25519 key (for encryption, not signing)"),
+                        ("x448", "an X448 key (for encryption, not signing)")):
+        if word in name:
+            return label
+    return "a key of another algorithm"
+
+
 def _check_public(key: object, source: str) -> _PublicKey:
     if isinstance(key, ed25519.Ed25519PublicKey):
         raw = key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
@@ -179,7 +194,8 @@ def _check_public(key: object, source: str) -> _PublicKey:
         return key
     if isinstance(key, ec.EllipticCurvePublicKey) and isinstance(key.curve, ec.SECP256R1):
         return key
-    raise UsageError(f"{source}: expected an Ed25519 or ECDSA P-256 public key, found {type(key).__name__}")
+    raise UsageError(f"{source}: expected an Ed25519 or ECDSA P-256 public key, found {_kind_of_key(key)}",
+                     hint="make a key seedvault uses: seedvault keygen (Ed25519) or seedvault keygen --type p256")
 
 
 def _read(path: str | os.PathLike[str]) -> bytes:

@@ -20,7 +20,7 @@ from typing import Any, Literal
 import tomli_w
 
 from seedvault import licenses as _licenses
-from seedvault._text import listing, quote
+from seedvault._text import listing, quote, toml_error
 from seedvault.errors import NotFoundError, UsageError
 from seedvault.signing.keys import PublicKey
 
@@ -204,7 +204,8 @@ class TrustPolicy:
         try:
             data = tomllib.loads(raw.decode())
         except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-            raise UsageError(f"trust policy {path}: expected TOML, found invalid data ({exc})") from None
+            where, hint = toml_error(exc)
+            raise UsageError(f"trust policy {path}: expected TOML, found invalid data {where}", hint=hint) from None
         return cls.from_dict(data, str(path))
 
     def save(self, path: Path) -> None:
