@@ -270,6 +270,32 @@ FAILURES: list[tuple[str, Callable[[World], list[str | Path]], int, str, str]] =
     ("unknown-command", _args("lst"), 2, "UsageError", "No such command"),
     ("export-exists", lambda w: ["export", "acme/tiny@1.0", w.model], 2, "UsageError", "already exists"),
     ("torrent-missing", _args("torrent", "acme/none@1"), 4, "NotFoundError", "is not in the vault"),
+    ("keygen-exists", _args("keygen", "--out", "KEY", "--no-passphrase"), 2, "UsageError", "already exists"),
+    ("key-id-not-a-key", lambda w: ["key", "id", w.model / "config.json"], 2, "UsageError", "no PEM block"),
+    ("trust-add-bad-scope", lambda w: ["trust", "add", w.key.with_name("acme.key.pub"), "--role", "publisher",
+                                       "--scope", "acme"], 2, "UsageError", "scope: expected"),
+    ("trust-revoke-unknown", _args("trust", "revoke", "abc"), 2, "UsageError", "expected KEY_ID to name one"),
+    ("trust-remove-unknown", _args("trust", "remove", "abc"), 2, "UsageError", "expected KEY_ID to name one"),
+    ("trust-require-nothing", _args("trust", "require"), 2, "UsageError", "expected at least one of"),
+    ("trust-licenses-unknown", _args("trust", "licenses", "allow", "apache2"), 2, "UsageError", "SPDX"),
+    ("approve-missing", _args("approve", "acme/none@1", "--key", "KEY"), 4, "NotFoundError", "not in the vault"),
+    ("sign-no-key", _args("sign", "acme/tiny@1.0"), 2, "UsageError", "sign needs a signing key"),
+    ("yank-no-reason", _args("yank", "acme/tiny@1.0", "--key", "KEY"), 2, "UsageError", "needs --reason"),
+    ("unyank-no-key", _args("unyank", "acme/tiny@1.0"), 2, "UsageError", "unyank needs a signing key"),
+    ("head-missing", _args("head", "acme/none"), 4, "NotFoundError", "no head of acme/none"),
+    ("remove-one-version", _args("remove", "acme/tiny@1.0", "--registry", "http://127.0.0.1:9",
+                                 "--admin-token-file", "KEY"), 2, "UsageError", "a node removes a whole model"),
+    ("pull-no-source", _args("pull", "acme/tiny@1.0"), 2, "UsageError", "pull without --envelope needs a registry"),
+    ("push-missing", _args("push", "acme/none@1", "--registry", "http://127.0.0.1:9"), 4, "NotFoundError",
+     "not in the vault"),
+    ("search-unreachable", lambda w: ["search", "--registry", f"http://127.0.0.1:{free_port()}"], 5,
+     "TransferError", "connection refused"),
+    ("mirror-no-upstream", _args("mirror"), 2, "UsageError", "no upstream: give --upstream URL"),
+    ("export-hf-missing", lambda w: ["export-hf", "acme/none@1", "--cache-dir", w.tmp / "hf"], 4, "NotFoundError",
+     "not in the vault"),
+    ("import-hf-not-cached", lambda w: ["import-hf", "org/absent", "--cache-dir", w.tmp / "hf", "--name", "acme/h",
+                                        "--version", "1", "--key", w.key], 4, "NotFoundError",
+     "expected a complete snapshot"),
 ]
 
 
@@ -380,6 +406,7 @@ def test_torrent_without_out_writes_in_the_current_directory_and_says_where(worl
 def test_completion_scripts_and_refs_from_the_vault(world: World) -> None:
     for shell in ("bash", "zsh", "fish"):
         assert "_SEEDVAULT_COMPLETE" in ok(world.pub_home, "completion", shell).out
+    assert "Invalid value for '{bash|zsh|fish}'" in refused(world.pub_home, 2, "completion", "tcsh").err
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1]), "_SEEDVAULT_COMPLETE": "bash_complete",
            "COMP_WORDS": f"seedvault --home {world.pub_home} show acme/t", "COMP_CWORD": "4"}
     if not SCRIPT.exists():
