@@ -16,7 +16,7 @@ import click
 
 from seedvault._text import count
 from seedvault.bridges.hf import export_hf
-from seedvault.cli._common import REF, emit, json_option, registry_url
+from seedvault.cli._common import REF, emit, json_option, note, registry_url
 from seedvault.client import Client
 from seedvault.errors import NotFoundError, UsageError, VerificationError
 from seedvault.p2p import Swarm, SwarmConfig, TransferStats, format_endpoint, magnet_link, parse_endpoint, torrent_bytes
@@ -102,14 +102,14 @@ def seed(client: Client, refs: tuple[str, ...], listen: str, lan: bool, dht_node
             raise NotFoundError("nothing to seed: the vault is empty",
                                 hint="publish, import or pull a model first (seedvault list shows the vault)")
         report = start_seeding(client, swarm, refs or None)
-        _report_refusals(report.refused, as_json)
+        refused = _refusals(report.refused, as_json)
         if not report.seeding:
             where = "asked for" if refs else "in the vault"
             raise VerificationError(f"nothing to seed: none of the {count(len(report.refused), 'model')} {where} "
                                     "verifies or may be seeded (see the reasons above)",
                                     hint="seedvault verify REF says why; seedvault trust list shows your policy")
         endpoint = format_endpoint(swarm.endpoint)
-        emit({"listening": endpoint, "seeding": report.seeding}, as_json,
+        emit({"listening": endpoint, "seeding": report.seeding, "refused": refused}, as_json,
              f"seeding {', '.join(report.seeding)} on {endpoint} (Ctrl-C to stop)")
         sys.stdout.flush()
         _serve(swarm, stop, duration)
@@ -118,13 +118,18 @@ def seed(client: Client, refs: tuple[str, ...], listen: str, lan: bool, dht_node
          "stopped seeding; uploaded " + ", ".join(f"{r} {_mb(n)}" for r, n in uploaded.items()))
 
 
-def _report_refusals(refused: list[tuple[str, str]], as_json: bool) -> None:
-    """Each model not seeded, and why: a JSON line each with --json (the hint its own field),
-    else a line on stderr."""
+def _refusals(refused: list[tuple[str, str]], as_json: bool) -> list[dict[str, Any]]:
+    """Each model not seeded, and why, said on stderr (a {"note"} line with --json); returned
+    for the JSON report, the hint its own field."""
+    out = []
     for ref, reason in refused:
         text, _, hint = reason.partition("\n  hint: ")
-        emit({"refused": ref, "reason": text, "hint": hint or None}, as_json, f"refusing to seed {ref}: {reason}",
-             err=not as_json)
+        if as_json:
+            note(f"refusing to seed {ref}: {text}", True)
+        else:
+            click.echo(f"refusing to seed {ref}: {reason}", err=True)
+        out.append({"ref": ref, "reason": text, "hint": hint or None})
+    return out
 
 
 class _Bar:
@@ -215,8 +220,9 @@ def pull(client: Client, ref: str, envelope_path: Path | None, registry: str | N
             + (f"\n  hf cache {hf.snapshot} ({hf.repo_id} @ {hf.revision})" if hf else "")))
         if keep_seeding:
             seeded = start_seeding(client, swarm, [report.ref])
-            _report_refusals(seeded.refused, as_json)
-            emit({"listening": format_endpoint(swarm.endpoint), "seeding": seeded.seeding}, as_json,
+            refused = _refusals(seeded.refused, as_json)
+            emit({"listening": format_endpoint(swarm.endpoint), "seeding": seeded.seeding, "refused": refused},
+                 as_json,
                  f"seeding {report.ref} on {format_endpoint(swarm.endpoint)} (Ctrl-C to stop)")
             sys.stdout.flush()
             _serve(swarm, stop, None)

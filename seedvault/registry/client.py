@@ -337,8 +337,8 @@ def _http_error(exc: urllib.error.HTTPError, method: str, url: str) -> Error:
                                                                           | YankedError):
         # The node judged it under the node's own trust policy: its hint names the node's
         # local commands, which are not the user's to run.
-        return cls(f"the registry at {_base(url)} refused {method} {urlsplit(url).path} under the node's trust "
-                   f"policy (not yours): {message}",
+        return cls(f"the registry at {_base(url)} refused {method} {urlsplit(url).path} ({exc.code}) under the "
+                   f"node's trust policy (not yours): {message}",
                    hint="ask the node's operator to trust the signing key for this namespace and role on the "
                    "node (there: seedvault --home NODE_HOME trust add KEY.pub --role ROLE --scope 'NS/*'), or use "
                    "a node that does")
