@@ -12,10 +12,11 @@ platform's user directories) unless `home` is given, and verifies before it retu
 
 from __future__ import annotations
 
-import os
-from collections.abc import Sequence
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
+import os as _os
+from collections.abc import Sequence as _Sequence
+from pathlib import Path as _Path
+from typing import TYPE_CHECKING as _TYPE_CHECKING
+from typing import Any as _Any
 
 from seedvault.client import Admitted, Client
 from seedvault.errors import (
@@ -31,7 +32,7 @@ from seedvault.errors import (
 from seedvault.manifest import Manifest, Ref
 from seedvault.signing import Verdict
 
-if TYPE_CHECKING:
+if _TYPE_CHECKING:
     from seedvault.swarming import PullReport
 
 __all__ = [
@@ -40,12 +41,19 @@ __all__ = [
     "import_bundle", "load", "pull", "snapshot_path", "verify",
 ]  # fmt: skip
 
-Home = str | os.PathLike[str] | None
+# What `home=` takes: a directory (str or path), or None for $SEEDVAULT_HOME / the user dirs.
+# A type alias for annotations only, so private: `seedvault.Home` is not an API.
+_Home = str | _os.PathLike[str] | None
+
+
+def __dir__() -> list[str]:
+    """The public API only (not the modules and helpers this package imports)."""
+    return sorted(__all__)
 
 
 def load(
-    ref: str, framework: str = "numpy", *, per_file: bool = False, fast: bool = False, home: Home = None
-) -> dict[str, Any]:
+    ref: str, framework: str = "numpy", *, per_file: bool = False, fast: bool = False, home: _Home = None
+) -> dict[str, _Any]:
     """Tensors of a verified model: `{name: array}`, or `{file: {name: array}}` with per_file.
 
     Verifies the signatures under the local policy and hashes the exact bytes it returns.
@@ -56,46 +64,46 @@ def load(
         return client.load(ref, framework=framework, per_file=per_file, fast=fast)
 
 
-def snapshot_path(ref: str, *, fast: bool = True, home: Home = None) -> Path:
+def snapshot_path(ref: str, *, fast: bool = True, home: _Home = None) -> _Path:
     """The verified snapshot directory of `ref`, for path-based loaders (transformers...)."""
     with Client(home) as client:
         return client.snapshot_path(ref, fast=fast)
 
 
-def verify(ref: str, *, fast: bool = False, home: Home = None) -> Verdict:
+def verify(ref: str, *, fast: bool = False, home: _Home = None) -> Verdict:
     """Re-check signatures under the current policy and every file's bytes."""
     with Client(home) as client:
         return client.verify(ref, fast=fast)
 
 
-def import_bundle(bundle: str | os.PathLike[str], *, home: Home = None) -> Admitted:
+def import_bundle(bundle: str | _os.PathLike[str], *, home: _Home = None) -> Admitted:
     """Verify an air-gap bundle (directory or tar) under the local policy and store it."""
     from seedvault.bundle import import_bundle as _import
 
     with Client(home) as client:
-        return _import(client, Path(bundle))
+        return _import(client, _Path(bundle))
 
 
-def export_bundle(ref: str, dest: str | os.PathLike[str], *, tar: bool = False, home: Home = None) -> Path:
+def export_bundle(ref: str, dest: str | _os.PathLike[str], *, tar: bool = False, home: _Home = None) -> _Path:
     """Write a verified release as a self-contained bundle for carrying across an air gap."""
     from seedvault.bundle import export_bundle as _export
 
     with Client(home) as client:
-        return _export(client, ref, Path(dest), as_tar=tar)
+        return _export(client, ref, _Path(dest), as_tar=tar)
 
 
 def pull(
     ref: str,
     *,
-    envelope: str | os.PathLike[str] | None = None,
+    envelope: str | _os.PathLike[str] | None = None,
     registry: str | None = None,
-    peers: Sequence[str] = (),
-    web_seeds: Sequence[str] = (),
-    trackers: Sequence[str] = (),
+    peers: _Sequence[str] = (),
+    web_seeds: _Sequence[str] = (),
+    trackers: _Sequence[str] = (),
     lan: bool = False,
-    dht_nodes: Sequence[str] = (),
+    dht_nodes: _Sequence[str] = (),
     timeout: float = 600.0,
-    home: Home = None,
+    home: _Home = None,
 ) -> PullReport:
     """Fetch `ref` from the swarm into the vault, verified, and return what happened.
 

@@ -112,3 +112,17 @@ def listing(items: Iterable[str], limit: int = MAX_LIST_ITEMS, *, item_limit: in
 def count(n: int, noun: str, plural: str | None = None) -> str:
     """'1 file', '40,000 files'."""
     return f"{n:,} {noun if n == 1 else plural or noun + 's'}"
+
+
+def toml_error(exc: Exception) -> tuple[str, str]:
+    """Where a TOML file stops parsing ("at line 3, column 9"), and the TOML reader's own
+    words for the hint: the message names the place, in the user's terms."""
+    import re
+
+    text = str(exc)
+    match = re.search(r"\(at line (\d+), column (\d+)\)", text)
+    where = f"at line {match.group(1)}, column {match.group(2)}" if match else "somewhere in the file"
+    reason = re.sub(r"\s*\(at line \d+, column \d+\)", "", text) or "invalid TOML"
+    if isinstance(exc, UnicodeDecodeError):
+        where, reason = f"at byte {exc.start}", "the file is not UTF-8 text"
+    return where, f"the TOML reader says: {cut(reason)}"

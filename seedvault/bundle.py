@@ -264,8 +264,28 @@ def _read_envelope_file(path: Path, where: str | None) -> Envelope:
         except IntegrityError as exc:
             raise ManifestError(f"envelope {path}: expected a regular file, found {exc.found}") from None
         with f:  # read past the bound by one byte: from_json refuses it by size
-            return Envelope.from_json(f.read(MAX_ENVELOPE_BYTES + 1), str(path))
-    return Envelope.from_json(_read_small_file(path, name, MAX_ENVELOPE_BYTES, where), str(path))
+            return envelope_of(f.read(MAX_ENVELOPE_BYTES + 1), str(path))
+    if not os.path.lexists(path):
+        raise NotFoundError(f"{where}: expected {name} in the bundle, found none",
+                            hint="is this a seedvault bundle? seedvault export REF DEST writes one")
+    return envelope_of(_read_small_file(path, name, MAX_ENVELOPE_BYTES, where), str(path))
+
+
+def envelope_of(raw: bytes, source: str) -> Envelope:
+    """The envelope in a file the user named. Data that is not JSON at all is the wrong file
+    (a usage error, exit 2), not a malformed envelope; JSON that breaks the envelope rules
+    (strict JSON, fields, sizes) is refused as a ManifestError (exit 3)."""
+    check_envelope_size(len(raw), source)
+    try:
+        json.loads(raw)
+    except RecursionError:
+        pass  # JSON nested too deep: the strict reader refuses it by its own rule
+    except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError
+        found = (f"data that is not JSON (at line {exc.lineno}, column {exc.colno})"
+                 if isinstance(exc, json.JSONDecodeError) else "data that is not JSON text")
+        raise UsageError(f"{source}: expected a signed envelope (JSON), found {found}",
+                         hint="name the envelope.json, bundle directory or bundle tar the publisher gave you") from None
+    return Envelope.from_json(raw, source)
 
 
 def _import_dir(client: Client, source: Path, progress: Progress | None) -> Admitted:
@@ -396,10 +416,13 @@ def _members(tar: tarfile.TarFile) -> dict[str, tarfile.TarInfo]:
 
 def _tar_envelope(tar: tarfile.TarFile, members: dict[str, tarfile.TarInfo], source: Path) -> Envelope:
     member = members.get("envelope.json")
-    if member is None or not member.isfile():
-        raise ManifestError(f"{source}: expected envelope.json in the bundle, found none")
+    if member is None:
+        raise NotFoundError(f"{source}: expected envelope.json in the bundle, found none",
+                            hint="is this a seedvault bundle? seedvault export REF DEST --tar writes one")
+    if not member.isfile():
+        raise ManifestError(f"{source}: expected envelope.json to be a regular file, found {_member_kind(member)}")
     check_envelope_size(member.size, f"{source}:envelope.json")
-    return Envelope.from_json(_read_member(tar, member), f"{source}:envelope.json")
+    return envelope_of(_read_member(tar, member), f"{source}:envelope.json")
 
 
 def _import_tar(client: Client, source: Path, tar: tarfile.TarFile, progress: Progress | None) -> Admitted:

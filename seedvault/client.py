@@ -27,6 +27,7 @@ from seedvault.errors import (
     Error,
     IntegrityError,
     ManifestError,
+    MissingFilesError,
     NotFoundError,
     PolicyError,
     SeedvaultWarning,
@@ -46,9 +47,12 @@ from seedvault.manifest import (
     Origin,
     Ref,
     TorrentBinding,
+    check_model_name,
     check_path_set,
     check_pickles,
     check_relative_path,
+    check_version,
+    format_time,
     info_hash_v2,
     torrent_name,
 )
@@ -70,6 +74,20 @@ class Admitted:
     verdict: Verdict
     snapshot: Path
     envelope: Envelope
+    already_present: bool = False  # publish: the identical release was already in the vault; nothing changed
+
+
+def _check_release_label(name: str, version: str, expires: datetime | None) -> None:
+    """What a publisher types (name, version, expiry), checked before any byte is read: a
+    wrong one is a usage error, not bad data."""
+    try:
+        check_model_name(name)
+        check_version(version)
+    except ManifestError as exc:
+        raise UsageError(str(exc)) from None
+    if expires is not None and expires <= datetime.now(UTC):
+        raise UsageError(f"expires: expected a time in the future, found {format_time(expires)}, which has passed",
+                         hint="give a later date, or leave the expiry out")
 
 
 def expected_files(manifest: Manifest) -> list[hashing.Expected]:
@@ -107,7 +125,30 @@ def scan_model_dir(directory: Path) -> list[str]:
     return found
 
 
-def scan_files(base: Path, where: str) -> set[str]:
+def left_out(rel: str) -> bool:
+    """Whether publish leaves relative path REL out of a model: anything under a .git/ or
+    .cache/ directory, and a top-level .gitattributes or .gitignore (the rule `publish`,
+    `import-hf` and `verify DIR --envelope` share)."""
+    parts = rel.split("/")
+    return any(p in IGNORED_DIRS for p in parts[:-1]) or (len(parts) == 1 and parts[0] in IGNORED_FILES)
+
+
+def not_published(manifest: Manifest) -> Callable[[str, bool], bool]:
+    """What `publish` leaves out of a model directory (.git/ and .cache/ at any depth,
+    .gitattributes and .gitignore at the top), unless the manifest lists it: the same
+    folder then verifies against what was published from it."""
+    listed = {f.path for f in manifest.files}
+
+    def skip(rel: str, is_dir: bool) -> bool:
+        name = rel.rsplit("/", 1)[-1]
+        if is_dir:
+            return name in IGNORED_DIRS and not any(p.startswith(rel + "/") for p in listed)
+        return left_out(rel) and rel not in listed
+
+    return skip
+
+
+def scan_files(base: Path, where: str, skip: Callable[[str, bool], bool] | None = None) -> set[str]:
     """Relative POSIX paths of the regular files under `base`, which must be a real directory.
 
     Nothing is followed: a symlink (to a file or a directory), a FIFO, a socket or a device
@@ -116,7 +157,7 @@ def scan_files(base: Path, where: str) -> set[str]:
     try:
         st = os.lstat(base)
     except FileNotFoundError:
-        raise IntegrityError(f"{where}: expected a directory at {quote(str(base))}, found nothing",
+        raise MissingFilesError(f"{where}: expected a directory at {quote(str(base))}, found nothing",
                              path=str(base), hint="import or pull the model again") from None
     if not stat.S_ISDIR(st.st_mode):
         raise IntegrityError(f"{where}: expected a directory at {quote(str(base))}, found "
@@ -130,6 +171,8 @@ def scan_files(base: Path, where: str) -> set[str]:
             for item in it:
                 mode = item.stat(follow_symlinks=False).st_mode
                 rel = Path(item.path).relative_to(base).as_posix()
+                if skip is not None and skip(rel, stat.S_ISDIR(mode)):
+                    continue
                 if stat.S_ISDIR(mode):
                     pending.append(Path(item.path))
                 elif stat.S_ISREG(mode):
@@ -245,11 +288,17 @@ class Client:
         Each file is read once: the bytes are copied into staging while hashed, so the
         signed digests are of exactly the copy that enters the vault. Every key in `key`
         signs the release, and the model's new head (see `sign_head`).
+
+        Publishing the identical release again (same name, version, files and statement,
+        only the time differing) changes nothing and returns the stored one with
+        `already_present`, so a rerun of a release job passes; different content under a
+        name@version already published is refused (RollbackError).
         """
         keys = [key] if isinstance(key, PrivateKey) else list(key)
         if not keys:
             raise UsageError("publish: expected at least one signing key, found none")
         key = keys[0]
+        _check_release_label(name, version, expires)
         license = licenses.normalize(license)  # before any byte is hashed
         directory = Path(directory)
         files = scan_model_dir(directory)
@@ -292,6 +341,10 @@ class Client:
             )
             # Round-trip through the parser so we never sign what we would refuse to read.
             manifest = Manifest.from_dict(manifest.to_dict())
+            same = self._same_release(manifest)
+            if same is not None:
+                return Admitted(Verdict(same.manifest, same.digest, (), 0, 0), self.vault.snapshot_dir(same.manifest),
+                                same.envelope, already_present=True)
             envelope = Envelope(manifest.to_payload())
             for k in keys:
                 envelope = envelope.sign(k)
@@ -302,10 +355,23 @@ class Client:
         verdict = Verdict(manifest, envelope.digest, (), 0, 0)
         return Admitted(verdict, snapshot, envelope)
 
+    def _same_release(self, manifest: Manifest) -> Entry | None:
+        """The vault's release of manifest's name@version when it says exactly what `manifest`
+        says (its created time aside), else None."""
+        try:
+            held = self.vault.resolve(Ref(manifest.name, manifest.version))
+        except (NotFoundError, ManifestError):
+            return None
+        return held if replace(manifest, created=held.manifest.created) == held.manifest else None
+
     def _lineage_link(self, relation: str, ref: str) -> LineageLink:
         digest = None
         with contextlib.suppress(NotFoundError):  # a base from outside this vault is named, not pinned
             digest = self.vault.resolve(Ref.parse(ref)).digest
+        if digest is None:
+            warnings.warn(f"base model {ref} is not in this vault: the lineage names it but does not pin its "
+                          "manifest digest (import or pull the base first to pin it)", SeedvaultWarning,
+                          stacklevel=3)
         return LineageLink.from_dict(
             {"relation": relation, "ref": ref, **({"manifest_digest": digest} if digest else {})},
             "lineage",
@@ -466,7 +532,8 @@ class Client:
         verdict = evaluate(envelope, self.policy)
         # The directory named may be reached through a link (the user's choice); nothing in it may be one.
         directory = Path(directory).resolve()
-        check_exact_files(directory, verdict.manifest)
+        compare_file_sets(scan_files(directory, str(directory), not_published(verdict.manifest)), verdict.manifest,
+                          str(directory))
         hashing.verify_files(
             directory, expected_files(verdict.manifest), verdict.manifest.torrent.piece_length, progress,
             need_layers=False,

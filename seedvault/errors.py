@@ -63,6 +63,14 @@ class IntegrityError(VerificationError):
         self.found = found
 
 
+class MissingFilesError(IntegrityError):
+    """The directory that should hold a release's files is gone (a vault snapshot deleted by
+    hand, a bundle without files/): not found, rather than bytes that differ."""
+
+    exit_code = 4
+    http_status = 404
+
+
 class UnauthorizedError(PolicyError):
     """An operation that needs a credential (admin token, upload token) came without the right one."""
 

@@ -1,16 +1,22 @@
 """Where seedvault keeps its state, and the limits it enforces.
 
 `SEEDVAULT_HOME` puts everything (config, keys, vault) under one directory; without it,
-the platform's user directories are used (XDG on Linux).
+the platform's user directories are used (XDG on Linux). `config/seedvault.toml` holds the
+client's settings (today one: `registry = "URL"`, the registry used when a command needs
+one and `--registry` is not given; `SEEDVAULT_REGISTRY` overrides it).
 """
 
 from __future__ import annotations
 
 import os
+import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
 import platformdirs
+
+from seedvault._text import quote, toml_error
+from seedvault.errors import UsageError
 
 APP_NAME = "seedvault"
 
@@ -51,6 +57,10 @@ class Paths:
         return self.config_dir / "policy.toml"
 
     @property
+    def settings_file(self) -> Path:
+        return self.config_dir / "seedvault.toml"
+
+    @property
     def keys_dir(self) -> Path:
         return self.config_dir / "keys"
 
@@ -77,3 +87,35 @@ def worker_count() -> int:
     if override and override.isdigit() and int(override) > 0:
         return int(override)
     return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1))
+
+
+CLIENT_SETTINGS = ("registry",)
+
+
+def default_registry(where: Paths) -> str | None:
+    """The registry URL to use when none is given: $SEEDVAULT_REGISTRY, else `registry` in
+    config/seedvault.toml, else None. A settings file that does not read is an error, never
+    ignored."""
+    env = os.environ.get("SEEDVAULT_REGISTRY", "").strip()
+    if env:
+        return env
+    path = where.settings_file
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        return None
+    try:
+        data = tomllib.loads(raw.decode())
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        place, hint = toml_error(exc)
+        raise UsageError(f"settings file {path}: expected TOML, found invalid data {place}",
+                         hint=f'{hint}; it holds lines such as: registry = "http://registry.internal:8470"') from None
+    unknown = sorted(set(data) - set(CLIENT_SETTINGS))
+    if unknown:
+        raise UsageError(f"settings file {path}: unknown setting {quote(unknown[0])}; expected "
+                         + ", ".join(CLIENT_SETTINGS))
+    value = data.get("registry")
+    if value is not None and (not isinstance(value, str) or not value.startswith(("http://", "https://"))):
+        raise UsageError(f"settings file {path}: registry must be an http(s) URL in quotes",
+                         hint='registry = "http://registry.internal:8470"')
+    return value

@@ -213,7 +213,7 @@ def tensors_from_buffer(buf: np.ndarray, name: str, framework: str = "numpy") ->
             if np_dtype is None:
                 raise UsageError(
                     f"tensor {quote(t.name)} in {quote(name)} is {t.dtype}, which numpy cannot represent",
-                    hint="load with framework='pt' (requires torch)",
+                    hint="load with framework='pt' (needs PyTorch: pip install 'seedvault[torch]')",
                 )
             start = header.data_start + t.begin
             out[t.name] = buf[start : header.data_start + t.end].view(np_dtype).reshape(t.shape)
@@ -228,8 +228,8 @@ def _torch_tensors(buf: np.ndarray, header: SafetensorsHeader, name: str) -> dic
         import torch
     except ImportError:
         raise UsageError(
-            "framework='pt' needs PyTorch, which is not installed",
-            hint="pip install 'seedvault[torch]'",
+            "framework='pt' needs PyTorch, which is not installed: pip install 'seedvault[torch]'",
+            hint="or load with framework='numpy' (the default)",
         ) from None
     torch_dtypes = {
         "BOOL": torch.bool, "U8": torch.uint8, "I8": torch.int8, "I16": torch.int16,

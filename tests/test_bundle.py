@@ -24,7 +24,7 @@ from conftest import (
 
 from seedvault.bundle import FORMAT, export_bundle, import_bundle
 from seedvault.client import Client
-from seedvault.errors import IntegrityError, ManifestError, NotFoundError, SignatureError, UsageError
+from seedvault.errors import IntegrityError, NotFoundError, SignatureError, UsageError
 from seedvault.signing import Envelope, PrivateKey, PublicKey
 
 
@@ -139,17 +139,17 @@ def test_tar_truncated_member_refused(publisher: Client, receiver: Client, tmp_p
 
 def test_bundle_without_envelope_refused(receiver: Client, bundle: Path, tmp_path: Path) -> None:
     (bundle / "envelope.json").unlink()
-    with pytest.raises(ManifestError, match=r"expected envelope.json in the bundle, found none"):
+    with pytest.raises(NotFoundError, match=r"expected envelope.json in the bundle, found none"):
         import_bundle(receiver, bundle)
     out = _retar(bundle, tmp_path / "noenv.tar")
-    with pytest.raises(ManifestError, match=r"expected envelope.json"):
+    with pytest.raises(NotFoundError, match=r"expected envelope.json"):
         import_bundle(receiver, out)
     assert_vault_clean(receiver)
 
 
 def test_bundle_envelope_that_is_not_json_refused(receiver: Client, bundle: Path) -> None:
     (bundle / "envelope.json").write_text("<html>")
-    with pytest.raises(ManifestError, match="invalid JSON"):
+    with pytest.raises(UsageError, match="expected a signed envelope \\(JSON\\), found data that is not JSON"):
         import_bundle(receiver, bundle)
     assert_vault_clean(receiver)
 

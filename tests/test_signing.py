@@ -230,6 +230,9 @@ def test_policy_malformed_key_entry_refused(tmp_path: Path, pub_key: PrivateKey,
         ("version = 2\n", "expected policy version 1, found 2"),
         ("keys = [", "expected TOML"),
         ("keys = [1]\n", "expected a table"),
+        ('keys = "all"\n', "expected keys to be a list of tables"),
+        ("requird_approvals = 1\n", "unknown field requird_approvals; expected some of version"),
+        ('revoked = ["abc"]\n', "revoked: expected key ids \\(64 lowercase hex digits\\), found 'abc'"),
     ],
 )
 def test_policy_malformed_refused(tmp_path: Path, text: str, message: str) -> None:

@@ -9,6 +9,7 @@ deadline; every process, session and server is stopped in a fixture or `finally`
 from __future__ import annotations
 
 import dataclasses
+import json
 import signal
 import time
 from collections.abc import Callable, Iterator
@@ -184,7 +185,9 @@ def test_untrusted_envelope_downloads_nothing(tmp_path: Path, spawn: Spawn, publ
                       "--peer", format_endpoint(witness.endpoint), "--json", "--timeout", "20")
         assert child.wait(30) == 3, child.describe()
         errors = "\n".join(child.stderr)
-        assert "error:" in errors and "trusted publisher keys" in errors and "Traceback" not in errors, errors
+        error = json.loads([line for line in child.stderr if line][-1])["error"]  # --json: the error is JSON
+        assert error["type"] == "SignatureError" and error["exit_code"] == 3, errors
+        assert "trusted publisher keys" in error["message"] and "Traceback" not in errors, errors
         assert witness.connections(wait=1.0) == 0
         assert incoming_of(home) == [] and snapshots_of(home) == []
 

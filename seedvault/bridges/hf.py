@@ -57,9 +57,9 @@ from huggingface_hub.utils._validators import validate_repo_id
 from yaml import YAMLError  # type: ignore[import-untyped]
 
 from seedvault import licenses
-from seedvault._text import quote
+from seedvault._text import listing, quote
 from seedvault.bridges._files import copy_hashed, write_atomic
-from seedvault.client import Admitted, Client, Progress
+from seedvault.client import Admitted, Client, Progress, left_out
 from seedvault.errors import IntegrityError, NotFoundError, TransferError, UnsafePathError, UsageError
 from seedvault.manifest import check_relative_path
 from seedvault.settings import DEFAULT_PIECE_LENGTH
@@ -215,24 +215,28 @@ def find_snapshot(
 def _lookup(repo_id: str, cache_dir: Path | None, revision: str | None, download: bool) -> Path:
     try:
         validate_repo_id(repo_id)
-    except HFValidationError as exc:
+    except HFValidationError:
         raise UsageError(
             f"{quote(repo_id)}: expected a snapshot directory or a Hugging Face repo id (ORG/NAME), found neither",
-            hint=str(exc),
+            hint=_REPO_ID_RULE,
         ) from None
     try:
         folder = snapshot_download(
             repo_id, cache_dir=cache_dir, revision=revision, local_files_only=not download
         )
-    except LocalEntryNotFoundError as exc:
+    except LocalEntryNotFoundError:
         where = cache_dir or hf_constants.HF_HUB_CACHE
         raise NotFoundError(
             f"{repo_id}{'@' + revision if revision else ''}: expected a complete snapshot in the Hugging Face "
-            f"cache {where}, found none ({exc})",
+            f"cache {where}, found none",
             hint="download it first (hf download REPO_ID), pass --cache-dir, or use --download",
         ) from None
     except HfHubHTTPError as exc:
-        raise TransferError(f"{repo_id}: downloading from Hugging Face failed ({exc})") from None
+        status = getattr(getattr(exc, "response", None), "status_code", None)
+        raise TransferError(f"{repo_id}: downloading from Hugging Face failed"
+                            + (f" (HTTP {status})" if isinstance(status, int) else ""),
+                            hint="check the repo id and revision, your network, and HF_TOKEN for a gated "
+                            "or private repo") from None
     return Path(folder).absolute()
 
 
@@ -260,6 +264,8 @@ def _snapshot_files(snapshot: Path, repo_dir: Path) -> list[HfFile]:
         for name in names:
             entry = here / name
             rel = check_relative_path(entry.relative_to(snapshot).as_posix(), "snapshot file")
+            if left_out(rel):
+                continue  # not part of a model, as publish decides (.gitattributes, .git/, .cache/)
             found.append(_snapshot_file(entry, rel, blobs, roots))
     found.sort(key=lambda f: f.path.split("/"))
     return found
@@ -362,8 +368,8 @@ class Card:
             raise UsageError(f"{CARD} base_model: expected a repo id or a list of them, found {quote(raw)}")
         relation = data.get("base_model_relation")
         if relation is not None and relation not in HF_RELATIONS:
-            raise UsageError(f"{CARD} base_model_relation: expected one of {sorted(HF_RELATIONS)}, "
-                             f"found {quote(relation)}")
+            raise UsageError(f"{CARD} base_model_relation: expected one of "
+                             f"{listing(sorted(HF_RELATIONS), len(HF_RELATIONS))}, found {quote(relation)}")
         return cls(license_, bases, relation)
 
 
@@ -509,12 +515,16 @@ class HfExport:
                 "cache_dir": str(self.cache_dir), "snapshot": str(self.snapshot), "refs": list(self.refs)}
 
 
+_REPO_ID_RULE = ("a repo id is ORG/NAME: letters, digits, '-', '_' and '.', at most 96 characters, no '--' or "
+                 "'..', not starting or ending with '-' or '.'")
+
+
 def check_repo_id(repo_id: str) -> str:
     try:
         validate_repo_id(repo_id)
-    except HFValidationError as exc:
+    except HFValidationError:
         raise UsageError(f"repo id: expected ORG/NAME as Hugging Face accepts it, found {quote(repo_id)}",
-                         hint=str(exc)) from None
+                         hint=_REPO_ID_RULE) from None
     if repo_id.count("/") != 1:
         raise UsageError(f"repo id: expected ORG/NAME, found {quote(repo_id)}")
     return repo_id

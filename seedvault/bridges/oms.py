@@ -443,8 +443,8 @@ def import_oms(
         publishing = set(scan_model_dir(staged))
         if publishing != set(files):
             raise UsageError(
-                f"{directory}: the OMS signature covers {sorted(set(files) - publishing)}, which seedvault does "
-                "not publish (.git, .cache and root .gitignore/.gitattributes are left out of releases)",
+                f"{directory}: the OMS signature covers {listing(sorted(set(files) - publishing))}, which seedvault "
+                "does not publish (.git, .cache and root .gitignore/.gitattributes are left out of releases)",
                 hint="re-sign the model without those files",
             )
         admitted = client.publish(

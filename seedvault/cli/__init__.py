@@ -11,15 +11,16 @@ from __future__ import annotations
 
 import errno
 import importlib
+import json
 import sqlite3
 import sys
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import click
 
-from seedvault.cli._common import emit, json_option
+from seedvault.cli._common import emit, json_option, note
 from seedvault.client import Client
 from seedvault.errors import Error, SeedvaultWarning, TransferError
 from seedvault.signing import KEY_TYPES, PrivateKey
@@ -120,47 +121,97 @@ def keygen(client: Client, key_type: str, out: Path | None, passphrase_file: Pat
          f"({'encrypted' if passphrase else 'NOT encrypted'})\npublic key  {pub}\n"
          f"give people the key id by another channel than the public key, so they can check it")
     if passphrase is None and not no_passphrase and not terminal():
-        click.echo("note: the private key is not encrypted (no terminal to ask for a passphrase); "
-                   "--passphrase-file FILE encrypts it", err=True)
+        note("the private key is not encrypted (no terminal to ask for a passphrase); "
+                   "--passphrase-file FILE encrypts it", as_json)
+
+
+@cli.command()
+@click.argument("shell", type=click.Choice(["bash", "zsh", "fish"]))
+def completion(shell: str) -> None:
+    """Print the shell completion script for SHELL (commands, options, and REFs from the vault).
+
+    \b
+    bash:  eval "$(seedvault completion bash)"        (e.g. in ~/.bashrc)
+    zsh:   eval "$(seedvault completion zsh)"         (e.g. in ~/.zshrc)
+    fish:  seedvault completion fish > ~/.config/fish/completions/seedvault.fish
+    """
+    from click.shell_completion import get_completion_class
+
+    completer = get_completion_class(shell)
+    assert completer is not None  # the three choices are click's own
+    click.echo(completer(cli, {}, "seedvault", "_SEEDVAULT_COMPLETE").source())
 
 
 _PYTHON_SHOWWARNING = warnings.showwarning
+_json_errors = False  # --json on the command line: warnings and errors on stderr are JSON lines too
 
 
 def _show_warning(message: Warning | str, category: type[Warning], *_args: Any, **_kw: Any) -> None:
     """The library's warnings (a stale head, a yanked release used anyway) for people."""
     if issubclass(category, SeedvaultWarning):
-        click.echo(f"warning: {message}", err=True)
+        if _json_errors:
+            click.echo(json.dumps({"warning": str(message)}, ensure_ascii=False), err=True)
+        else:
+            click.echo(f"warning: {message}", err=True)
     else:
         _PYTHON_SHOWWARNING(message, category, *_args, **_kw)
 
 
+def _wants_json(argv: list[str]) -> bool:
+    """`--json` anywhere on the command line (before a `--`): errors are then JSON too."""
+    args = argv if argv is not None else sys.argv[1:]
+    return "--json" in (args[: args.index("--")] if "--" in args else args)
+
+
+def _fail(kind: str, message: str, hint: str | None, code: int, as_json: bool) -> NoReturn:
+    """Report an error on stderr (text, or one JSON object with --json) and exit with CODE."""
+    if as_json:
+        click.echo(json.dumps({"error": {"type": kind, "message": message, "hint": hint, "exit_code": code}},
+                              ensure_ascii=False), err=True)
+    else:
+        click.echo(f"error: {message}" + (f"\n  hint: {hint}" if hint else ""), err=True)
+    sys.exit(code)
+
+
+def _click_failure(exc: click.ClickException, as_json: bool) -> NoReturn:
+    """A click usage error (a wrong option, a missing argument): its message, and where help is."""
+    ctx = getattr(exc, "ctx", None)
+    hint = None
+    if ctx is not None:
+        hint = f"see: {ctx.command_path} --help"
+    if not as_json:
+        exc.show()
+        sys.exit(exc.exit_code)
+    kind = "UsageError" if isinstance(exc, click.UsageError) else "Error"
+    _fail(kind, exc.format_message(), hint, exc.exit_code, as_json)
+
+
 def main(argv: list[str] | None = None) -> Any:
-    """Entry point: run the CLI, turning expected errors into messages and exit codes."""
+    """Entry point: run the CLI, turning expected errors into messages and exit codes.
+
+    With `--json` on the command line, an error is one JSON object on stderr:
+    `{"error": {"type", "message", "hint", "exit_code"}}`, the hint its own field."""
     warnings.simplefilter("always", SeedvaultWarning)
     warnings.showwarning = _show_warning
+    global _json_errors
+    as_json = _json_errors = _wants_json(argv if argv is not None else sys.argv[1:])
     try:
         return cli.main(args=argv, prog_name="seedvault", standalone_mode=False)
     except click.exceptions.Abort:
-        click.echo("interrupted", err=True)
-        sys.exit(130)
+        _fail("Interrupted", "interrupted", None, 130, as_json)
     except click.ClickException as exc:
-        exc.show()
-        sys.exit(exc.exit_code)
+        _click_failure(exc, as_json)
     except Error as exc:
-        click.echo(f"error: {exc.diagnostics()}", err=True)
-        sys.exit(exc.exit_code)
+        _fail(type(exc).__name__, str(exc), exc.hint, exc.exit_code, as_json)
     except OSError as exc:
         if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
-            click.echo(f"error: no room to write {exc.filename or 'a file'} ({exc.strerror}); nothing partial "
-                       "was added to the vault. Free some space and run the command again.", err=True)
-            sys.exit(TransferError.exit_code)  # a disk failed to take the bytes
-        click.echo(f"error: {exc.strerror or exc}: {exc.filename or ''}".rstrip(": "), err=True)
-        sys.exit(1)
+            # a disk failed to take the bytes
+            _fail("InsufficientStorageError", f"no room to write {exc.filename or 'a file'} ({exc.strerror}); "
+                  "nothing partial was added to the vault", "free some space and run the command again",
+                  TransferError.exit_code, as_json)
+        _fail("Error", f"{exc.strerror or exc}: {exc.filename or ''}".rstrip(": "), None, 1, as_json)
     except sqlite3.Error as exc:
-        click.echo(f"error: the vault's database failed ({exc}); nothing partial was added to the vault. "
-                   "Is the disk full or read-only?", err=True)
-        sys.exit(TransferError.exit_code)
+        _fail("TransferError", f"the vault's database failed ({exc}); nothing partial was added to the vault",
+              "is the disk full or read-only?", TransferError.exit_code, as_json)
     except KeyboardInterrupt:
-        click.echo("interrupted", err=True)
-        sys.exit(130)
+        _fail("Interrupted", "interrupted", None, 130, as_json)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import sqlite3
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -12,12 +13,14 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import click
+from click.shell_completion import CompletionItem
 
 from seedvault import keyring
 from seedvault._text import quote
 from seedvault.client import Client
-from seedvault.errors import ManifestError, UsageError
+from seedvault.errors import Error, ManifestError, UsageError
 from seedvault.manifest import Ref, parse_time
+from seedvault.settings import default_registry, paths
 from seedvault.signing import PrivateKey
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -37,11 +40,22 @@ def json_option(f: F) -> F:
     return click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")(f)
 
 
-def emit(data: Any, as_json: bool, text: str | Callable[[], str]) -> None:
+def emit(data: Any, as_json: bool, text: str | Callable[[], str], *, err: bool = False) -> None:
+    """DATA as one line of JSON (with --json: JSON Lines when a command reports several
+    things, one complete object per line), else TEXT for people."""
     if as_json:
-        click.echo(json.dumps(data, indent=2, default=str))
+        click.echo(json.dumps(data, default=str, ensure_ascii=False, separators=(",", ":")), err=err)
     else:
-        click.echo(text() if callable(text) else text)
+        click.echo(text() if callable(text) else text, err=err)
+
+
+def note(text: str, as_json: bool) -> None:
+    """Something the user should know, on stderr: `note: TEXT`, or with --json one line
+    {"note": TEXT}, so stderr stays JSON Lines for a program."""
+    if as_json:
+        click.echo(json.dumps({"note": text}, ensure_ascii=False), err=True)
+    else:
+        click.echo(f"note: {text}", err=True)
 
 
 class RefType(click.ParamType[str]):
@@ -52,6 +66,24 @@ class RefType(click.ParamType[str]):
             return str(Ref.parse(str(value)))
         except UsageError as exc:
             self.fail(str(exc), param, ctx)
+
+    def shell_complete(self, ctx: click.Context, param: click.Parameter, incomplete: str) -> list[CompletionItem]:
+        """The vault's models (NS/NAME) and releases (NS/NAME@VERSION) that start with INCOMPLETE."""
+        return [CompletionItem(r) for r in vault_refs(ctx) if r.startswith(incomplete)]
+
+
+def vault_refs(ctx: click.Context) -> list[str]:
+    """Every NS/NAME and NS/NAME@VERSION in the vault of the command line's --home (for
+    shell completion: the group's callback has not run, so the client is opened here)."""
+    home = ctx.find_root().params.get("home")
+    if not paths(home).vault_dir.is_dir():
+        return []  # no vault there: nothing to offer, and nothing created by a completion
+    try:
+        with Client(home) as client:
+            refs = {e.manifest.ref for e in client.vault.entries()}
+    except (Error, OSError, sqlite3.Error):
+        return []  # completion offers nothing rather than failing the user's shell
+    return sorted({r.partition("@")[0] for r in refs} | refs)
 
 
 class TimeType(click.ParamType[datetime]):
@@ -69,6 +101,11 @@ class TimeType(click.ParamType[datetime]):
             return parse_time(text, "date")
         except ManifestError:
             self.fail(f"expected a date such as 2027-01-31 or 2027-01-31T12:00:00Z, found {quote(value)}", param, ctx)
+
+
+def complete_ref(ctx: click.Context, param: click.Parameter, incomplete: str) -> list[CompletionItem]:
+    """Shell completion for an argument that may be a REF (or something else, such as a directory)."""
+    return REF.shell_complete(ctx, param, incomplete)
 
 
 REF = RefType()
@@ -92,6 +129,20 @@ class KeyType(click.ParamType[Path]):
 
 
 KEY = KeyType()
+
+
+REGISTRY_HELP = ("Registry node URL (default: $SEEDVAULT_REGISTRY, or registry = \"URL\" in "
+                 "config/seedvault.toml).")
+
+
+def registry_url(client: Client, given: str | None, what: str) -> str:
+    """The registry a command needs: --registry, else the default (SEEDVAULT_REGISTRY or
+    `registry` in config/seedvault.toml)."""
+    url = given or default_registry(client.paths)
+    if url is None:
+        raise UsageError(f"{what} needs a registry node: expected --registry URL, SEEDVAULT_REGISTRY, or "
+                         f"registry = \"URL\" in {client.paths.settings_file}, found none")
+    return url
 
 
 def terminal() -> bool:

@@ -14,7 +14,16 @@ from typing import Any
 import click
 
 from seedvault._text import quote
-from seedvault.cli._common import DATE, REF, emit, json_option, signing_keys, signing_keys_option
+from seedvault.cli._common import (
+    DATE,
+    REF,
+    complete_ref,
+    emit,
+    json_option,
+    registry_url,
+    signing_keys,
+    signing_keys_option,
+)
 from seedvault.client import Client
 from seedvault.errors import Error, NotFoundError, UsageError, VerificationError
 from seedvault.head import Head
@@ -82,7 +91,7 @@ def _head_text(r: dict[str, Any]) -> str:
 
 
 @head.command("show")
-@click.argument("name")
+@click.argument("name", shell_complete=complete_ref)
 @click.option("--registry", help="Fetch the registry's heads first (judged under your policy).")
 @click.option("--dht-node", "dht_nodes", multiple=True,
               help="Fetch what the DHT says first (judged under your policy), joining it through HOST:PORT.")
@@ -157,8 +166,7 @@ def yank(client: Client, ref: str, reason: str | None, key_paths: tuple[Path, ..
     model does). With --registry and --admin-token-file, that node's admin hides it there."""
     wanted = _exact(ref)
     if admin_token_file is not None:
-        if registry is None:
-            raise click.UsageError("--admin-token-file goes with --registry: the node to yank it on")
+        registry = registry_url(client, registry, "an admin's yank (--admin-token-file)")
         result = RegistryClient(registry).yank(wanted.name, str(wanted.version), _admin_token(admin_token_file))
         emit(result, as_json, f"yanked {wanted} on {registry} (node admin; the publisher's head is unchanged)")
         return
@@ -191,7 +199,7 @@ def unyank(client: Client, ref: str, key_paths: tuple[Path, ...], passphrase_fil
 
 
 @head.command("refresh")
-@click.argument("name")
+@click.argument("name", shell_complete=complete_ref)
 @signing_keys_option
 @click.option("--expires", type=DATE, help="When the new head goes stale (default: in 30 days).")
 @click.option("--registry", help=_REGISTRY_HELP)
@@ -243,12 +251,15 @@ def sign(client: Client, ref: str, key_paths: tuple[Path, ...], passphrase_file:
 
 @click.command()
 @click.argument("ref", type=REF)
-@click.option("--registry", required=True, help="The registry node to remove it from.")
+@click.option("--registry", help="The registry node to remove it from (default: $SEEDVAULT_REGISTRY, or "
+              "registry = \"URL\" in config/seedvault.toml).")
 @click.option("--admin-token-file", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="The node's admin token.")
 @json_option
-def remove(ref: str, registry: str, admin_token_file: Path, as_json: bool) -> None:
+@click.pass_obj
+def remove(client: Client, ref: str, registry: str | None, admin_token_file: Path, as_json: bool) -> None:
     """Remove a model (every version) from a registry node, as its admin."""
+    registry = registry_url(client, registry, "remove")
     wanted = Ref.parse(ref)
     if wanted.version is not None:
         raise click.UsageError("a node removes a whole model: give NS/NAME (to hide one version, yank it)")

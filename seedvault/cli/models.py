@@ -14,10 +14,12 @@ from seedvault.cli._common import (
     DATE,
     REF,
     byte_progress,
+    complete_ref,
     emit,
     json_option,
     key_options,
     load_private_key,
+    note,
     signing_keys,
     signing_keys_option,
 )
@@ -57,7 +59,8 @@ def _manifest_summary(m: Manifest) -> dict[str, Any]:
 @click.option("--origin-url", help="Where the model comes from (source repository URL).")
 @click.option("--revision", help="Source revision (commit) the files were taken from.")
 @click.option("--notes", help="Free-form training or provenance notes.")
-@click.option("--base", "base_ref", help="The model this one derives from (REF).")
+@click.option("--base", "base_ref", type=REF, help="The model this one derives from (REF); pinned by digest when "
+              "it is in the vault.")
 @click.option("--relation", type=click.Choice(sorted(LINEAGE_RELATIONS)), help="How it derives from --base.")
 @click.option("--expires", type=DATE, help="Refuse this manifest after this date.")
 @click.option("--allow-pickle", is_flag=True, help="Publish pickle files (.bin .pt ...) although they run code.")
@@ -85,12 +88,17 @@ def publish(
             expires=expires, allow_pickle=allow_pickle, progress=progress,
         )
     m = result.verdict.manifest
+    if result.already_present:
+        emit({**_manifest_summary(m), "digest": result.envelope.digest, "already_published": True,
+              "snapshot": str(result.snapshot), "info_hash_v2": m.torrent.info_hash_v2}, as_json,
+             f"already published {m.ref} with these files ({result.envelope.digest}); nothing changed")
+        return
     if not any(k.covers(m.name) and k.role == "publisher" for k in client.policy.keys_by_id(key.key_id)):
-        click.echo(f"note: your own policy does not trust key {key.key_id[:16]} for {m.name}, so verify, load, "
+        note(f"your own policy does not trust key {key.key_id[:16]} for {m.name}, so verify, load, "
                    f"export and seed will refuse it here; to trust it: seedvault trust add {key_path}.pub "
-                   f"--role publisher --scope '{m.name.split('/')[0]}/*'", err=True)
+                   f"--role publisher --scope '{m.name.split('/')[0]}/*'", as_json)
     emit(
-        {**_manifest_summary(m), "digest": result.envelope.digest, "key_id": key.key_id,
+        {**_manifest_summary(m), "digest": result.envelope.digest, "already_published": False, "key_id": key.key_id,
          "key_ids": [k.key_id for k in keys],
          "snapshot": str(result.snapshot), "info_hash_v2": m.torrent.info_hash_v2},
         as_json,
@@ -117,7 +125,7 @@ def approve(client: Client, ref: str, key_path: Path, passphrase_file: Path | No
 
 
 @click.command()
-@click.argument("target")
+@click.argument("target", shell_complete=complete_ref)
 @click.option("--envelope", "envelope_path", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="Verify a directory TARGET against this envelope instead of a vault REF.")
 @click.option("--fast", is_flag=True, help="Trust files unchanged since their last full verification.")
@@ -206,11 +214,14 @@ def list_(client: Client, as_json: bool) -> None:
 @click.argument("ref", type=REF)
 @click.argument("dest", type=click.Path(path_type=Path))
 @click.option("--tar", "as_tar", is_flag=True, help="Write one tar file instead of a directory.")
+@json_option
 @click.pass_obj
-def export(client: Client, ref: str, dest: Path, as_tar: bool) -> None:
+def export(client: Client, ref: str, dest: Path, as_tar: bool, as_json: bool) -> None:
     """Write REF as a self-contained bundle (envelope, files, signers' public keys)."""
     path = export_bundle(client, ref, dest, as_tar=as_tar)
-    click.echo(f"exported {ref} to {path}")
+    entry = client.vault.resolve(ref)
+    emit({"ref": entry.manifest.ref, "digest": entry.digest, "bundle": str(path), "tar": as_tar}, as_json,
+         f"exported {entry.manifest.ref} to {path}")
 
 
 @click.command("import")

@@ -5,13 +5,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import sys
 import time
 from dataclasses import replace
 from pathlib import Path
 
 import click
 
-from seedvault.cli._common import REF, emit, json_option
+from seedvault.cli._common import REF, REGISTRY_HELP, emit, json_option, registry_url
 from seedvault.client import Client
 from seedvault.errors import RollbackError, VerificationError
 from seedvault.registry import NodeConfig, RegistryClient, SyncReport, sync
@@ -36,27 +37,39 @@ def load_config(config_path: Path | None, client: Client, host: str | None, port
 @click.option("--config", "config_path", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="Node config (TOML): host, port, public_url, admin_token, upstreams, mirror_interval ...")
 @click.option("--access-log", is_flag=True, help="Log every request (costs about 40% of peak request rate).")
+@json_option
 @click.pass_obj
-def serve(client: Client, host: str | None, port: int | None, config_path: Path | None, access_log: bool) -> None:
+def serve(client: Client, host: str | None, port: int | None, config_path: Path | None, access_log: bool,
+          as_json: bool) -> None:
     """Run a registry node: API, web seed, tracker, and a seed of every model it holds.
 
-    It accepts, serves and mirrors only what the trust policy of its home accepts.
+    It accepts, serves and mirrors only what the trust policy of its home accepts. It says
+    where it serves once it listens (with --json, one line {"serving": URL} on stdout); a
+    port in use is refused first (exit 2).
     """
     config = load_config(config_path, client, host, port)
     client.close()  # the node opens its own handles on the same home
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    click.echo(f"registry node on {config.base_url} (Ctrl-C to stop)", err=True)
+
+    def ready(url: str) -> None:
+        if as_json:
+            emit({"serving": url}, True, "")
+            sys.stdout.flush()
+        else:
+            click.echo(f"registry node on {url} (Ctrl-C to stop)", err=True)
+
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(serve_node(config, logging.getLogger("aiohttp.access") if access_log else None))
+        asyncio.run(serve_node(config, logging.getLogger("aiohttp.access") if access_log else None, ready))
 
 
 @click.command()
 @click.argument("ref", type=REF)
-@click.option("--registry", required=True, help="Registry node URL.")
+@click.option("--registry", help=REGISTRY_HELP)
 @json_option
 @click.pass_obj
-def push(client: Client, ref: str, registry: str, as_json: bool) -> None:
+def push(client: Client, ref: str, registry: str | None, as_json: bool) -> None:
     """Upload a release from the vault to a registry node."""
+    registry = registry_url(client, registry, "push")
     entry = client.vault.resolve(ref)
     client.verify(entry.manifest.ref, fast=True)  # never push bytes that no longer verify
     node = RegistryClient(registry)
@@ -70,12 +83,15 @@ def push(client: Client, ref: str, registry: str, as_json: bool) -> None:
 
 @click.command()
 @click.argument("text", required=False)
-@click.option("--registry", required=True, help="Registry node URL.")
+@click.option("--registry", help=REGISTRY_HELP)
 @click.option("--publisher", help="Only releases signed by this publisher key id (or prefix).")
 @click.option("--license", "license_", help="Only releases under this SPDX license.")
 @json_option
-def search(text: str | None, registry: str, publisher: str | None, license_: str | None, as_json: bool) -> None:
+@click.pass_obj
+def search(client: Client, text: str | None, registry: str | None, publisher: str | None, license_: str | None,
+           as_json: bool) -> None:
     """Search a registry node (what it lists is not trusted until you pull and verify)."""
+    registry = registry_url(client, registry, "search")
     models = RegistryClient(registry).search(text, publisher=publisher, license=license_)
     emit(models, as_json, lambda: "\n".join(
         f"{m['name']}@{m['version']:<12} {m['license']:<14} {m['size']:>14} bytes  {m['publisher']}"

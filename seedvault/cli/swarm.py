@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import signal
 import sys
 import threading
@@ -15,10 +14,11 @@ from typing import Any, TypeVar
 
 import click
 
+from seedvault._text import count
 from seedvault.bridges.hf import export_hf
-from seedvault.cli._common import KEY, REF, emit, json_option, load_private_key
+from seedvault.cli._common import KEY, REF, emit, json_option, load_private_key, note, registry_url
 from seedvault.client import Client
-from seedvault.errors import IntegrityError, UsageError
+from seedvault.errors import IntegrityError, NotFoundError, UsageError, VerificationError
 from seedvault.manifest import Ref
 from seedvault.p2p import Swarm, SwarmConfig, TransferStats, format_endpoint, magnet_link, parse_endpoint, torrent_bytes
 from seedvault.p2p.torrent import Magnet, parse_magnet
@@ -116,7 +116,10 @@ class _SeedLoop:
         self.cards: dict[str, str] = {}
 
     def _say(self, doc: dict[str, Any], text: str) -> None:
-        click.echo(json.dumps(doc) if self.as_json else text, err=not self.as_json)
+        if self.as_json:
+            emit(doc, True, "")  # one JSON line on stdout
+        else:
+            click.echo(text, err=True)
         sys.stdout.flush()
 
     def round(self) -> None:
@@ -140,7 +143,7 @@ class _SeedLoop:
             self.announcer.handle(alert)
         done = self.announcer.poll()
         for reason in done.refused:
-            click.echo(f"not announced: {reason}", err=True)
+            note(f"not announced: {reason}", self.as_json)
         if done.put:
             self._say({"announced": done.put, "cards": self.cards}, f"announced in the DHT: {', '.join(done.put)}")
 
@@ -170,13 +173,18 @@ def seed(client: Client, refs: tuple[str, ...], listen: str, lan: bool, dht_node
         raise click.UsageError("--key signs DHT pointers: give --dht-node HOST:PORT too")
     keys = [load_private_key(p, passphrase_file) for p in key_paths]
     with _stop_on_signals() as stop, Swarm(_config(listen, lan, dht_nodes, upload_limit, super_seed)) as swarm:
+        if not refs and not client.vault.entries():
+            raise NotFoundError("nothing to seed: the vault is empty",
+                                hint="publish, import or pull a model first (seedvault list shows the vault)")
         report = start_seeding(client, swarm, refs or None)
-        for ref, reason in report.refused:
-            click.echo(f"refusing to seed {ref}: {reason}", err=True)
+        refused = _refusals(report.refused, as_json)
         if not report.seeding:
-            raise click.ClickException("nothing to seed: no model in the vault verifies")
+            where = "asked for" if refs else "in the vault"
+            raise VerificationError(f"nothing to seed: none of the {count(len(report.refused), 'model')} {where} "
+                                    "verifies or may be seeded (see the reasons above)",
+                                    hint="seedvault verify REF says why; seedvault trust list shows your policy")
         endpoint = format_endpoint(swarm.endpoint)
-        emit({"listening": endpoint, **report.to_dict()}, as_json,
+        emit({"listening": endpoint, "seeding": report.seeding, "refused": refused}, as_json,
              f"seeding {', '.join(report.seeding)} on {endpoint} (Ctrl-C to stop)")
         sys.stdout.flush()
         loop = _SeedLoop(client, swarm, report, everything=not refs, keys=keys, every=announce_every, as_json=as_json)
@@ -184,7 +192,21 @@ def seed(client: Client, refs: tuple[str, ...], listen: str, lan: bool, dht_node
         _serve(swarm, stop, duration, loop)
         uploaded = {ref: int(h.status().total_payload_upload) for ref, h in report.handles.items()}
     emit({"stopped": True, "uploaded": uploaded}, as_json,
-         "stopped seeding; uploaded " + ", ".join(f"{r} {_mb(n)} MB" for r, n in uploaded.items()))
+         "stopped seeding; uploaded " + ", ".join(f"{r} {_mb(n)}" for r, n in uploaded.items()))
+
+
+def _refusals(refused: list[tuple[str, str]], as_json: bool) -> list[dict[str, Any]]:
+    """Each model not seeded, and why, said on stderr (a {"note"} line with --json); returned
+    for the JSON report, the hint its own field."""
+    out = []
+    for ref, reason in refused:
+        text, _, hint = reason.partition("\n  hint: ")
+        if as_json:
+            note(f"refusing to seed {ref}: {text}", True)
+        else:
+            click.echo(f"refusing to seed {ref}: {reason}", err=True)
+        out.append({"ref": ref, "reason": text, "hint": hint or None})
+    return out
 
 
 class _Bar:
@@ -227,7 +249,8 @@ def _mb(n: int) -> str:
 @click.argument("ref", metavar="REF|MAGNET")
 @click.option("--envelope", "envelope_path", type=click.Path(exists=True, path_type=Path),
               help="The signed envelope (JSON), or a bundle directory or tar holding one.")
-@click.option("--registry", help="A registry node to get the envelope and torrent from (it is not trusted).")
+@click.option("--registry", help="A registry node to get the envelope and torrent from (it is not trusted); "
+              "without --envelope, default $SEEDVAULT_REGISTRY or registry = \"URL\" in config/seedvault.toml.")
 @click.option("--peer", "peers", multiple=True, type=ENDPOINT, help="A peer to fetch from; repeatable.")
 @click.option("--web-seed", "web_seeds", multiple=True, help="HTTP web seed base URL (BEP 19); repeatable.")
 @click.option("--tracker", "trackers", multiple=True, help="BitTorrent tracker announce URL; repeatable.")
@@ -255,6 +278,8 @@ def pull(client: Client, ref: str, envelope_path: Path | None, registry: str | N
     if magnet is not None:
         peers += tuple(parse_endpoint(p, "x.pe in the magnet link") for p in magnet.peers)
         web_seeds += magnet.web_seeds
+    elif envelope_path is None and registry is None and not dht_nodes:
+        registry = registry_url(client, None, "pull without --envelope or --dht-node")
     config = _config(listen, lan, dht_nodes, upload_limit, super_seed)
     with _stop_on_signals() as stop, Swarm(config) as swarm:
         if magnet is not None and envelope_path is None and registry is None:
@@ -322,15 +347,18 @@ def _pull_and_report(client: Client, ref: str, envelope: Envelope, torrent_data:
         hf = export_hf(client, report.ref, hf_cache, hf_repo_id) if hf_cache is not None else None
         emit({**report.to_dict(), **({"hf": hf.to_dict()} if hf else {})}, as_json, lambda: (
             f"{'already had' if report.already_present else 'pulled'} {report.ref} ({report.digest[:16]}), verified\n"
-            f"  {_mb(s.done)} in {s.elapsed:.1f} s: from seeds {_mb(s.from_seeds)}, from peers {_mb(s.from_peers)}, "
-            f"from web seeds {_mb(s.from_web)}; resumed {_mb(s.resumed)}; uploaded {_mb(s.uploaded)}\n"
-            f"  hash failures {s.hash_failures}; banned peers: {', '.join(s.banned) or 'none'}\n"
-            f"  snapshot {report.snapshot}"
+            + ("  already verified in the vault: nothing downloaded\n" if report.already_present else
+               f"  {_mb(s.done)} in {s.elapsed:.1f} s: from seeds {_mb(s.from_seeds)}, from peers {_mb(s.from_peers)}, "
+               f"from web seeds {_mb(s.from_web)}; resumed {_mb(s.resumed)}; uploaded {_mb(s.uploaded)}\n"
+               f"  hash failures {s.hash_failures}; banned peers: {', '.join(s.banned) or 'none'}\n")
+            + f"  snapshot {report.snapshot}"
             + (f"\n  hf cache {hf.snapshot} ({hf.repo_id} @ {hf.revision})" if hf else "")))
         if keep_seeding:
             seeded = start_seeding(client, swarm, [report.ref])
-            click.echo(json.dumps({"listening": format_endpoint(swarm.endpoint), **seeded.to_dict()})
-                       if as_json else f"seeding {report.ref} on {format_endpoint(swarm.endpoint)} (Ctrl-C to stop)")
+            refused = _refusals(seeded.refused, as_json)
+            emit({"listening": format_endpoint(swarm.endpoint), "seeding": seeded.seeding, "refused": refused},
+                 as_json,
+                 f"seeding {report.ref} on {format_endpoint(swarm.endpoint)} (Ctrl-C to stop)")
             sys.stdout.flush()
             loop = _SeedLoop(client, swarm, seeded, everything=False, keys=[], every=300.0, as_json=as_json)
             loop.round()
@@ -349,7 +377,7 @@ def torrent(client: Client, ref: str, out: Path | None, web_seeds: tuple[str, ..
     """Write REF's BitTorrent v2 .torrent (derived from its manifest) and print its magnet link."""
     manifest, _ti, _snapshot = seed_torrent(client, ref)
     data = torrent_bytes(manifest, stored_layers(client, manifest), web_seeds=web_seeds, trackers=trackers)
-    path = out or Path(f"{manifest.torrent_name}.torrent")
+    path = (out or Path(f"{manifest.torrent_name}.torrent")).absolute()  # default: the current directory
     path.write_bytes(data)
     from seedvault.p2p import cards
 
@@ -357,4 +385,4 @@ def torrent(client: Client, ref: str, out: Path | None, web_seeds: tuple[str, ..
                                {cards.ENVELOPE_CARD: client.vault.resolve(manifest.ref).envelope.to_json()})
     magnet = magnet_link(manifest, web_seeds=web_seeds, envelope_card=cards.card_info_hash(card))
     emit({"ref": manifest.ref, "torrent": str(path), "info_hash_v2": manifest.torrent.info_hash_v2,
-          "magnet": magnet}, as_json, f"wrote {path}\n{magnet}")
+          "magnet": magnet}, as_json, f"wrote the torrent of {manifest.ref} to {path}\nmagnet link: {magnet}")

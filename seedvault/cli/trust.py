@@ -9,9 +9,9 @@ import click
 
 from seedvault._text import count, listing, quote
 from seedvault.bundle import is_bundle, read_bundle_keys
-from seedvault.cli._common import emit, json_option, terminal
+from seedvault.cli._common import emit, json_option, note, terminal
 from seedvault.client import Client
-from seedvault.signing import ROLES, PublicKey, TrustedKey
+from seedvault.signing import ROLES, PublicKey, TrustedKey, TrustPolicy
 from seedvault.signing.policy import check_scope
 
 
@@ -28,9 +28,10 @@ def trust() -> None:
 @click.option("--key-id", help="The key's id as its owner told you by another channel; required for a key "
               "taken from a bundle (unless you confirm it at a terminal).")
 @click.option("--name", default="", help="A label for people.")
+@json_option
 @click.pass_obj
 def trust_add(client: Client, source: Path, role: str, scopes: tuple[str, ...], key_id: str | None,
-              name: str) -> None:
+              name: str, as_json: bool) -> None:
     """Trust a public key for a role: a .pub file, or one of the keys a bundle carries.
 
     A bundle is not evidence of who made it: its keys are trusted only when --key-id gives
@@ -47,9 +48,10 @@ def trust_add(client: Client, source: Path, role: str, scopes: tuple[str, ...], 
         raise click.UsageError(f"key {key.key_id} is revoked in your policy; refusing to trust it again "
                                "(seedvault trust unrevoke KEYID first, if you are sure)")
     client.save_policy(policy.with_key(TrustedKey(key, role, checked, name)))  # type: ignore[arg-type]
-    click.echo(f"trusted {key.key_id} ({key.key_type}) as {role} for {', '.join(checked)}")
+    emit({"trusted": key.key_id, "type": key.key_type, "role": role, "scopes": list(checked), "name": name},
+         as_json, f"trusted {key.key_id} ({key.key_type}) as {role} for {', '.join(checked)}")
     if "*" in checked:
-        click.echo("note: trusted for every namespace (--scope '*')", err=True)
+        note("trusted for every namespace (--scope '*')", as_json)
 
 
 def _inside_bundle(path: Path) -> bool:
@@ -136,33 +138,39 @@ def _one_key(key_id: str, known: set[str], what: str, *, ahead: bool = False) ->
 
 @trust.command("revoke")
 @click.argument("key_id")
+@json_option
 @click.pass_obj
-def trust_revoke(client: Client, key_id: str) -> None:
+def trust_revoke(client: Client, key_id: str, as_json: bool) -> None:
     """Revoke a key (full id, or a unique prefix of a trusted key's id)."""
     policy = client.policy
     full = _one_key(key_id, {k.key_id for k in policy.keys}, "trusted key", ahead=True)
     client.save_policy(policy.revoke(full))
-    click.echo(f"revoked {full}: its signatures no longer count, including on models already in the vault")
+    emit({"revoked": full}, as_json,
+         f"revoked {full}: its signatures no longer count, including on models already in the vault")
 
 
 @trust.command("remove")
 @click.argument("key_id")
 @click.option("--role", type=click.Choice(ROLES), help="Stop trusting it for this role only (default: every role).")
+@json_option
 @click.pass_obj
-def trust_remove(client: Client, key_id: str, role: str | None) -> None:
+def trust_remove(client: Client, key_id: str, role: str | None, as_json: bool) -> None:
     """Stop trusting a key (without revoking it: trusting it again later stays possible)."""
     policy = client.policy
     full = _one_key(key_id, {k.key_id for k in policy.keys if role in (None, k.role)}, "trusted key")
     kept = tuple(k for k in policy.keys if not (k.key_id == full and role in (None, k.role)))
     client.save_policy(replace(policy, keys=kept))
-    click.echo(f"no longer trusted{f' as {role}' if role else ''}: {full}; models it alone signed no longer verify")
+    roles = sorted({k.role for k in policy.keys if k.key_id == full and role in (None, k.role)})
+    emit({"removed": full, "roles": roles}, as_json,
+         f"no longer trusted{f' as {role}' if role else ''}: {full}; models it alone signed no longer verify")
 
 
 @trust.command("unrevoke")
 @click.argument("key_id")
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation (for scripts).")
+@json_option
 @click.pass_obj
-def trust_unrevoke(client: Client, key_id: str, yes: bool) -> None:
+def trust_unrevoke(client: Client, key_id: str, yes: bool, as_json: bool) -> None:
     """Lift a revocation: every signature the key ever made counts again."""
     policy = client.policy
     full = _one_key(key_id, set(policy.revoked), "revoked key")
@@ -175,7 +183,7 @@ def trust_unrevoke(client: Client, key_id: str, yes: bool) -> None:
         if not click.confirm("Lift the revocation?", default=False, err=True):
             raise click.UsageError("revocation kept")
     client.save_policy(replace(policy, revoked=policy.revoked - {full}))
-    click.echo(f"revocation lifted: {full}")
+    emit({"unrevoked": full}, as_json, f"revocation lifted: {full}")
 
 
 @trust.command("require")
@@ -185,8 +193,10 @@ def trust_unrevoke(client: Client, key_id: str, yes: bool) -> None:
               help="Refuse a model's head past its expiry (freeze defence), or only warn (the default).")
 @click.option("--yanked", type=click.Choice(["refuse", "warn"]),
               help="What load, snapshot_path and pull do with a yanked release (default: refuse).")
+@json_option
 @click.pass_obj
-def trust_require(client: Client, approvals: int | None, fresh_heads: bool | None, yanked: str | None) -> None:
+def trust_require(client: Client, approvals: int | None, fresh_heads: bool | None, yanked: str | None,
+                  as_json: bool) -> None:
     """Require approvals, fresh heads, and what a yank means here."""
     if approvals is None and fresh_heads is None and yanked is None:
         raise click.UsageError("expected at least one of --approvals N, --fresh-heads/--stale-heads-ok, "
@@ -196,8 +206,9 @@ def trust_require(client: Client, approvals: int | None, fresh_heads: bool | Non
                      fresh_heads=policy.fresh_heads if fresh_heads is None else fresh_heads,
                      yanked=policy.yanked if yanked is None else yanked)  # type: ignore[arg-type]
     client.save_policy(policy)
-    click.echo(f"approvals required: {policy.required_approvals}; fresh heads required: "
-               f"{'yes' if policy.fresh_heads else 'no (stale heads warn)'}; yanked releases: {policy.yanked}")
+    emit({"approvals": policy.required_approvals, "fresh_heads": policy.fresh_heads, "yanked": policy.yanked},
+         as_json, f"approvals required: {policy.required_approvals}; fresh heads required: "
+         f"{'yes' if policy.fresh_heads else 'no (stale heads warn)'}; yanked releases: {policy.yanked}")
 
 
 @trust.group("licenses")
@@ -207,20 +218,86 @@ def licenses() -> None:
 
 @licenses.command("allow")
 @click.argument("spdx", nargs=-1, required=True)
+@json_option
 @click.pass_obj
-def licenses_allow(client: Client, spdx: tuple[str, ...]) -> None:
+def licenses_allow(client: Client, spdx: tuple[str, ...], as_json: bool) -> None:
     """Add SPDX licenses to the allowed list (creating the list turns the filter on).
 
     Ids match case-insensitively (apache-2.0 is Apache-2.0); LicenseRef-NAME names a license
     SPDX does not list. A model under `A OR B` needs one of them allowed, under `A AND B` both."""
     policy = client.policy.allow_licenses(spdx)
     client.save_policy(policy)
-    click.echo(f"licenses allowed: {', '.join(policy.allowed_licenses or ())}")
+    emit({"licenses": list(policy.allowed_licenses or ())}, as_json,
+         f"licenses allowed: {', '.join(policy.allowed_licenses or ())}")
 
 
 @licenses.command("any")
+@json_option
 @click.pass_obj
-def licenses_any(client: Client) -> None:
+def licenses_any(client: Client, as_json: bool) -> None:
     """Accept any license again."""
     client.save_policy(replace(client.policy, allowed_licenses=None))
-    click.echo("licenses allowed: any")
+    emit({"licenses": None}, as_json, "licenses allowed: any")
+
+
+@trust.command("export")
+@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--force", is_flag=True, help="Overwrite FILE if it exists.")
+@json_option
+@click.pass_obj
+def trust_export(client: Client, file: Path, force: bool, as_json: bool) -> None:
+    """Write the whole trust policy (keys with their public keys, revocations, requirements)
+    to FILE, for `seedvault trust import FILE` on other machines."""
+    if file.exists() and not force:
+        raise click.UsageError(f"{file} already exists; choose another file, or --force to overwrite it")
+    policy = client.policy
+    policy.save(file)
+    emit({"file": str(file.absolute()), "keys": len(policy.keys), "revoked": len(policy.revoked)}, as_json,
+         f"wrote the trust policy to {file.absolute()}: {count(len(policy.keys), 'trusted key')}, "
+         f"{count(len(policy.revoked), 'revocation')}")
+
+
+def _entries(policy: TrustPolicy) -> set[tuple[str, str, tuple[str, ...]]]:
+    return {(k.key_id, k.role, k.scopes) for k in policy.keys}
+
+
+@trust.command("import")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--merge", is_flag=True, help="Add FILE's keys and revocations to your policy, keeping your other "
+              "keys and your requirements (default: replace your policy with FILE's).")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation when revocations would be lifted (scripts).")
+@json_option
+@click.pass_obj
+def trust_import(client: Client, file: Path, merge: bool, yes: bool, as_json: bool) -> None:
+    """Take a trust policy written by `trust export` (a fleet's policy).
+
+    FILE is read and validated whole (every key, scope, license, setting) before anything
+    changes. By default it replaces your policy; with --merge its keys and revocations are
+    added to yours. Lifting a revocation you hold asks for confirmation, like trust unrevoke."""
+    incoming = TrustPolicy.load(file)
+    current = client.policy
+    if merge:
+        new = current
+        for k in incoming.keys:
+            new = new.with_key(k)
+        new = replace(new, revoked=current.revoked | incoming.revoked)
+    else:
+        new = incoming
+    lifted = sorted(current.revoked - new.revoked)
+    if lifted and not yes:
+        warning = (f"importing {file} lifts {count(len(lifted), 'revocation')} ({listing(lifted)}): every signature "
+                   "those keys made counts again, including any made after they were lost or stolen.")
+        if not terminal():
+            raise click.UsageError(f"{warning} Confirm with --yes, or run this at a terminal")
+        click.echo(warning, err=True)
+        if not click.confirm("Import it?", default=False, err=True):
+            raise click.UsageError("policy unchanged")
+    client.save_policy(new)
+    added = sorted({e[0] for e in _entries(new) - _entries(current)})
+    dropped = sorted({e[0] for e in _entries(current) - _entries(new)})
+    newly = sorted(new.revoked - current.revoked)
+    data = {"file": str(file), "mode": "merge" if merge else "replace", "keys": len(new.keys),
+            "added": added, "removed": dropped, "revocations_lifted": lifted, "revoked": newly}
+    emit(data, as_json, f"{'merged' if merge else 'replaced your policy with'} {file}: "
+         f"{count(len(new.keys), 'trusted key')}; added or changed {listing(added)}; no longer trusted "
+         f"{listing(dropped)}; newly revoked {listing(newly)}; revocations lifted {listing(lifted)}")

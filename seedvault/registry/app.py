@@ -14,9 +14,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import logging
 import multiprocessing
 import os
+import socket
 import stat
 import threading
 import time
@@ -537,9 +539,16 @@ def _sync_all(app: web.Application) -> None:
             log.warning("mirror sync from %s failed: %s", upstream, exc)
             continue
         for ref in report.added:
+            log.info("mirror: added %s from %s", ref, upstream)
             app[WORKER].submit(node.seed_ref, ref)
+        for ref in report.signed:
+            log.info("mirror: took new signatures on %s from %s", ref, upstream)
+        for name in report.heads:
+            log.info("mirror: took a newer head of %s from %s", name, upstream)
         for ref, reason in report.refused:
             log.info("mirror: refused %s from %s: %s", ref, upstream, reason)
+        for ref, reason in report.failed:
+            log.warning("mirror: could not copy %s from %s: %s", ref, upstream, reason)
 
 
 def create_app(config: NodeConfig) -> web.Application:
@@ -652,13 +661,58 @@ class CappedSite(web.TCPSite):
         self._bound_port = self._server.sockets[0].getsockname()[1] if self._server.sockets else self._port
 
 
-async def serve(config: NodeConfig, access_log: logging.Logger | None = None) -> None:
-    """Run a node until cancelled (Ctrl-C) or SIGTERM, with every bound of its config."""
+def check_bindable(host: str, port: int) -> None:
+    """Refuse, before anything is opened, an address the node cannot listen on (a port in
+    use, an address not on this machine), in the user's terms."""
+    if port == 0:
+        return
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror:
+        raise UsageError(f"host {host!s}: expected an address or name of this machine, found one that does not "
+                         "resolve", hint="use --host 127.0.0.1, or an address of one of this machine's "
+                         "interfaces") from None
+    for family, kind, proto, _name, address in infos:
+        with socket.socket(family, kind, proto) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the server itself binds
+            try:
+                probe.bind(address)
+            except OSError as exc:
+                raise _bind_error(host, port, exc) from None
+
+
+def _bind_error(host: str, port: int, exc: OSError) -> UsageError:
+    if exc.errno == errno.EADDRINUSE:
+        return UsageError(f"cannot listen on {host}:{port}: the port is already in use",
+                          hint="stop the program using it (another seedvault serve?), or choose another --port")
+    if exc.errno == errno.EACCES:
+        return UsageError(f"cannot listen on {host}:{port}: permission denied (ports below 1024 need privileges)",
+                          hint="choose a --port above 1023")
+    if exc.errno == errno.EADDRNOTAVAIL:
+        return UsageError(f"cannot listen on {host}:{port}: {host} is not an address of this machine",
+                          hint="use --host 127.0.0.1, or an address of one of this machine's interfaces")
+    return UsageError(f"cannot listen on {host}:{port}: {exc.strerror or 'the system refused'}")
+
+
+async def serve(config: NodeConfig, access_log: logging.Logger | None = None,
+                on_ready: Callable[[str], None] | None = None) -> None:
+    """Run a node until cancelled (Ctrl-C) or SIGTERM, with every bound of its config.
+
+    A port in use is refused before the node opens anything; `on_ready` gets the node's URL
+    once it listens."""
+    check_bindable(config.host, config.port)
     runner = web.AppRunner(create_app(config), access_log=access_log, handle_signals=True, shutdown_timeout=10,
                            **runner_kwargs(config))
     await runner.setup()
     try:
-        await CappedSite(runner, config.host, config.port, cap=config.max_connections).start()
+        site = CappedSite(runner, config.host, config.port, cap=config.max_connections)
+        try:
+            await site.start()
+        except OSError as exc:
+            raise _bind_error(config.host, config.port, exc) from None
+        if on_ready is not None:
+            port = site._bound_port if config.port == 0 else config.port
+            on_ready(config.public_url.rstrip("/") if config.public_url else f"http://{config.host}:{port}")
         await asyncio.Event().wait()
     finally:
         await runner.cleanup()

@@ -9,6 +9,8 @@ with a size bound.
 from __future__ import annotations
 
 import contextlib
+import socket
+import ssl
 import time
 import urllib.error
 import urllib.request
@@ -19,15 +21,20 @@ from urllib.parse import quote, urlencode, urlsplit
 
 from seedvault import _json
 from seedvault._text import cut
+from seedvault._text import quote as quote_text
 from seedvault.errors import (
     Error,
     NotFoundError,
     OversizeError,
     PolicyError,
+    RemovedError,
     RollbackError,
+    SignatureError,
     TransferError,
+    UnauthorizedError,
     UsageError,
     VerificationError,
+    YankedError,
     by_name,
 )
 from seedvault.head import Head
@@ -57,7 +64,7 @@ class RegistryClient:
     def __init__(self, base_url: str, timeout: float = TIMEOUT) -> None:
         parts = urlsplit(base_url)
         if parts.scheme not in ("http", "https") or not parts.netloc:
-            raise UsageError(f"registry URL: expected http(s)://HOST[:PORT], found {base_url!r}")
+            raise UsageError(f"registry URL: expected http(s)://HOST[:PORT], found {quote_text(base_url)}")
         self.base_url = base_url.rstrip("/")
         self.timeout = timeout
 
@@ -76,8 +83,10 @@ class RegistryClient:
         except urllib.error.HTTPError as exc:
             raise _http_error(exc, method, url) from None
         except (urllib.error.URLError, OSError) as exc:
-            raise TransferError(f"{method} {url}: the registry did not answer ({exc})",
-                                hint="check the --registry URL and that the node is running") from None
+            raise TransferError(f"could not reach the registry at {self.base_url} ({method} {path.split('?')[0]}): "
+                                f"{_unreachable(exc)}",
+                                hint="check the registry URL (--registry, SEEDVAULT_REGISTRY or registry = in "
+                                "config/seedvault.toml), that the node is running, and the network between") from None
         if len(data) > limit:
             raise TransferError(f"{method} {url}: expected at most {limit} bytes, the response is longer")
         return bytes(data)
@@ -323,9 +332,40 @@ def _http_error(exc: urllib.error.HTTPError, method: str, url: str) -> Error:
         hint = cut(str(hint), MAX_ERROR_TEXT) if hint else None
     except (Error, KeyError, TypeError):
         message, hint = cut(str(exc.reason), MAX_ERROR_TEXT), None
-    text = f"registry refused {method} {url} ({exc.code}): {message}"
     cls = by_name(kind) or _BY_STATUS.get(exc.code, TransferError)
-    return cls(text, hint=hint)
+    if issubclass(cls, SignatureError | PolicyError) and not issubclass(cls, UnauthorizedError | RemovedError
+                                                                          | YankedError):
+        # The node judged it under the node's own trust policy: its hint names the node's
+        # local commands, which are not the user's to run.
+        return cls(f"the registry at {_base(url)} refused {method} {urlsplit(url).path} ({exc.code}) under the "
+                   f"node's trust policy (not yours): {message}",
+                   hint="ask the node's operator to trust the signing key for this namespace and role on the "
+                   "node (there: seedvault --home NODE_HOME trust add KEY.pub --role ROLE --scope 'NS/*'), or use "
+                   "a node that does")
+    return cls(f"registry refused {method} {url} ({exc.code}): {message}", hint=hint)
+
+
+def _base(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}"
+
+
+def _unreachable(exc: BaseException) -> str:
+    """Why a connection failed, in words (not urllib's `<urlopen error [Errno 111] ...>`)."""
+    reason = exc.reason if isinstance(exc, urllib.error.URLError) else exc
+    if isinstance(reason, socket.timeout | TimeoutError):
+        return "no answer in time"
+    if isinstance(reason, socket.gaierror):
+        return "the host name does not resolve"
+    if isinstance(reason, ssl.SSLError):
+        return "the TLS connection failed (certificate or protocol)"
+    if isinstance(reason, ConnectionRefusedError):
+        return "connection refused (nothing listens on that port)"
+    if isinstance(reason, ConnectionResetError):
+        return "the connection was reset"
+    if isinstance(reason, OSError) and reason.strerror:
+        return reason.strerror[:1].lower() + reason.strerror[1:]
+    return "the connection failed"
 
 
 _BY_STATUS: dict[int, type[Error]] = {

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import difflib
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from seedvault._text import listing, toml_error
 from seedvault.errors import UsageError
 
 MAX_JSON_BODY = 16 * 1024 * 1024  # envelopes are small; anything bigger is refused
@@ -53,8 +55,10 @@ class NodeConfig:
         known = set(cls.__dataclass_fields__)
         unknown = sorted(set(data) - known)
         if unknown:
-            raise UsageError(f"{source}: unknown settings {', '.join(unknown[:10])}; "
-                             f"expected some of {', '.join(sorted(known))}")
+            close = [m for u in unknown for m in difflib.get_close_matches(u, sorted(known), 1)]
+            raise UsageError(f"{source}: unknown {'setting' if len(unknown) == 1 else 'settings'} "
+                             f"{listing(unknown)}; expected some of {listing(sorted(known), len(known))}",
+                             hint=f"did you mean {listing(close)}?" if close else None)
         values: dict[str, Any] = dict(data)
         if "home" in values:
             values["home"] = Path(str(values["home"])).expanduser()
@@ -82,8 +86,9 @@ class NodeConfig:
             data = tomllib.loads(path.read_text())
         except FileNotFoundError:
             raise UsageError(f"config file {path} does not exist") from None
-        except tomllib.TOMLDecodeError as exc:
-            raise UsageError(f"config file {path}: expected TOML, found invalid data ({exc})") from None
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+            where, hint = toml_error(exc)
+            raise UsageError(f"config file {path}: expected TOML, found invalid data {where}", hint=hint) from None
         return cls.from_dict(data, str(path))
 
 

@@ -74,17 +74,17 @@ def sync(
             envelope = remote.envelope(release["name"], release["version"])
             client.judge(envelope)  # local policy, before any byte moves
         except VerificationError as exc:
-            report.refused.append((ref, str(exc)))
+            report.refused.append((ref, _reason(ref, exc)))
             continue
         except Error as exc:
-            report.failed.append((ref, str(exc)))
+            report.failed.append((ref, _reason(ref, exc)))
             continue
         try:
             torrent = remote.torrent(release["name"], release["version"])
             pulled = pull(client, ref, envelope, torrent=torrent, config=SwarmConfig(), timeout=timeout,
                           on_status=check_stop)
         except Error as exc:
-            report.failed.append((ref, str(exc)))
+            report.failed.append((ref, _reason(ref, exc)))
             continue
         entry = client.vault.get(pulled.digest)
         try:
@@ -104,6 +104,12 @@ def sync(
         if name in held_names and newer:
             _sync_head(client, index, remote, name, report)
     return report
+
+
+def _reason(ref: str, exc: Error) -> str:
+    """Why a release was not copied, without repeating the ref the report already names."""
+    text = str(exc)
+    return text[len(ref) + 2:] if text.startswith(f"{ref}: ") else text
 
 
 def _has_new_signers(client: Client, release: dict[str, Any]) -> bool:

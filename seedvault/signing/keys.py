@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -16,6 +17,7 @@ from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 
+from seedvault._text import quote
 from seedvault.errors import NotFoundError, UsageError
 
 KeyType = Literal["ed25519", "p256"]
@@ -65,8 +67,11 @@ class PublicKey:
         raw = pem.encode() if isinstance(pem, str) else pem
         try:
             key = serialization.load_pem_public_key(raw)
-        except (ValueError, UnsupportedAlgorithm) as exc:
-            raise UsageError(f"{source}: expected a PEM public key, found unreadable data ({exc})") from None
+        except (ValueError, UnsupportedAlgorithm):
+            found = _pem_found(raw)
+            raise UsageError(f"{source}: expected a PEM public key (Ed25519 or ECDSA P-256), found "
+                             + ("a public key block that does not parse (damaged?)" if found == "a public key"
+                                else found), hint=_pem_hint(raw, public=True)) from None
         return cls(_check_public(key, source))
 
     @classmethod
@@ -107,7 +112,7 @@ class PrivateKey:
             return cls(ed25519.Ed25519PrivateKey.generate())
         if key_type == "p256":
             return cls(ec.generate_private_key(ec.SECP256R1()))
-        raise UsageError(f"key type: expected one of {', '.join(KEY_TYPES)}, found {key_type!r}")
+        raise UsageError(f"key type: expected one of {', '.join(KEY_TYPES)}, found {quote(str(key_type))}")
 
     @classmethod
     def load(cls, path: str | os.PathLike[str], passphrase: bytes | None = None) -> PrivateKey:
@@ -121,16 +126,20 @@ class PrivateKey:
                 else f"private key {path}: it is not encrypted, but a passphrase was given",
                 hint="set SEEDVAULT_KEY_PASSPHRASE or pass --passphrase-file",
             ) from None
-        except (ValueError, UnsupportedAlgorithm) as exc:
+        except (ValueError, UnsupportedAlgorithm):
+            found = _pem_found(raw)
             raise UsageError(
-                f"private key {path}: expected a PEM private key (Ed25519 or ECDSA P-256), "
-                f"found unreadable data or a wrong passphrase ({exc})"
+                f"private key {path}: a wrong passphrase, or a damaged key file" if found == "an encrypted private key"
+                else f"private key {path}: expected a PEM private key (Ed25519 or ECDSA P-256), found "
+                + (f"{found} that does not parse (damaged?)" if found == "a private key" else found),
+                hint=_pem_hint(raw, public=False),
             ) from None
         if isinstance(key, ed25519.Ed25519PrivateKey):
             return cls(key)
         if isinstance(key, ec.EllipticCurvePrivateKey) and isinstance(key.curve, ec.SECP256R1):
             return cls(key)
-        raise UsageError(f"private key {path}: expected Ed25519 or ECDSA P-256, found {type(key).__name__}")
+        raise UsageError(f"private key {path}: expected Ed25519 or ECDSA P-256, found {_kind_of_key(key)}",
+                         hint="make a key seedvault uses: seedvault keygen (Ed25519) or seedvault keygen --type p256")
 
     def save(self, path: Path, passphrase: bytes | None = None) -> Path:
         """Write FILE (private, mode 0600) and FILE.pub; refuse to overwrite either."""
@@ -160,6 +169,20 @@ _SMALL_ORDER = frozenset(bytes.fromhex(h) for h in (
 ))
 
 
+def _kind_of_key(key: object) -> str:
+    """A key's algorithm in people's words ("an RSA key", "an ECDSA P-384 key"), not a class name."""
+    name = type(key).__name__.lstrip("_").lower()
+    if isinstance(key, ec.EllipticCurvePublicKey | ec.EllipticCurvePrivateKey):
+        curves = {"secp384r1": "P-384", "secp521r1": "P-521", "secp256k1": "secp256k1"}
+        return f"an ECDSA {curves.get(key.curve.name, key.curve.name)} key"
+    for word, label in (("rsa", "an RSA key"), ("dsa", "a DSA key"), ("ed448", "an Ed448 key"),
+                        ("x25519", "an X25519 key (for encryption, not signing)"),
+                        ("x448", "an X448 key (for encryption, not signing)")):
+        if word in name:
+            return label
+    return "a key of another algorithm"
+
+
 def _check_public(key: object, source: str) -> _PublicKey:
     if isinstance(key, ed25519.Ed25519PublicKey):
         raw = key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
@@ -171,7 +194,8 @@ def _check_public(key: object, source: str) -> _PublicKey:
         return key
     if isinstance(key, ec.EllipticCurvePublicKey) and isinstance(key.curve, ec.SECP256R1):
         return key
-    raise UsageError(f"{source}: expected an Ed25519 or ECDSA P-256 public key, found {type(key).__name__}")
+    raise UsageError(f"{source}: expected an Ed25519 or ECDSA P-256 public key, found {_kind_of_key(key)}",
+                     hint="make a key seedvault uses: seedvault keygen (Ed25519) or seedvault keygen --type p256")
 
 
 def _read(path: str | os.PathLike[str]) -> bytes:
@@ -181,3 +205,30 @@ def _read(path: str | os.PathLike[str]) -> bytes:
         raise NotFoundError(f"key file {path} does not exist") from None
     except IsADirectoryError:
         raise UsageError(f"key file {path}: expected a file, found a directory") from None
+
+
+_PEM_LABEL = re.compile(rb"-----BEGIN ([A-Z0-9 ]{1,40})-----")
+
+
+def _pem_found(raw: bytes) -> str:
+    """What a key file holds, in a person's words (never the crypto library's text)."""
+    match = _PEM_LABEL.search(raw)
+    if match is None:
+        return "an empty file" if not raw.strip() else "no PEM block (a PEM key starts with -----BEGIN ...-----)"
+    label = match.group(1).decode()
+    if "PRIVATE KEY" in label:
+        return "a private key" if "ENCRYPTED" not in label else "an encrypted private key"
+    if label == "PUBLIC KEY":
+        return "a public key"
+    return f"a PEM block of another kind ({label})"
+
+
+def _pem_hint(raw: bytes, *, public: bool) -> str | None:
+    found = _pem_found(raw)
+    if public and "private key" in found:
+        return "give the public key (the .pub file beside the private key), never the private key"
+    if not public and found == "a public key":
+        return "this is a public key; --key takes the private key file (or its key id)"
+    if not public and "private key" in found:
+        return "check the passphrase (--passphrase-file or SEEDVAULT_KEY_PASSPHRASE)"
+    return "make a key with: seedvault keygen"

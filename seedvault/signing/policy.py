@@ -8,6 +8,7 @@ silently ignored.
 
 from __future__ import annotations
 
+import difflib
 import fnmatch
 import os
 import re
@@ -19,7 +20,7 @@ from typing import Any, Literal
 import tomli_w
 
 from seedvault import licenses as _licenses
-from seedvault._text import quote
+from seedvault._text import listing, quote, toml_error
 from seedvault.errors import NotFoundError, UsageError
 from seedvault.signing.keys import PublicKey
 
@@ -30,6 +31,21 @@ ROLES: tuple[Role, ...] = ("publisher", "approver", "timestamp")
 YankedRule = Literal["refuse", "warn"]
 YANKED_RULES: tuple[YankedRule, ...] = ("refuse", "warn")
 _SCOPE = re.compile(r"^(\*|[A-Za-z0-9._*-]+/[A-Za-z0-9._*-]+)$")
+
+
+_POLICY_FIELDS = ("version", "publisher_threshold", "required_approvals", "allowed_licenses", "yanked",
+                  "fresh_heads", "revoked", "keys")
+_KEY_FIELDS = ("id", "name", "role", "scopes", "public_key")
+_KEY_ID = re.compile(r"[0-9a-f]{64}")
+
+
+def _known_fields(table: dict[str, Any], known: tuple[str, ...], where: str) -> None:
+    unknown = sorted(set(table) - set(known))
+    if unknown:
+        close = [m for u in unknown for m in difflib.get_close_matches(u, known, 1)]
+        raise UsageError(f"{where}: unknown {'field' if len(unknown) == 1 else 'fields'} {listing(unknown)}; "
+                         f"expected some of {listing(known, len(known))}",
+                         hint=f"did you mean {listing(close)}?" if close else None)
 
 
 def check_scope(scope: str) -> str:
@@ -119,11 +135,16 @@ class TrustPolicy:
     def from_dict(cls, data: dict[str, Any], source: str = "policy") -> TrustPolicy:
         if data.get("version", 1) != 1:
             raise UsageError(f"{source}: expected policy version 1, found {quote(data.get('version'))}")
+        _known_fields(data, _POLICY_FIELDS, source)  # a misspelt requirement must not be silently dropped
+        entries = data.get("keys", [])
+        if not isinstance(entries, list):
+            raise UsageError(f"{source}: expected keys to be a list of tables ([[keys]]), found {quote(entries)}")
         keys = []
-        for i, entry in enumerate(data.get("keys", [])):
+        for i, entry in enumerate(entries):
             where = f"{source}: keys[{i}]"
             if not isinstance(entry, dict):
                 raise UsageError(f"{where}: expected a table")
+            _known_fields(entry, _KEY_FIELDS, where)
             role = entry.get("role")
             if role not in ROLES:
                 raise UsageError(f"{where}: expected role {', '.join(ROLES[:-1])} or {ROLES[-1]}, found {quote(role)}")
@@ -143,6 +164,9 @@ class TrustPolicy:
         for field_name, value in (("revoked", revoked), ("allowed_licenses", allowed)):
             if value is not None and not (isinstance(value, list) and all(isinstance(v, str) for v in value)):
                 raise UsageError(f"{source}: expected {field_name} to be a list of strings, found {quote(value)}")
+        for r in revoked:
+            if not _KEY_ID.fullmatch(r):
+                raise UsageError(f"{source}: revoked: expected key ids (64 lowercase hex digits), found {quote(r)}")
         thresholds = {
             k: data.get(k, default) for k, default in (("publisher_threshold", 1), ("required_approvals", 0))
         }
@@ -180,7 +204,8 @@ class TrustPolicy:
         try:
             data = tomllib.loads(raw.decode())
         except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-            raise UsageError(f"trust policy {path}: expected TOML, found invalid data ({exc})") from None
+            where, hint = toml_error(exc)
+            raise UsageError(f"trust policy {path}: expected TOML, found invalid data {where}", hint=hint) from None
         return cls.from_dict(data, str(path))
 
     def save(self, path: Path) -> None:
