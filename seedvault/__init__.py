@@ -107,17 +107,19 @@ def pull(
 ) -> PullReport:
     """Fetch `ref` from the swarm into the vault, verified, and return what happened.
 
-    The signed envelope comes from `envelope` (a JSON file, or a bundle directory or tar)
-    or from a `registry` node URL; it is judged under the local policy before any
-    connection is opened. Peers are `"host:port"` strings; `lan` turns on LAN discovery
-    and `dht_nodes` joins a (private) DHT. Bytes are verified before they reach the vault.
+    The signed envelope comes from `envelope` (a JSON file, or a bundle directory or tar),
+    a `registry` node URL, or (neither given) the DHT joined through `dht_nodes`; it is
+    judged under the local policy before any model byte is asked for. Peers are
+    `"host:port"` strings; `lan` turns on LAN discovery and `dht_nodes` joins a (private)
+    DHT. Bytes are verified before they reach the vault.
     """
-    from seedvault.p2p import SwarmConfig, parse_endpoint
+    from seedvault.p2p import Swarm, SwarmConfig, parse_endpoint
     from seedvault.sources import release_source
     from seedvault.swarming import pull as _pull
 
     config = SwarmConfig(lan=lan, dht_nodes=tuple(parse_endpoint(n, "DHT node") for n in dht_nodes))
-    with Client(home) as client:
-        ref, signed, torrent = release_source(client, ref, envelope=envelope, registry=registry)
-        return _pull(client, ref, signed, config=config, peers=[parse_endpoint(p, "peer") for p in peers],
+    with Client(home) as client, Swarm(config) as swarm:
+        # With neither an envelope nor a registry, the DHT (through dht_nodes) is the source.
+        ref, signed, torrent = release_source(client, ref, envelope=envelope, registry=registry, swarm=swarm)
+        return _pull(client, ref, signed, peers=[parse_endpoint(p, "peer") for p in peers], swarm=swarm,
                      web_seeds=web_seeds, trackers=trackers, torrent=torrent, timeout=timeout)

@@ -118,6 +118,28 @@ def import_bundle(client: Client, source: Path, progress: Progress | None = None
     return admitted
 
 
+def import_directory(client: Client, directory: Path, envelope_source: Path,
+                     progress: Progress | None = None) -> Admitted:
+    """Admit a model whose files another tool fetched (another BitTorrent client, a copy by
+    hand) into DIRECTORY, with its envelope from a file or bundle: the envelope judged first,
+    then exactly the manifest's files copied and verified, as for a bundle. A BitTorrent client
+    writes a torrent's files under its name, so `DIRECTORY/<torrent name>/` is taken when it
+    exists."""
+    envelope = read_envelope_source(envelope_source)
+    if not directory.is_dir():
+        raise UsageError(f"{directory}: expected a directory holding the model's files, found "
+                         + ("nothing" if not os.path.lexists(directory) else "another kind of file"))
+
+    def fill(manifest: Manifest, staged: Path) -> None:
+        root = directory / manifest.torrent_name
+        files_dir = root if root.is_dir() and not root.is_symlink() else directory
+        _refuse_links(files_dir)
+        check_exact_files(files_dir, manifest, str(files_dir))
+        copy_files(files_dir, manifest, staged)
+
+    return client.admit(envelope, fill, progress)
+
+
 def read_bundle_heads(source: Path) -> list[Envelope]:
     """The heads a bundle carries (`heads.json`), unjudged; none if it has none."""
     where = f"{source}: bundle"

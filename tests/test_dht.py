@@ -277,3 +277,54 @@ def test_head_pointer_format_is_bounded_and_canonical() -> None:
     for bad in (raw + b"x", raw.replace(b"1:f", b"1:g"), b"d1:fi2ee", b"le", raw[:-1]):
         with pytest.raises(ManifestError):
             Pointer.decode(bad, "DHT item")
+
+
+def test_import_files_fetched_by_another_bittorrent_client(tmp_path: Path, spawn: Spawn,
+                                                           released: tuple[Published, Path],
+                                                           pub_key: PrivateKey) -> None:
+    """A plain libtorrent session (as another client would) downloads the .torrent `seedvault
+    torrent` wrote; `import DIR --envelope FILE` then admits exactly those files, verified."""
+    import libtorrent as lt
+
+    published, _key_file = released
+    seed = spawn(published.home, "seed", "--json")
+    host, port = parse_endpoint(seed.next_doc(30)["listening"])
+    ok(published.home, "torrent", "acme/swarm@1.0", "--out", tmp_path / "model.torrent")
+    other = lt.session({"listen_interfaces": "127.0.0.1:0", "enable_dht": False, "enable_lsd": False,
+                        "enable_upnp": False, "enable_natpmp": False, "enable_outgoing_utp": False,
+                        "enable_incoming_utp": False, "allow_multiple_connections_per_ip": True})
+    try:
+        atp = lt.add_torrent_params()
+        atp.ti = lt.torrent_info(str(tmp_path / "model.torrent"))
+        atp.save_path = str(tmp_path / "downloads")
+        handle = other.add_torrent(atp)
+        handle.connect_peer((host, port))
+        deadline = time.monotonic() + 60
+        while not handle.status().is_seeding and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert handle.status().is_seeding, handle.status().state
+        other.remove_torrent(handle)
+        time.sleep(0.5)
+    finally:
+        other.pause()
+        del other
+    home = new_peer(tmp_path / "receiver", pub_key)
+    done = ok(home, "import", tmp_path / "downloads", "--envelope", published.envelope_path, "--json").json()
+    assert done["ref"] == "acme/swarm@1.0" and done["digest"] == published.envelope.digest
+    with Client(home) as client:
+        client.verify("acme/swarm@1.0", fast=False)
+    # A file the manifest does not list, or one changed byte: refused, and nothing enters the vault.
+    root = tmp_path / "downloads" / published.manifest.torrent_name
+    (root / "extra.bin").write_bytes(b"x")
+    fresh = new_peer(tmp_path / "fresh", pub_key)
+    r = refused(fresh, 3, "import", tmp_path / "downloads", "--envelope", published.envelope_path)
+    assert "extra.bin" in r.err
+    (root / "extra.bin").unlink()
+    victim = next(p for p in root.rglob("*.safetensors"))
+    data = bytearray(victim.read_bytes())
+    data[-1] ^= 1
+    victim.write_bytes(bytes(data))
+    r = refused(fresh, 3, "import", tmp_path / "downloads", "--envelope", published.envelope_path)
+    assert victim.name in r.err
+    with Client(fresh) as client:
+        assert not client.vault.entries()

@@ -437,7 +437,7 @@ def test_python_api_pull_from_a_peer(tmp_path: Path, published: Published, pub_k
     assert report.stats.done == published.manifest.total_size
     assert_holds_verified_copy(home, published)
     assert seedvault.load(published.ref, home=home)
-    with pytest.raises(seedvault.UsageError, match="exactly one of"):
+    with pytest.raises(seedvault.UsageError, match="no source for the signed envelope"):
         seedvault.pull(published.ref, home=home)
 
 

@@ -226,11 +226,17 @@ def export(client: Client, ref: str, dest: Path, as_tar: bool, as_json: bool) ->
 
 @click.command("import")
 @click.argument("bundle", type=click.Path(exists=True, path_type=Path))
+@click.option("--envelope", "envelope_path", type=click.Path(exists=True, path_type=Path),
+              help="BUNDLE is a plain directory of the model's files (e.g. fetched by another BitTorrent "
+              "client); this is its signed envelope (a JSON file, or a bundle holding one).")
 @json_option
 @click.pass_obj
-def import_(client: Client, bundle: Path, as_json: bool) -> None:
-    """Verify BUNDLE under your policy, then add it to the vault."""
+def import_(client: Client, bundle: Path, envelope_path: Path | None, as_json: bool) -> None:
+    """Verify BUNDLE (or DIR with --envelope) under your policy, then add it to the vault."""
+    from seedvault.bundle import import_directory
+
     with byte_progress(f"verifying {bundle.name}", None, not as_json) as progress:
-        result = import_bundle(client, bundle, progress)
+        result = (import_directory(client, bundle, envelope_path, progress) if envelope_path is not None
+                  else import_bundle(client, bundle, progress))
     emit({**result.verdict.to_dict(), "snapshot": str(result.snapshot)}, as_json,
          lambda: _verdict_text(result.verdict) + f"\n  snapshot  {result.snapshot}")
