@@ -26,6 +26,7 @@ from seedvault.signing import PrivateKey, PublicKey
 
 MAX_ITEM_VALUE = 1000  # BEP 44
 MAX_SALT = 64
+ANSWER_GRACE = 0.5  # s to wait for other nodes' answers once one item verified
 
 
 @dataclass(frozen=True)
@@ -109,8 +110,15 @@ def get_item(swarm: Swarm, public_key: bytes, salt: bytes, timeout: float = 10.0
     swarm.wait_for_dht()
     swarm.session.dht_get_mutable_item(public_key, salt)
     best: Item | None = None
+    found_at = 0.0
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
+        if best is not None:
+            # The lookup ends only when every queried node answered or timed out, and nodes
+            # that left the DHT take seconds each: once an item verifies, wait a little for
+            # a higher seq from the other nodes, not for the stragglers. (Freshness is decided
+            # by the signed head inside, against the one held.)
+            deadline = min(deadline, found_at + ANSWER_GRACE)
         for alert in swarm.pop_alerts(wait=0.2):
             if not isinstance(alert, lt.dht_mutable_item_alert):
                 continue
@@ -121,6 +129,8 @@ def get_item(swarm: Swarm, public_key: bytes, salt: bytes, timeout: float = 10.0
             if isinstance(value, bytes) and value and len(value) <= MAX_ITEM_VALUE:
                 item = Item(public_key, salt, int(alert.seq), value, bytes(alert.signature))
                 if check_signature(item) and (best is None or item.seq > best.seq):
+                    if best is None:
+                        found_at = time.monotonic()
                     best = item
             if alert.authoritative:
                 return best
