@@ -109,6 +109,18 @@ def listing(items: Iterable[str], limit: int = MAX_LIST_ITEMS, *, item_limit: in
     return f"{', '.join(shown[:-1])} and {shown[-1]}"
 
 
+def human_size(n: int) -> str:
+    """Bytes for people: 812 B, 4.2 kB, 91.6 MB, 13.5 GB (powers of 1000, as disks are sold)."""
+    if n < 1000:
+        return f"{n} B"
+    value = float(n)
+    for unit in ("kB", "MB", "GB", "TB", "PB"):
+        value /= 1000
+        if value < 999.95 or unit == "PB":
+            return f"{value:.1f} {unit}"
+    raise AssertionError("unreachable")
+
+
 def count(n: int, noun: str, plural: str | None = None) -> str:
     """'1 file', '40,000 files'."""
     return f"{n:,} {noun if n == 1 else plural or noun + 's'}"

@@ -33,7 +33,7 @@ from seedvault.client import Admitted, Client, Progress, check_exact_files, comp
 from seedvault.errors import IntegrityError, ManifestError, NotFoundError, OversizeError, UnsafePathError, UsageError
 from seedvault.manifest import Manifest, check_relative_path
 from seedvault.settings import MAX_ENVELOPE_BYTES, MAX_FILES_PER_MANIFEST, READ_CHUNK
-from seedvault.signing import Envelope, PublicKey
+from seedvault.signing import Envelope, PublicKey, Verdict
 from seedvault.signing.dsse import check_envelope_size
 
 FORMAT = "seedvault-bundle/1"
@@ -463,26 +463,55 @@ def _import_tar(client: Client, source: Path, tar: tarfile.TarFile, progress: Pr
     def fill(manifest: Manifest, staged: Path) -> None:
         if meta is not None:
             check_meta(meta, envelope, manifest, str(source))
-        present = {n.removeprefix("files/") for n, m in members.items() if n.startswith("files/") and m.isfile()}
-        compare_file_sets(present, manifest, f"{source}: bundle")
-        for f in manifest.files:  # every size checked before a byte is copied
-            member = members[f"files/{f.path}"]
-            if member.size != f.size:
-                raise IntegrityError(
-                    f"file {quote(f.path)}: expected {f.size} bytes, found {member.size}",
-                    path=f.path, expected=str(f.size), found=str(member.size),
-                )
-        for f in manifest.files:
-            member = members[f"files/{f.path}"]
-            target = staged / f.path
-            target.parent.mkdir(parents=True, exist_ok=True)
-            src = tar.extractfile(member)
-            if src is None:
-                raise UnsafePathError(f"tar member {quote(member.name)}: cannot be read as a file")
-            with src, open(target, "xb") as dst:
-                _copy(src, dst)
+        _extract_files(tar, members, manifest, staged, source)
 
     return client.admit(envelope, fill, progress)
+
+
+def _extract_files(tar: tarfile.TarFile, members: dict[str, tarfile.TarInfo], manifest: Manifest, staged: Path,
+                   source: Path) -> None:
+    """Exactly the manifest's files from a bundle tar into STAGED, every size checked first."""
+    present = {n.removeprefix("files/") for n, m in members.items() if n.startswith("files/") and m.isfile()}
+    compare_file_sets(present, manifest, f"{source}: bundle")
+    for f in manifest.files:  # every size checked before a byte is copied
+        member = members[f"files/{f.path}"]
+        if member.size != f.size:
+            raise IntegrityError(
+                f"file {quote(f.path)}: expected {f.size} bytes, found {member.size}",
+                path=f.path, expected=str(f.size), found=str(member.size),
+            )
+    for f in manifest.files:
+        member = members[f"files/{f.path}"]
+        target = staged / f.path
+        target.parent.mkdir(parents=True, exist_ok=True)
+        src = tar.extractfile(member)
+        if src is None:
+            raise UnsafePathError(f"tar member {quote(member.name)}: cannot be read as a file")
+        with src, open(target, "xb") as dst:
+            _copy(src, dst)
+
+
+def verify_bundle(client: Client, source: Path, progress: Progress | None = None) -> Verdict:
+    """Check a bundle (directory or tar) under the local policy without importing it: the
+    envelope judged, then every file against both signed digests (a tar's files are read
+    through a private staging copy, removed afterwards)."""
+    if source.is_dir():
+        envelope = _read_envelope_file(source / "envelope.json", str(source))
+        manifest = Manifest.from_payload(envelope.payload)
+        if os.path.lexists(source / "bundle.json"):
+            check_meta(_read_meta(source / "bundle.json", str(source)), envelope, manifest, str(source))
+        _refuse_links(source / "files")
+        return client.verify_dir(source / "files", envelope, progress)
+    if not _is_tar(source):
+        _not_a_bundle(source)
+    with _open_tar(source) as tar:
+        members = _members(tar)
+        envelope = _tar_envelope(tar, members, source)
+        client.judge(envelope)  # untrusted: nothing is extracted
+        manifest = Manifest.from_payload(envelope.payload)
+        with client.vault.staging(f"verify-{envelope.digest[:16]}") as staged:
+            _extract_files(tar, members, manifest, staged, source)
+            return client.verify_dir(staged, envelope, progress)
 
 
 def _read_member(tar: tarfile.TarFile, member: tarfile.TarInfo) -> bytes:

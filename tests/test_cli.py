@@ -324,3 +324,36 @@ def test_no_room_to_write_leaves_vault_clean(world: World) -> None:
     assert not list((vault / "snapshots").rglob("*")) and not list((vault / "incoming").iterdir())
     assert not list((vault / "blobs").iterdir())
     ok(world.recv_home, "import", bundle)  # with room again, the same bundle imports
+
+
+def test_verify_a_bundle_where_it_is(world: World) -> None:
+    """`verify BUNDLE` checks a bundle directory or tar under the policy without importing it."""
+    publish(world)
+    tar = export_tar(world)
+    folder = world.tmp / "bundle-dir"
+    ok(world.pub_home, "export", "acme/tiny@1.0", folder)
+    trust_publisher(world, world.recv_home)
+    for bundle in (tar, folder):
+        out = ok(world.recv_home, "verify", bundle, "--json").json()
+        assert out["ref"] == "acme/tiny@1.0"
+    assert ok(world.recv_home, "list", "--json").json() == []  # nothing was imported
+    make_writable_and_tamper(folder / "files" / SHARD1, 100)
+    r = refused(world.recv_home, 3, "verify", folder)
+    assert SHARD1 in r.err
+    untrusting = world.tmp / "nobody"
+    r = refused(untrusting, 3, "verify", tar)
+    assert "trust" in r.err
+
+
+def test_list_and_show_for_people(world: World) -> None:
+    publish(world, "1.0", "--notes", "distilled on 8 GPUs")
+    ok(world.pub_home, "publish", world.model, "--name", "acme/tiny-q4", "--version", "1", "--license", "MIT",
+       "--key", world.key, "--base", "acme/tiny@1.0", "--relation", "quantized-from")
+    listed = ok(world.pub_home, "list").out.splitlines()
+    assert listed[0].split() == ["REF", "LICENSE", "SIZE", "DIGEST"]
+    assert " kB " in listed[1] or " MB " in listed[1]  # human sizes, not raw byte counts
+    assert len({line.index("Apache-2.0" if "Apache" in line else "MIT") for line in listed[1:]}) == 1  # aligned
+    shown = ok(world.pub_home, "show", "acme/tiny-q4@1").out
+    assert "quantized-from acme/tiny@1.0 (pinned: manifest digest" in shown
+    assert "as the publisher wrote it" in shown
+    assert "notes      distilled on 8 GPUs" in ok(world.pub_home, "show", "acme/tiny@1.0").out

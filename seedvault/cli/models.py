@@ -8,8 +8,8 @@ from typing import Any
 
 import click
 
-from seedvault._text import quote
-from seedvault.bundle import export_bundle, import_bundle, read_envelope_source
+from seedvault._text import human_size, quote
+from seedvault.bundle import export_bundle, import_bundle, is_bundle, read_envelope_source, verify_bundle
 from seedvault.cli._common import (
     DATE,
     REF,
@@ -132,7 +132,7 @@ def approve(client: Client, ref: str, key_path: Path, passphrase_file: Path | No
 @json_option
 @click.pass_obj
 def verify(client: Client, target: str, envelope_path: Path | None, fast: bool, as_json: bool) -> None:
-    """Verify a model in the vault (REF) or a directory (with --envelope)."""
+    """Verify a model in the vault (REF), a bundle (directory or tar), or a directory (with --envelope)."""
     if envelope_path is not None:
         # A regular file, bounded: a FIFO or device named as the envelope is refused, never read.
         envelope = read_envelope_source(envelope_path)
@@ -142,6 +142,9 @@ def verify(client: Client, target: str, envelope_path: Path | None, fast: bool, 
         manifest = Manifest.from_payload(envelope.payload)
         with byte_progress(f"verifying {manifest.ref}", manifest.total_size, not as_json) as progress:
             verdict = client.verify_dir(directory, envelope, progress)
+    elif is_bundle(Path(target)):  # a bundle checked where it is, not imported
+        with byte_progress(f"verifying {Path(target).name}", None, not as_json) as progress:
+            verdict = verify_bundle(client, Path(target), progress)
     else:
         ref = REF.convert(target, None, None)
         total = client.vault.resolve(ref).manifest.total_size
@@ -168,11 +171,19 @@ def show(client: Client, ref: str, as_json: bool) -> None:
     def text() -> str:
         s = _manifest_summary(manifest)
         lines = [f"{manifest.ref}  ({envelope.digest})",
-                 f"  publisher  {s['publisher']}   license {s['license']}   created {s['created']}"]
+                 f"  publisher  {s['publisher'] or '(none given)'} (as the publisher wrote it; the signers below "
+                 f"are what is checked)",
+                 f"  license    {s['license']}   created {s['created']}"
+                 + (f"   expires {s['expires']}" if s["expires"] else "")]
         if manifest.origin.source_url:
             lines.append(f"  origin     {manifest.origin.source_url} {manifest.origin.source_revision or ''}")
-        lines += [f"  lineage    {link.relation} {link.ref}" for link in manifest.lineage]
-        lines += [f"  file       {f.path}  {f.size} bytes" + (
+        if manifest.origin.notes:
+            lines.append(f"  notes      {manifest.origin.notes}")
+        lines += [f"  lineage    {link.relation} {link.ref} "
+                  + (f"(pinned: manifest digest {link.manifest_digest[:16]})" if link.manifest_digest
+                     else "(not pinned: no manifest digest, so which release is meant is not signed)")
+                  for link in manifest.lineage]
+        lines += [f"  file       {f.path}  {human_size(f.size)}" + (
             f"  {f.safetensors.tensors} tensors, {f.safetensors.parameters} params" if f.safetensors else "")
             for f in manifest.files]
         if isinstance(verdict, Verdict):
@@ -200,9 +211,12 @@ def list_(client: Client, as_json: bool) -> None:
                for d in client.vault.damaged()]
 
     def text() -> str:
-        lines = [f"{d['ref']:<40} {d['license']:<14} {d['size']:>14} bytes  {d['digest'][:16]}"
-                 + ("  (latest)" if d["latest"] else "") for d in data]
-        lines += [f"{d['ref']:<40} DAMAGED: {d['damaged']}" for d in damaged]
+        width = max([len(d["ref"]) for d in data + damaged] + [3])
+        lic = max([len(d["license"]) for d in data] + [7])
+        lines = [f"{'REF':<{width}}  {'LICENSE':<{lic}}  {'SIZE':>9}  DIGEST"] if data else []
+        lines += [f"{d['ref']:<{width}}  {d['license']:<{lic}}  {human_size(d['size']):>9}  {d['digest'][:16]}"
+                  + ("  (latest)" if d["latest"] else "") for d in data]
+        lines += [f"{d['ref']:<{width}}  DAMAGED: {d['damaged']}" for d in damaged]
         if damaged:
             lines.append("damaged releases are never loaded; import or pull them again to repair")
         return "\n".join(lines) or "the vault is empty"

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import click
 
+from seedvault._text import cut, human_size
 from seedvault.cli._common import REF, REGISTRY_HELP, emit, json_option, registry_url
 from seedvault.client import Client
 from seedvault.errors import RollbackError, VerificationError
@@ -93,9 +94,20 @@ def search(client: Client, text: str | None, registry: str | None, publisher: st
     """Search a registry node (what it lists is not trusted until you pull and verify)."""
     registry = registry_url(client, registry, "search")
     models = RegistryClient(registry).search(text, publisher=publisher, license=license_)
-    emit(models, as_json, lambda: "\n".join(
-        f"{m['name']}@{m['version']:<12} {m['license']:<14} {m['size']:>14} bytes  {m['publisher']}"
-        for m in models) or "no matches")
+
+    def listing_text() -> str:
+        if not models:
+            return "no matches"
+        rows = [(cut(f"{m['name']}@{m['version']}"), cut(str(m["license"])),
+                 human_size(m["size"]) if isinstance(m["size"], int) else "?", cut(str(m["publisher"])))
+                for m in models]
+        ref_w = max(len("REF"), *(len(r[0]) for r in rows))
+        lic_w = max(len("LICENSE"), *(len(r[1]) for r in rows))
+        lines = [f"{'REF':<{ref_w}}  {'LICENSE':<{lic_w}}  {'SIZE':>9}  PUBLISHER (as listed, unverified)"]
+        lines += [f"{r[0]:<{ref_w}}  {r[1]:<{lic_w}}  {r[2]:>9}  {r[3]}" for r in rows]
+        return "\n".join(lines)
+
+    emit(models, as_json, listing_text)
 
 
 @click.command()

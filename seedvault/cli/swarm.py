@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 
 import click
 
-from seedvault._text import count
+from seedvault._text import count, human_size
 from seedvault.bridges.hf import export_hf
 from seedvault.cli._common import KEY, REF, emit, json_option, load_private_key, note, registry_url
 from seedvault.client import Client
@@ -232,7 +232,7 @@ class _Bar:
 
     def update(self, stats: TransferStats) -> None:
         if self._progress is not None:
-            sources = (f"{stats.peers} peers  seed {_mb(stats.from_seeds)}  peers {_mb(stats.from_peers)}"
+            sources = (f"{count(stats.peers, 'peer')}  seed {_mb(stats.from_seeds)}  peers {_mb(stats.from_peers)}"
                        + (f"  web {_mb(stats.from_web)}" if stats.from_web else ""))
             self._progress.update(self._task, total=stats.total, completed=stats.done, sources=sources)
 
@@ -242,7 +242,7 @@ class _Bar:
 
 
 def _mb(n: int) -> str:
-    return f"{n / 1e6:.1f} MB"
+    return human_size(n)
 
 
 @click.command()
