@@ -8,10 +8,10 @@ is checked again inside the transaction, so two admissions racing cannot move a 
 
 from __future__ import annotations
 
-import sqlite3
 import threading
 from pathlib import Path
 
+from seedvault._sqlite import open_database
 from seedvault.errors import RollbackError
 from seedvault.head import Head
 from seedvault.signing.dsse import Envelope
@@ -30,9 +30,7 @@ CREATE TABLE IF NOT EXISTS heads (
 class HeadStore:
     def __init__(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.executescript(_SCHEMA)
+        self._db = open_database(path, _SCHEMA)
         self._lock = threading.Lock()
 
     def close(self) -> None:

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+from seedvault._sqlite import open_database
 from seedvault.errors import Error, NotFoundError
 from seedvault.manifest import FileEntry, Manifest, Ref, format_time
 from seedvault.signing.dsse import Envelope
@@ -116,10 +117,8 @@ class Vault:
             d.mkdir(parents=True, exist_ok=True)
         # Shared across threads (a server runs vault work in an executor); writes are
         # serialized by the lock, and Python's sqlite3 here is built thread-safe.
-        self._db = sqlite3.connect(root / "index.db", timeout=30, isolation_level=None, check_same_thread=False)
+        self._db = open_database(root / "index.db", _SCHEMA)
         self._lock = threading.RLock()
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.executescript(_SCHEMA)
 
     def close(self) -> None:
         self._db.close()

@@ -9,12 +9,12 @@ back. Only the node's admin lifts a removal (`lift`).
 
 from __future__ import annotations
 
-import sqlite3
 import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from seedvault._sqlite import open_database
 from seedvault.client import Client
 from seedvault.errors import RemovedError
 from seedvault.manifest import Manifest, format_time
@@ -73,9 +73,7 @@ class Release:
 class Index:
     def __init__(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.executescript(_SCHEMA)
+        self._db = open_database(path, _SCHEMA)
         columns = {row[1] for row in self._db.execute("PRAGMA table_info(releases)")}
         if "publisher_yank" not in columns:  # an index made before signed heads
             self._db.execute("ALTER TABLE releases ADD COLUMN publisher_yank TEXT")
