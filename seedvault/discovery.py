@@ -38,7 +38,7 @@ import libtorrent as lt
 from seedvault._bencode import bencode
 from seedvault.bundle import heads_file, parse_heads_file
 from seedvault.client import Client
-from seedvault.errors import Error, IntegrityError, ManifestError, RollbackError, SeedvaultWarning
+from seedvault.errors import Error, ExpiredError, IntegrityError, ManifestError, RollbackError, SeedvaultWarning
 from seedvault.head import Head
 from seedvault.manifest import Manifest, check_model_name, check_version
 from seedvault.p2p import cards, dht
@@ -46,6 +46,7 @@ from seedvault.p2p.session import Endpoint, Swarm
 from seedvault.signing import Envelope, PrivateKey
 
 POINTER_FORMAT = 1
+MAX_POINTER_TIME = 253402300799  # 9999-12-31T23:59:59Z
 MAX_DHT_KEYS = 8  # trusted keys looked up per model
 CARD_TIMEOUT = 30.0
 LOOKUP_TIMEOUT = 10.0
@@ -121,7 +122,7 @@ class Pointer:
             v = fields.get(key)
             if v is None:
                 return None
-            if not isinstance(v, int) or not 0 <= v < 2**63:
+            if not isinstance(v, int) or not 0 <= v < 2**53:  # a head's sequence bound; a time far past 9999
                 raise ManifestError(f"{where}: expected a non-negative integer under {key!r}")
             return v
 
@@ -133,6 +134,8 @@ class Pointer:
         if digest is None:
             raise ManifestError(f"{where}: expected the manifest digest under 'd'")
         expires = number("x")
+        if expires is not None and expires > MAX_POINTER_TIME:
+            raise ManifestError(f"{where}: expected an expiry before the year 10000 under 'x'")
         return cls(name, version, digest, hash32("e"), number("s"),
                    datetime.fromtimestamp(expires, UTC) if expires is not None else None, hash32("h"))
 
@@ -171,10 +174,23 @@ class DhtSource:
                     keys.setdefault(raw, trusted.key_id)
         return list(keys.items())[:MAX_DHT_KEYS]
 
-    def _pointers(self, salt: bytes, name: str) -> list[_Found]:
+    def _pointers(self, salt: bytes, name: str, above: int | None = None) -> list[_Found]:
+        """The pointers under each trusted key. With ABOVE (the held head's sequence), a lookup
+        stops early only for a pointer above it: a fast node replaying an old item must not
+        end the lookup before the honest nodes answer."""
+
+        def settles(item: dht.Item) -> bool:
+            if above is None:
+                return True
+            try:
+                pointer = Pointer.decode(item.value, "DHT item")
+            except ManifestError:
+                return False
+            return pointer.sequence is not None and pointer.sequence > above
+
         found = []
         for raw_key, key_id in self._keys(name):
-            item = dht.get_item(self.swarm, raw_key, salt, self.lookup_timeout)
+            item = dht.get_item(self.swarm, raw_key, salt, self.lookup_timeout, settles=settles)
             if item is None:
                 continue
             try:
@@ -191,7 +207,8 @@ class DhtSource:
 
     def heads(self, name: str) -> list[Envelope]:
         held = self.client.heads.held(name)
-        pointers = [f for f in self._pointers(head_salt(name), name) if f.pointer.sequence is not None]
+        above = held.head.sequence if held is not None else None
+        pointers = [f for f in self._pointers(head_salt(name), name, above) if f.pointer.sequence is not None]
         for f in sorted(pointers, key=lambda f: -(f.pointer.sequence or 0)):
             p = f.pointer
             assert p.sequence is not None
@@ -207,6 +224,15 @@ class DhtSource:
                 self._check_matches(p, offered)
             except Error as exc:
                 self.refused.append(exc)
+                continue
+            # Judged now, not only by the caller: a pointer whose head is refused (e.g. a
+            # timestamp key's refresh that changes the head) must not hide the next pointer.
+            current, refusals = self.client.admit_heads(offered, name)
+            if any(isinstance(exc, ExpiredError) for exc in refusals):
+                return offered  # valid but stale, and fresh heads required: the caller says so
+            if current is None or current.head.sequence < p.sequence:
+                self.refused.extend(refusals or [ManifestError(
+                    f"DHT item of {name} under key {f.key_id[:16]}: its head was not accepted")])
                 continue
             if p.envelope_card:
                 self._cards[(name, p.version)] = p.envelope_card
@@ -295,6 +321,8 @@ class _Pending:
     sequence: int | None
     stage: str  # "get" or "put"
     since: float
+    sent: bytes | None = None  # the value libtorrent is putting (a newer one may wait behind it)
+    newest_seen: int | None = None  # the highest head sequence the DHT showed while reading
 
 
 PUT_TIMEOUT = 60.0
@@ -343,7 +371,8 @@ class Announcer:
         if pending is not None:
             pending.value, pending.label, pending.sequence = value, label, pointer.sequence
             return
-        self.swarm.wait_for_dht()
+        # No wait for the DHT here: with no node yet, the put reaches none and is tried again
+        # at the next round; a seeder keeps serving meanwhile.
         pending = _Pending(key, salt, value, label, pointer.sequence, "get", time.monotonic())
         self._pending[(raw, salt)] = pending
         if pointer.sequence is None:
@@ -352,7 +381,7 @@ class Announcer:
             self.swarm.session.dht_get_mutable_item(raw, salt)
 
     def _put_now(self, raw: bytes, pending: _Pending) -> None:
-        pending.stage, pending.since = "put", time.monotonic()
+        pending.stage, pending.since, pending.sent = "put", time.monotonic(), pending.value
         self.swarm.session.dht_put_mutable_item(dht.expanded_secret(pending.key), raw, pending.value, pending.salt)
 
     def handle(self, alert: Any) -> None:
@@ -367,11 +396,13 @@ class Announcer:
                 if dht.check_signature(item):
                     with contextlib.suppress(ManifestError):
                         there = Pointer.decode(item.value, "DHT item")
-            if there is not None and there.sequence is not None and pending.sequence is not None and \
-                    there.sequence > pending.sequence:
+            if there is not None and there.sequence is not None:
+                pending.newest_seen = max(pending.newest_seen or 0, there.sequence)
+            if pending.newest_seen is not None and pending.sequence is not None and \
+                    pending.newest_seen > pending.sequence:
                 del self._pending[(bytes(alert.key), bytes(alert.salt))]
                 self._events.refused.append(f"{pending.label}: the DHT holds a newer head (sequence "
-                                            f"{there.sequence}) than this vault's; left as it is")
+                                            f"{pending.newest_seen}) than this vault's; left as it is")
             elif alert.authoritative:
                 self._put_now(bytes(alert.key), pending)
         elif isinstance(alert, lt.dht_put_alert):
@@ -379,11 +410,15 @@ class Announcer:
             pending = self._pending.get((raw, salt))
             if pending is None or pending.stage != "put":
                 return
-            del self._pending[(raw, salt)]
-            if alert.num_success > 0:
-                self._put[(pending.key.key_id, salt)] = (pending.value, time.monotonic())
+            if alert.num_success > 0 and pending.sent is not None:
+                self._put[(pending.key.key_id, salt)] = (pending.sent, time.monotonic())
                 self._events.put.append(f"{pending.label} by {pending.key.key_id[:16]}")
+                if pending.value != pending.sent:  # a newer pointer arrived during the put: it goes next
+                    self._put_now(raw, pending)
+                    return
+                del self._pending[(raw, salt)]
             else:
+                del self._pending[(raw, salt)]
                 self._events.refused.append(f"{pending.label}: no DHT node took the pointer")
 
     def poll(self) -> AnnounceReport:
@@ -391,6 +426,8 @@ class Announcer:
         now = time.monotonic()
         for (raw, salt), pending in list(self._pending.items()):
             if pending.stage == "get" and now - pending.since >= LOOKUP_TIMEOUT:
+                # The read did not finish (nodes that left answer never). What it showed is
+                # older than ours, or nothing: put. (Anything newer it showed refused the put.)
                 self._put_now(raw, pending)
             elif pending.stage == "put" and now - pending.since >= PUT_TIMEOUT:
                 del self._pending[(raw, salt)]

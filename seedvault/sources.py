@@ -211,7 +211,10 @@ def _not_older_than_held(client: Client, chosen: Chosen) -> Chosen:
     except NotFoundError:
         return chosen
     if client.yank_reason(held.manifest) is None and is_newer(held.manifest, chosen.verdict.manifest):
-        return Chosen(held.manifest.ref, held.envelope, client.judge(held.envelope), chosen.source)
+        try:
+            return Chosen(held.manifest.ref, held.envelope, client.judge(held.envelope), chosen.source)
+        except VerificationError:
+            return chosen  # the newer release held no longer verifies here (e.g. its key was revoked)
     return chosen
 
 

@@ -18,7 +18,7 @@ from seedvault._text import count, human_size
 from seedvault.bridges.hf import export_hf
 from seedvault.cli._common import KEY, REF, emit, json_option, load_private_key, note, registry_url
 from seedvault.client import Client
-from seedvault.errors import IntegrityError, NotFoundError, UsageError, VerificationError
+from seedvault.errors import Error, IntegrityError, NotFoundError, UsageError, VerificationError
 from seedvault.manifest import Ref
 from seedvault.p2p import Swarm, SwarmConfig, TransferStats, format_endpoint, magnet_link, parse_endpoint, torrent_bytes
 from seedvault.p2p.torrent import Magnet, parse_magnet
@@ -135,7 +135,10 @@ class _SeedLoop:
                 self.report.handles.update(added.handles)
                 if added.seeding:
                     self._say({"seeding": added.seeding}, f"now seeding {', '.join(added.seeding)}")
-        self.cards = self.announcer.refresh(list(self.report.handles)).cards
+        try:
+            self.cards = self.announcer.refresh(list(self.report.handles)).cards
+        except Error as exc:  # a card that cannot be built: said, and seeding goes on
+            note(f"not announced: {exc.diagnostics()}", self.as_json)
         self.take([])
 
     def take(self, alerts: list[Any]) -> None:

@@ -30,6 +30,9 @@ CARD_PIECE = 16 * 1024
 MAX_CARD_BYTES = MAX_ENVELOPE_BYTES + 4 * 1024 * 1024  # an envelope, or heads.json
 ENVELOPE_CARD = "envelope.json"
 HEADS_CARD = "heads.json"
+CARD_FILE_LIMITS = {ENVELOPE_CARD: MAX_ENVELOPE_BYTES, HEADS_CARD: 4 * 1024 * 1024}
+MAX_CARD_ENTRIES = 8  # the file, and pad entries libtorrent may list
+MAX_CARD_PEERS = 16
 ANNOUNCE_EVERY = 2.0  # s between DHT lookups while nobody serving the card is known
 
 
@@ -62,14 +65,17 @@ def fetch_card(swarm: Swarm, info_hash: str, dest: Path, names: set[str], *, tim
     atp.info_hashes = lt.info_hash_t(lt.sha256_hash(bytes.fromhex(info_hash)))
     atp.save_path = str(dest)
     atp.flags &= ~lt.torrent_flags.auto_managed & ~lt.torrent_flags.paused
-    handle = swarm.session.add_torrent(atp)
-    for peer in peers:
-        handle.connect_peer(peer)
     where = f"card {info_hash[:16]}"
+    if swarm.session.find_torrent(atp.info_hashes.v2).is_valid():
+        raise TransferError(f"{where}: this session already has that torrent (it seeds the card itself)",
+                            hint="fetch cards in a session of their own")
+    handle = swarm.session.add_torrent(atp)
     deadline = time.monotonic() + timeout
     last_lookup = time.monotonic()
     checked = False
     try:
+        for peer in peers[:MAX_CARD_PEERS]:
+            handle.connect_peer(peer)
         while time.monotonic() < deadline:
             status = handle.status()
             if status.has_metadata and not checked:
@@ -93,19 +99,26 @@ def fetch_card(swarm: Swarm, info_hash: str, dest: Path, names: set[str], *, tim
 
 def _check_files(ti: lt.torrent_info, names: set[str], where: str) -> None:
     files = ti.layout() if hasattr(ti, "layout") else ti.files()
+    if files.num_files() > MAX_CARD_ENTRIES:
+        raise OversizeError(f"{where}: expected a card of one file, found {files.num_files():,} entries")
     found = {}
     for i in range(files.num_files()):
-        if files.file_flags(i) & lt.file_storage.flag_pad_file:
+        flags = files.file_flags(i)
+        if flags & lt.file_storage.flag_pad_file:
             continue
+        if flags & lt.file_storage.flag_symlink:
+            raise IntegrityError(f"{where}: expected a regular file, found a symlink",
+                                 hint="whoever announced this card is not serving a seedvault card")
         found[files.file_path(i).split("/", 1)[-1]] = files.file_size(i)
     unexpected = sorted(set(found) - names)
     if unexpected or not found:
         raise IntegrityError(f"{where}: expected a card holding {listing(sorted(names))}, found "
                              + (listing(unexpected) if unexpected else "no files"),
                              hint="whoever announced this card is not serving a seedvault card")
-    total = sum(found.values())
-    if total > MAX_CARD_BYTES:
-        raise OversizeError(f"{where}: expected at most {MAX_CARD_BYTES:,} bytes, found {total:,}")
+    for name, size in found.items():
+        limit = CARD_FILE_LIMITS.get(name, MAX_CARD_BYTES)
+        if size > limit:
+            raise OversizeError(f"{where}: {name}: expected at most {limit:,} bytes, found {size:,}")
 
 
 def _read(dest: Path, ti: lt.torrent_info, where: str) -> dict[str, bytes] | None:

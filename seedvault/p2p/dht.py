@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import libtorrent as lt
@@ -104,16 +105,18 @@ def put_item(swarm: Swarm, key: PrivateKey, salt: bytes, value: bytes, timeout: 
                         hint="check the --dht-node addresses")
 
 
-def get_item(swarm: Swarm, public_key: bytes, salt: bytes, timeout: float = 10.0) -> Item | None:
+def get_item(swarm: Swarm, public_key: bytes, salt: bytes, timeout: float = 10.0,
+             settles: Callable[[Item], bool] = lambda _item: True) -> Item | None:
     """The item under (PUBLIC_KEY, SALT) with the highest BEP 44 seq whose signature verifies,
-    or None if the DHT has none within TIMEOUT. Forged and oversized answers are dropped."""
+    or None if the DHT has none within TIMEOUT. Forged and oversized answers are dropped.
+    Once an item that SETTLES the question verifies, the lookup ends ANSWER_GRACE later."""
     swarm.wait_for_dht()
     swarm.session.dht_get_mutable_item(public_key, salt)
     best: Item | None = None
     found_at = 0.0
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if best is not None:
+        if found_at:
             # The lookup ends only when every queried node answered or timed out, and nodes
             # that left the DHT take seconds each: once an item verifies, wait a little for
             # a higher seq from the other nodes, not for the stragglers. (Freshness is decided
@@ -129,9 +132,9 @@ def get_item(swarm: Swarm, public_key: bytes, salt: bytes, timeout: float = 10.0
             if isinstance(value, bytes) and value and len(value) <= MAX_ITEM_VALUE:
                 item = Item(public_key, salt, int(alert.seq), value, bytes(alert.signature))
                 if check_signature(item) and (best is None or item.seq > best.seq):
-                    if best is None:
-                        found_at = time.monotonic()
                     best = item
+                    if not found_at and settles(item):
+                        found_at = time.monotonic()
             if alert.authoritative:
                 return best
     return best

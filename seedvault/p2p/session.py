@@ -81,6 +81,9 @@ class SwarmConfig:
             "dht_block_ratelimit": 100000,
             "dht_block_timeout": 1,
             "dht_upload_rate_limit": 100000,
+            # Metadata comes from peers only for cards (model torrents are derived from the
+            # signed manifest): a hostile peer cannot make it large.
+            "max_metadata_size": 1024 * 1024,
         }
         pack.update(self.extra)
         return pack

@@ -143,6 +143,7 @@ def magnet_link(manifest: Manifest, *, peers: Iterable[str] = (), web_seeds: Ite
 
 
 MAX_MAGNET_CHARS = 8192
+MAX_MAGNET_SOURCES = 16
 _BTMH = "urn:btmh:1220"
 
 
@@ -174,4 +175,8 @@ def parse_magnet(text: str) -> Magnet:
 
     info_hash = btmh(query.get("xt", []), "xt=")
     card = btmh(query["x.envelope"], "x.envelope=") if "x.envelope" in query else None
-    return Magnet(info_hash, card, tuple(query.get("x.pe", [])), tuple(query.get("ws", [])))
+    peers, seeds = query.get("x.pe", []), query.get("ws", [])
+    if len(peers) > MAX_MAGNET_SOURCES or len(seeds) > MAX_MAGNET_SOURCES:
+        raise UsageError(f"magnet link: expected at most {MAX_MAGNET_SOURCES} peers (x.pe) and web seeds (ws), "
+                         f"found {len(peers)} and {len(seeds)}")
+    return Magnet(info_hash, card, tuple(peers), tuple(seeds))
