@@ -10,15 +10,18 @@ import dataclasses
 import json
 import os
 import sqlite3
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pytest
 from safetensors.numpy import save_file
+
+if TYPE_CHECKING:
+    from swarm_helpers import Child
 
 from seedvault import hashing
 from seedvault.client import Client
@@ -319,3 +322,25 @@ def make_writable_and_tamper(path: Path, offset: int, *, keep_mtime: bool = True
     os.chmod(path, st.st_mode & 0o777)
     if keep_mtime:
         os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+
+
+# ---- child processes ------------------------------------------------------------------
+
+Spawn = Callable[..., "Child"]
+
+
+@pytest.fixture
+def spawn() -> Iterator[Spawn]:
+    """Start `seedvault` child processes; every one is stopped (SIGTERM, then SIGKILL) at teardown."""
+    from swarm_helpers import Child
+
+    children: list[Child] = []
+
+    def start(home: Path, *args: str) -> Child:
+        child = Child(home, *args)
+        children.append(child)
+        return child
+
+    yield start
+    for child in reversed(children):
+        child.stop()

@@ -47,20 +47,6 @@ def private_dht() -> Iterator[list[str]]:
 
 
 @pytest.fixture
-def spawn() -> Iterator[Spawn]:
-    children: list[Child] = []
-
-    def start(home: Path, *args: str) -> Child:
-        child = Child(home, *args)
-        children.append(child)
-        return child
-
-    yield start
-    for child in reversed(children):
-        child.stop()
-
-
-@pytest.fixture
 def released(tmp_path: Path, pub_key: PrivateKey) -> tuple[Published, Path]:
     """acme/swarm@1.0 (4 MB) published, and the publisher's key as a file for the CLI."""
     published = publish_generated(tmp_path / "pub", pub_key, 4, piece_length=1 << 18)

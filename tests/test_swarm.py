@@ -64,21 +64,6 @@ def published(tmp_path_factory: pytest.TempPathFactory, pub_key: PrivateKey) -> 
     return publish_generated(tmp_path_factory.mktemp("swarm"), pub_key, SIZE_MB)
 
 
-@pytest.fixture
-def spawn() -> Iterator[Spawn]:
-    """Start `seedvault` child processes; every one is stopped (SIGTERM, then SIGKILL) at teardown."""
-    children: list[Child] = []
-
-    def start(home: Path, *args: str) -> Child:
-        child = Child(home, *args)
-        children.append(child)
-        return child
-
-    yield start
-    for child in reversed(children):
-        child.stop()
-
-
 def start_seed(spawn: Spawn, published: Published, *extra: str) -> tuple[Child, str]:
     seed = spawn(published.home, "seed", published.ref, "--json", *extra)
     doc = seed.next_doc(30)
