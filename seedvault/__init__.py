@@ -120,6 +120,7 @@ def pull(
     config = SwarmConfig(lan=lan, dht_nodes=tuple(parse_endpoint(n, "DHT node") for n in dht_nodes))
     with Client(home) as client, Swarm(config) as swarm:
         # With neither an envelope nor a registry, the DHT (through dht_nodes) is the source.
-        ref, signed, torrent = release_source(client, ref, envelope=envelope, registry=registry, swarm=swarm)
+        ref, signed, torrent = release_source(client, ref, envelope=envelope, registry=registry, swarm=swarm,
+                                              timeout=min(timeout, 120.0))
         return _pull(client, ref, signed, peers=[parse_endpoint(p, "peer") for p in peers], swarm=swarm,
                      web_seeds=web_seeds, trackers=trackers, torrent=torrent, timeout=timeout)

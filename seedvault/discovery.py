@@ -38,7 +38,15 @@ import libtorrent as lt
 from seedvault._bencode import bencode
 from seedvault.bundle import heads_file, parse_heads_file
 from seedvault.client import Client
-from seedvault.errors import Error, ExpiredError, IntegrityError, ManifestError, RollbackError, SeedvaultWarning
+from seedvault.errors import (
+    Error,
+    ExpiredError,
+    IntegrityError,
+    ManifestError,
+    RollbackError,
+    SeedvaultWarning,
+    TransferError,
+)
 from seedvault.head import Head
 from seedvault.manifest import Manifest, check_model_name, check_version
 from seedvault.p2p import cards, dht
@@ -50,6 +58,7 @@ MAX_POINTER_TIME = 253402300799  # 9999-12-31T23:59:59Z
 MAX_DHT_KEYS = 8  # trusted keys looked up per model
 CARD_TIMEOUT = 30.0
 LOOKUP_TIMEOUT = 10.0
+DISCOVERY_TIMEOUT = 120.0  # s for all of one source's lookups and card fetches
 REPUT_EVERY = 30 * 60.0  # s: a key holder puts unchanged pointers again this often
 
 
@@ -155,11 +164,14 @@ class DhtSource:
     label = "the DHT"
 
     def __init__(self, client: Client, swarm: Swarm, *, card_timeout: float = CARD_TIMEOUT,
-                 lookup_timeout: float = LOOKUP_TIMEOUT) -> None:
+                 lookup_timeout: float = LOOKUP_TIMEOUT, timeout: float = DISCOVERY_TIMEOUT) -> None:
         self.client = client
         self.swarm = swarm
         self.card_timeout = card_timeout
         self.lookup_timeout = lookup_timeout
+        # One deadline for everything this source does (every key's lookup, every card):
+        # a DHT full of silent nodes cannot stretch a pull past what the user allowed.
+        self.deadline = time.monotonic() + timeout
         self._cards: dict[tuple[str, str], str] = {}  # (name, version) -> envelope card info-hash
         self.refused: list[Error] = []  # pointers and cards passed over, and why
 
@@ -190,7 +202,11 @@ class DhtSource:
 
         found = []
         for raw_key, key_id in self._keys(name):
-            item = dht.get_item(self.swarm, raw_key, salt, self.lookup_timeout, settles=settles)
+            left = self.deadline - time.monotonic()
+            if left <= 0:
+                self.refused.append(TransferError(f"DHT lookups for {name}: out of time"))
+                break
+            item = dht.get_item(self.swarm, raw_key, salt, min(self.lookup_timeout, left), settles=settles)
             if item is None:
                 continue
             try:
@@ -282,7 +298,8 @@ class DhtSource:
     def _card(self, info_hash: str, file_name: str, peers: Sequence[Endpoint] = ()) -> bytes:
         dest = Path(tempfile.mkdtemp(prefix="card-", dir=self.client.vault.incoming))
         try:
-            files = cards.fetch_card(self.swarm, info_hash, dest, {file_name}, timeout=self.card_timeout,
+            left = max(0.1, self.deadline - time.monotonic())
+            files = cards.fetch_card(self.swarm, info_hash, dest, {file_name}, timeout=min(self.card_timeout, left),
                                      peers=tuple(peers))
         finally:
             shutil.rmtree(dest, ignore_errors=True)

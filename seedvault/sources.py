@@ -220,7 +220,7 @@ def _not_older_than_held(client: Client, chosen: Chosen) -> Chosen:
 
 def release_source(
     client: Client, ref: str, *, envelope: str | os.PathLike[str] | None = None, registry: str | None = None,
-    swarm: Swarm | None = None,
+    swarm: Swarm | None = None, timeout: float | None = None,
 ) -> tuple[str, Envelope, bytes | None]:
     """`(ref, envelope, torrent or None)` for a pull: from an envelope file or bundle, a
     registry, or (with a swarm in a DHT and neither of those) the DHT."""
@@ -236,7 +236,7 @@ def release_source(
     elif swarm is not None and swarm.config.dht_nodes:
         from seedvault.discovery import DhtSource
 
-        sources.append(DhtSource(client, swarm))
+        sources.append(DhtSource(client, swarm, **({"timeout": timeout} if timeout is not None else {})))
     else:
         raise UsageError("no source for the signed envelope",
                          hint="give --envelope FILE, --registry URL, or --dht-node HOST:PORT to find it in a DHT")

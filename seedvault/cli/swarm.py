@@ -292,7 +292,7 @@ def pull(client: Client, ref: str, envelope_path: Path | None, registry: str | N
             # With neither --envelope nor --registry, the DHT (through --dht-node) is the source.
             wanted = _magnet_ref(client, magnet, envelope_path, registry) if magnet else str(Ref.parse(ref))
             ref, envelope, torrent_data = release_source(client, wanted, envelope=envelope_path, registry=registry,
-                                                         swarm=swarm)
+                                                         swarm=swarm, timeout=min(timeout, 120.0))
         _pull_and_report(client, ref, envelope, torrent_data, swarm, stop, peers=peers, web_seeds=web_seeds,
                          trackers=trackers, timeout=timeout, hf_cache=hf_cache, hf_repo_id=hf_repo_id,
                          keep_seeding=keep_seeding, as_json=as_json)
