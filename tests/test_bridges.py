@@ -298,6 +298,17 @@ def test_export_hf_twice_is_the_same_entry(publisher: Client, tmp_path: Path) ->
     repo = tmp_path / "c" / "models--someone--renamed"
     assert sorted(p.name for p in repo.iterdir()) == ["blobs", "refs", "snapshots"]  # no staging left
     assert not [p for p in (repo / "blobs").iterdir() if p.name.startswith(".")]
+    assert first.main_was is None  # refs/main did not move
+
+
+def test_export_hf_says_when_refs_main_moves(publisher: Client, model: Model, pub_key: PrivateKey,
+                                            tmp_path: Path) -> None:
+    """A newer release exported into the same repo moves refs/main; the export says from what."""
+    first = export_hf(publisher, REF, tmp_path / "c", repo_id="acme/tiny")
+    publisher.publish(model.path, name=MODEL, version="2.0", license="Apache-2.0", key=pub_key, piece_length=PIECE)
+    second = export_hf(publisher, f"{MODEL}@2.0", tmp_path / "c", repo_id="acme/tiny")
+    assert second.main_was == first.revision and second.revision != first.revision
+    assert (tmp_path / "c" / "models--acme--tiny" / "refs" / "main").read_text() == second.revision
 
 
 @pytest.mark.parametrize("when", ["before verification", "after verification"])

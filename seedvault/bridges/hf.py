@@ -509,10 +509,12 @@ class HfExport:
     cache_dir: Path
     snapshot: Path
     refs: tuple[str, ...]
+    main_was: str | None = None  # the revision refs/main named before, when this export moved it
 
     def to_dict(self) -> dict[str, Any]:
         return {"ref": self.ref, "digest": self.digest, "repo_id": self.repo_id, "revision": self.revision,
-                "cache_dir": str(self.cache_dir), "snapshot": str(self.snapshot), "refs": list(self.refs)}
+                "cache_dir": str(self.cache_dir), "snapshot": str(self.snapshot), "refs": list(self.refs),
+                "main_was": self.main_was}
 
 
 _REPO_ID_RULE = ("a repo id is ORG/NAME: letters, digits, '-', '_' and '.', at most 96 characters, no '--' or "
@@ -565,9 +567,14 @@ def export_hf(client: Client, ref: str, cache_dir: Path, repo_id: str | None = N
     refs_dir = repo_dir / "refs"
     refs_dir.mkdir(exist_ok=True)
     refs = ("main", manifest.version) if manifest.version != "main" else ("main",)
+    try:
+        before = (refs_dir / "main").read_text(errors="replace").strip()[:64]
+    except OSError:
+        before = None
+    main_was = before if before and before != revision else None
     for name in refs:
         write_atomic(refs_dir / name, revision.encode())  # no newline: huggingface_hub reads it verbatim
-    return HfExport(manifest.ref, verdict.digest, repo_id, revision, Path(cache_dir), snapshot, refs)
+    return HfExport(manifest.ref, verdict.digest, repo_id, revision, Path(cache_dir), snapshot, refs, main_was)
 
 
 def _write_snapshot(repo_dir: Path, revision: str, files: Sequence[tuple[str, str]]) -> Path:

@@ -77,7 +77,9 @@ def export_hf_command(client: Client, ref: str, cache_dir: Path, repo_id: str | 
     result = export_hf(client, ref, cache_dir, repo_id)
     emit(result.to_dict(), as_json, lambda: (
         f"exported {result.ref} as Hugging Face repo {result.repo_id}, revision {result.revision}\n"
-        f"  refs      {', '.join(result.refs)}\n"
+        f"  refs      {', '.join(result.refs)}"
+        + (f" (refs/main moved from {result.main_was[:16]}: loaders of {result.repo_id} without a revision "
+           f"now get {result.ref})" if result.main_was else "") + "\n"
         f"  snapshot  {result.snapshot}\n"
         f"  load with HF_HUB_OFFLINE=1 and cache_dir={result.cache_dir}, e.g. "
         f"snapshot_download({result.repo_id!r}, cache_dir=..., local_files_only=True)"))
