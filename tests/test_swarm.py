@@ -257,6 +257,8 @@ def test_corrupt_peer_banned_pull_completes_from_good_peer(tmp_path: Path, publi
     assert s.hash_failures > 0, s
     assert s.banned == [bad_at], s
     assert s.from_seeds > 0 and s.done == s.total == published.manifest.total_size, s
+    # Shares never exceed what this run fetched (blocks are counted when requested).
+    assert s.from_seeds + s.from_peers + s.from_web <= s.done - s.resumed, s
     assert_holds_verified_copy(home, published)
 
 
@@ -324,6 +326,7 @@ def test_seed_stops_mid_transfer_web_seed_completes(tmp_path: Path, spawn: Spawn
     s = report.stats
     assert stopped_at and some <= stopped_at[0] < s.total, (stopped_at, s)
     assert s.from_web > 0 and s.from_seeds > 0, s
+    assert s.from_seeds + s.from_peers + s.from_web <= s.done - s.resumed, s
     assert_holds_verified_copy(home, published)
 
 

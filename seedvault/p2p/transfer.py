@@ -173,8 +173,15 @@ class Download:
         counts = {"seed": 0, "peer": 0, "web": 0}
         for kind in self._blocks.values():
             counts[kind] += 1
-        # Block counts times the block size; the last block of a file may be shorter.
-        share = [min(counts[k] * MERKLE_BLOCK_SIZE, self.stats.total) for k in ("seed", "peer", "web")]
+        # Blocks are counted when requested (the bindings never post block_finished_alert), so
+        # requests in flight run ahead of what arrived: the shares are scaled down to the bytes
+        # this run actually fetched, never more. (The last block of a file may be shorter.)
+        share = [counts[k] * MERKLE_BLOCK_SIZE for k in ("seed", "peer", "web")]
+        fetched = max(0, self.stats.done - self.stats.resumed)
+        if sum(share) > fetched:
+            scaled = [n * fetched // sum(share) for n in share]
+            scaled[max(range(3), key=lambda i: share[i])] += fetched - sum(scaled)  # rounding, to the largest
+            share = scaled
         self.stats.from_seeds, self.stats.from_peers, self.stats.from_web = share
 
     def _kind(self, key: str) -> str:
