@@ -95,7 +95,9 @@ def test_revoked_key_refused_after_import(world: World) -> None:
     assert "key is revoked" in r.err
     shown = refused(world.recv_home, 3, "show", "acme/tiny@1.0")
     assert "REFUSED" in shown.out
-    assert refused(world.recv_home, 3, "show", "acme/tiny@1.0", "--json").json()["verdict"]["refused"]
+    assert any(line.startswith("  signer ") and "key is revoked" in line for line in shown.out.splitlines())
+    refused_json = refused(world.recv_home, 3, "show", "acme/tiny@1.0", "--json").json()["verdict"]
+    assert refused_json["refused"] and refused_json["signers"][0]["status"] == "revoked"
     # Trusting a revoked key again is refused too.
     r = refused(world.recv_home, 2, "trust", "add", world.key.with_name("acme.key.pub"), "--role", "publisher",
                 "--scope", "acme/*")

@@ -26,6 +26,7 @@ from seedvault.cli._common import (
 from seedvault.client import Client, scan_model_dir
 from seedvault.manifest import LINEAGE_RELATIONS, Manifest, format_time
 from seedvault.signing import Verdict
+from seedvault.signing.trusted import signer_reports
 
 
 def _verdict_text(verdict: Verdict) -> str:
@@ -165,7 +166,9 @@ def show(client: Client, ref: str, as_json: bool) -> None:
         "digest": envelope.digest,
         "statement": manifest.to_dict(),
         "signatures": [s.keyid for s in envelope.signatures],
-        "verdict": verdict.to_dict() if isinstance(verdict, Verdict) else {"refused": str(verdict)},
+        "verdict": verdict.to_dict() if isinstance(verdict, Verdict) else {
+            "refused": str(verdict),
+            "signers": [r.to_dict() for r, _sig in signer_reports(envelope, manifest.name, client.policy)]},
     }
 
     def text() -> str:
@@ -189,7 +192,9 @@ def show(client: Client, ref: str, as_json: bool) -> None:
         if isinstance(verdict, Verdict):
             lines += [f"  signer     {r.describe()}" for r in verdict.signers]
             lines.append("  verdict    trusted under your policy")
-        else:
+        else:  # who signed, and how each signature stands here, says why as much as the reason
+            lines += [f"  signer     {r.describe()}" for r, _sig in signer_reports(envelope, manifest.name,
+                                                                                   client.policy)]
             lines.append(f"  verdict    REFUSED: {verdict}")
         return "\n".join(lines)
 
