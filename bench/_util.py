@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import socket
 import statistics
 import subprocess
 import sys
@@ -31,6 +32,13 @@ SUBPROCESS_TIMEOUT_S = 900.0
 
 def log(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
+
+
+def free_port() -> int:
+    """A free TCP port on 127.0.0.1 (the only address benchmarks bind)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
 
 
 # ---- model generation ---------------------------------------------------------------

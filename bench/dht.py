@@ -26,7 +26,6 @@ import json
 import os
 import platform
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -37,22 +36,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from _util import free_port, log
+
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 NAME = "acme/bench"
 GOAL_RATIO = 2.0
 GOAL_SECONDS = 10.0
 PULL_TIMEOUT_S = 120
-
-
-def log(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def seedvault(home: Path, *args: str) -> list[str]:

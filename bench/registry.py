@@ -28,7 +28,6 @@ import os
 import platform
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -41,6 +40,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from _util import free_port, log
+
 REPO = Path(__file__).resolve().parent.parent
 NAME, VERSION = "acme/bench", "1.0"
 PATH = f"/v1/models/{NAME}/{VERSION}/envelope"
@@ -48,16 +49,6 @@ GOAL = 0.7  # the node's requests/s over the bare app's
 START_TIMEOUT_S = 60.0
 STOP_TIMEOUT_S = 15.0
 CLK_TCK = os.sysconf("SC_CLK_TCK")
-
-
-def log(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def cpu_seconds(pid: int) -> float:

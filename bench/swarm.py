@@ -17,7 +17,6 @@ import asyncio
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -26,6 +25,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from _util import free_port
 from aiohttp import web
 
 from seedvault.client import Client
@@ -34,12 +34,6 @@ from seedvault.signing import PrivateKey, TrustedKey, TrustPolicy
 
 REF = "bench/swarm@1.0.0"
 TIMEOUT = 1800.0
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _status_mb(pid: int, field: str) -> float:
