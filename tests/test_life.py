@@ -8,6 +8,7 @@ real aiohttp server that serves the listings, envelopes and heads a test chooses
 from __future__ import annotations
 
 import asyncio
+import json
 import threading
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -416,3 +417,24 @@ def test_head_show_without_any_head_says_how_to_get_one(tmp_path: Path) -> None:
     r = refused(tmp_path / "empty", 4, "head", NAME)
     assert "no head of acme/tiny is held here" in r.err and "--registry" in r.err
     assert "refresh" in ok(tmp_path / "empty", "head", "--help").out
+
+
+@pytest.mark.timeout(240)
+def test_pull_of_several_refs_reports_each_and_goes_on_past_a_failure(tmp_path: Path, nodes: list[NodeServer],
+                                                                      pub_key: PrivateKey) -> None:
+    node = _node_with_two_versions(tmp_path, nodes, pub_key)
+    recv = make_home(tmp_path / "recv", policy((pub_key, "publisher")))
+    r = refused(recv, 4, "pull", f"{NAME}@1.0", "acme/absent@1.0", f"{NAME}@1.1", "--registry", node.url,
+                "--timeout", str(PULL_TIMEOUT), "--json")
+    pulled = [json.loads(line) for line in r.out.splitlines()]  # JSON Lines: one complete object per model
+    assert [p["ref"] for p in pulled] == [f"{NAME}@1.0", f"{NAME}@1.1"]
+    errors = [json.loads(line) for line in r.err.splitlines()]
+    failed = [e for e in errors if "ref" in e]
+    assert [e["ref"] for e in failed] == ["acme/absent@1.0"] and failed[0]["error"]["exit_code"] == 4
+    assert "1 model of 3 not pulled: acme/absent@1.0" in errors[-1]["error"]["message"]
+    with Client(recv) as client:
+        assert sorted(e.manifest.version for e in client.vault.entries()) == ["1.0", "1.1"]
+    # One envelope names one release: several REFs with --envelope is a usage error.
+    (tmp_path / "x.json").write_text("{}")
+    r = refused(recv, 2, "pull", f"{NAME}@1.0", f"{NAME}@1.1", "--envelope", tmp_path / "x.json")
+    assert "--envelope names one release" in r.err

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 import signal
 import time
 from collections.abc import Callable, Iterator
@@ -463,3 +464,45 @@ def test_interrupted_pull_from_torrent_sources_resumes_not_stalls(tmp_path: Path
     assert s.from_web > 0 and s.resumed + s.downloaded >= total, s
     assert_holds_verified_copy(home, published)
     assert incoming_of(home) == []
+
+
+# ---- on a terminal -----------------------------------------------------------------------
+
+
+@pytest.mark.timeout(180)
+def test_on_a_terminal_the_pull_bar_fits_one_line_and_seed_shows_its_activity(
+        tmp_path: Path, published: Published, pub_key: PrivateKey) -> None:
+    """What a person at a terminal sees: the seeder's live table per model (uploaded, ratio),
+    and the puller's one-line bar, erased before the report so no bar line is left behind."""
+    import threading
+
+    from cli_helpers import in_terminal
+
+    port = free_port()
+    seeder: dict[str, tuple[int, str]] = {}
+    thread = threading.Thread(target=lambda: seeder.update(shown=in_terminal(
+        published.home, "seed", published.ref, "--listen", f"127.0.0.1:{port}", "--duration", "12",
+        timeout=60)))
+    thread.start()
+    try:
+        home = new_peer(tmp_path / "peer", pub_key)
+        time.sleep(2)
+        code, shown = in_terminal(home, "pull", published.ref, "--envelope", published.envelope_path,
+                                  "--peer", f"127.0.0.1:{port}", "--timeout", "60", timeout=90)
+    finally:
+        thread.join(timeout=70)
+    assert code == 0, shown
+    bar, _, report = shown.rpartition("\x1b[2K")  # the report follows the bar's last erase
+    assert report.startswith(f"pulled {published.ref}") and "━" not in report, shown[-800:]
+    assert "━" in bar  # the bar was drawn ...
+    for frame in bar.split("\r"):  # ... and each redraw stayed one line of at most 80 columns
+        text = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", frame)
+        assert "\n" not in text.strip("\n") and len(text.strip()) <= 80, repr(frame)
+    code, activity = seeder["shown"]
+    assert code == 0, activity
+    plain = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", activity)
+    assert re.search(r"model\s+peers\s+upload\s+uploaded\s+ratio", plain), plain[-800:]
+    # Every byte went out once (endgame may repeat a block or two): the ratio reads 1.0x.
+    assert re.search(rf"{re.escape(published.ref)}\s+\d+\s+[\d.]+ \S*B/s\s+[\d.]+ [kMG]?B\s+1\.0\d", plain), \
+        plain[-800:]
+    assert f"stopped seeding; uploaded {published.ref}" in plain

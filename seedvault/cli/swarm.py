@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import signal
 import sys
 import threading
@@ -85,18 +86,66 @@ def _interrupt(signum: int, frame: FrameType | None) -> None:
     raise KeyboardInterrupt
 
 
-def _serve(swarm: Swarm, stop: threading.Event, duration: float | None, loop: _SeedLoop | None = None) -> None:
-    """Pump the session until stopped, handing its alerts to LOOP and running its rounds."""
+def _serve(swarm: Swarm, stop: threading.Event, duration: float | None, loop: _SeedLoop | None = None,
+           as_json: bool = True) -> None:
+    """Pump the session until stopped, handing its alerts to LOOP and running its rounds; on
+    a terminal, the live activity of each model seeded."""
     deadline = time.monotonic() + duration if duration else None
     last = time.monotonic()
-    while not stop.is_set() and (deadline is None or time.monotonic() < deadline):
-        alerts = swarm.pop_alerts(wait=0.5)
-        if loop is None:
-            continue
-        loop.take(alerts)
-        if time.monotonic() - last >= loop.every:
-            loop.round()
-            last = time.monotonic()
+    with _SeedActivity(loop.report.handles if loop else {}, not as_json) as activity:
+        while not stop.is_set() and (deadline is None or time.monotonic() < deadline):
+            alerts = swarm.pop_alerts(wait=0.5)
+            activity.update()
+            if loop is None:
+                continue
+            loop.take(alerts)
+            if time.monotonic() - last >= loop.every:
+                loop.round()
+                last = time.monotonic()
+
+
+class _SeedActivity:
+    """On a terminal: one live line per model seeded (peers, upload rate, uploaded, ratio to
+    the model's size), redrawn each second below what the seeder says. Off with --json or
+    when stderr is not a terminal: a log stays a log."""
+
+    def __init__(self, handles: dict[str, Any], enabled: bool) -> None:
+        self.handles = handles  # the seed loop's own dict: models it takes up later show up too
+        self.enabled = enabled and sys.stderr.isatty()
+        self._live: Any = None
+        self._last = 0.0
+
+    def __enter__(self) -> _SeedActivity:
+        if self.enabled:
+            from rich.console import Console
+            from rich.live import Live
+
+            self._live = Live(console=Console(stderr=True), auto_refresh=False, transient=True,
+                              redirect_stdout=True, redirect_stderr=True)
+            self._live.__enter__()
+        return self
+
+    def update(self) -> None:
+        if self._live is None or time.monotonic() - self._last < 1.0:
+            return
+        from rich.table import Table
+
+        self._last = time.monotonic()
+        table = Table(box=None, pad_edge=False, show_edge=False)
+        for column in ("model", "peers", "upload", "uploaded", "ratio"):
+            table.add_column(column, justify="left" if column == "model" else "right", no_wrap=True,
+                             overflow="ellipsis")
+        for ref, handle in list(self.handles.items()):
+            st = handle.status()
+            size = max(int(st.total_wanted), 1)
+            up = int(st.total_payload_upload)
+            table.add_row(ref, str(st.num_peers), f"{human_size(int(st.upload_payload_rate))}/s", human_size(up),
+                          f"{up / size:.2f}")
+        self._live.update(table, refresh=True)
+
+    def __exit__(self, *exc: object) -> None:
+        if self._live is not None:
+            self._live.__exit__(None, None, None)
 
 
 class _SeedLoop:
@@ -192,7 +241,7 @@ def seed(client: Client, refs: tuple[str, ...], listen: str, lan: bool, dht_node
         sys.stdout.flush()
         loop = _SeedLoop(client, swarm, report, everything=not refs, keys=keys, every=announce_every, as_json=as_json)
         loop.round()
-        _serve(swarm, stop, duration, loop)
+        _serve(swarm, stop, duration, loop, as_json)
         uploaded = {ref: int(h.status().total_payload_upload) for ref, h in report.handles.items()}
     emit({"stopped": True, "uploaded": uploaded}, as_json,
          "stopped seeding; uploaded " + ", ".join(f"{r} {_mb(n)}" for r, n in uploaded.items()))
@@ -225,18 +274,30 @@ class _Bar:
         if self.enabled:
             from rich.console import Console
             from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
+            from rich.table import Column
 
-            self._progress = Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(),
-                                      TransferSpeedColumn(), TextColumn("{task.fields[sources]}"),
-                                      console=Console(stderr=True), transient=True)
+            def fixed() -> Column:
+                return Column(no_wrap=True)
+
+            # Narrow, unwrapped columns: the line must stay one line on an 80-column terminal
+            # (a wrapped line is redrawn as two and the last one is left behind); the model's
+            # name gives way first.
+            self._progress = Progress(
+                TextColumn("{task.description}", table_column=Column(no_wrap=True, overflow="ellipsis", ratio=1)),
+                BarColumn(bar_width=12, table_column=fixed()), DownloadColumn(table_column=fixed()),
+                TransferSpeedColumn(table_column=fixed()), TextColumn("{task.fields[sources]}", table_column=fixed()),
+                console=Console(stderr=True), transient=True)
             self._progress.__enter__()
             self._task = self._progress.add_task(self.label, total=None, sources="")
         return self
 
     def update(self, stats: TransferStats) -> None:
         if self._progress is not None:
-            sources = (f"{count(stats.peers, 'peer')}  seed {_mb(stats.from_seeds)}  peers {_mb(stats.from_peers)}"
-                       + (f"  web {_mb(stats.from_web)}" if stats.from_web else ""))
+            parts = [count(stats.peers, "peer")]
+            for label, n in (("seeds", stats.from_seeds), ("peers", stats.from_peers), ("web", stats.from_web)):
+                if n:
+                    parts.append(f"{label} {_mb(n)}")
+            sources = ", ".join(parts)
             self._progress.update(self._task, total=stats.total, completed=stats.done, sources=sources)
 
     def __exit__(self, *exc: object) -> None:
@@ -249,7 +310,7 @@ def _mb(n: int) -> str:
 
 
 @click.command()
-@click.argument("ref", metavar="REF|MAGNET")
+@click.argument("refs", metavar="REF|MAGNET...", nargs=-1, required=True)
 @click.option("--envelope", "envelope_path", type=click.Path(exists=True, path_type=Path),
               help="The signed envelope (JSON), or a bundle directory or tar holding one.")
 @click.option("--registry", help="A registry node to get the envelope and torrent from (it is not trusted); "
@@ -265,7 +326,7 @@ def _mb(n: int) -> str:
 @click.option("--hf-repo-id", help="Repo id in that cache (default: the model's name).")
 @json_option
 @click.pass_obj
-def pull(client: Client, ref: str, envelope_path: Path | None, registry: str | None,
+def pull(client: Client, refs: tuple[str, ...], envelope_path: Path | None, registry: str | None,
          peers: tuple[tuple[str, int], ...],
          web_seeds: tuple[str, ...], trackers: tuple[str, ...], listen: str, lan: bool,
          dht_nodes: tuple[tuple[str, int], ...], upload_limit: int, super_seed: bool, keep_seeding: bool,
@@ -276,7 +337,21 @@ def pull(client: Client, ref: str, envelope_path: Path | None, registry: str | N
     server at all), or the envelope card a `seedvault torrent` magnet link names. Whichever,
     it is judged under your policy before any model byte is asked for, and the bytes are
     verified before they are used.
+
+    Several REFs are pulled one after another through one swarm; each is reported as it
+    ends (with --json, one JSON line each), a failure does not stop the others, and the exit
+    code is the first failure's.
     """
+    if len(refs) > 1:
+        if envelope_path is not None:
+            raise click.UsageError("--envelope names one release: pull one REF with it, or use --registry")
+        if keep_seeding or hf_cache is not None:
+            raise click.UsageError("--seed and --hf-cache take one REF: pull the others first")
+        _pull_several(client, refs, registry=registry, peers=peers, web_seeds=web_seeds, trackers=trackers,
+                      config=_config(listen, lan, dht_nodes, upload_limit, super_seed), timeout=timeout,
+                      as_json=as_json)
+        return
+    ref = refs[0]
     magnet = parse_magnet(ref) if ref.startswith("magnet:") else None
     if magnet is not None:
         peers += tuple(parse_endpoint(p, "x.pe in the magnet link") for p in magnet.peers)
@@ -296,6 +371,40 @@ def pull(client: Client, ref: str, envelope_path: Path | None, registry: str | N
         _pull_and_report(client, ref, envelope, torrent_data, swarm, stop, peers=peers, web_seeds=web_seeds,
                          trackers=trackers, timeout=timeout, hf_cache=hf_cache, hf_repo_id=hf_repo_id,
                          keep_seeding=keep_seeding, as_json=as_json)
+
+
+def _pull_several(client: Client, refs: tuple[str, ...], *, registry: str | None,
+                  peers: tuple[tuple[str, int], ...], web_seeds: tuple[str, ...], trackers: tuple[str, ...],
+                  config: SwarmConfig, timeout: float, as_json: bool) -> None:
+    """Each REF in turn through one swarm; each failure said as it happens, the others go on."""
+    if any(r.startswith("magnet:") for r in refs):
+        raise click.UsageError("pull one magnet link at a time")
+    wanted = [str(Ref.parse(r)) for r in refs]  # every name checked before anything is fetched
+    if registry is None and not config.dht_nodes:
+        registry = registry_url(client, None, "pull without --envelope or --dht-node")
+    failures: list[tuple[str, Error]] = []
+    with _stop_on_signals() as stop, Swarm(config) as swarm:
+        for want in wanted:
+            try:
+                ref, envelope, torrent_data = release_source(client, want, registry=registry, swarm=swarm,
+                                                             timeout=min(timeout, 120.0))
+                _pull_and_report(client, ref, envelope, torrent_data, swarm, stop, peers=peers,
+                                 web_seeds=web_seeds, trackers=trackers, timeout=timeout, hf_cache=None,
+                                 hf_repo_id=None, keep_seeding=False, as_json=as_json)
+            except Error as exc:
+                failures.append((want, exc))
+                if as_json:
+                    click.echo(json.dumps({"ref": want, "error": {"type": type(exc).__name__, "message": str(exc),
+                                                                   "hint": exc.hint, "exit_code": exc.exit_code}},
+                                          ensure_ascii=False), err=True)
+                else:
+                    click.echo(f"failed {want}: {exc.diagnostics()}", err=True)
+            sys.stdout.flush()
+    if failures:
+        first = failures[0][1]
+        names = ", ".join(ref for ref, _ in failures)
+        raise type(first)(f"{count(len(failures), 'model')} of {len(wanted)} not pulled: {names} "
+                          "(the reasons are above)", hint=first.hint)
 
 
 def _from_magnet(client: Client, swarm: Swarm, magnet: Magnet, peers: tuple[tuple[str, int], ...],
@@ -337,6 +446,7 @@ def _pull_and_report(client: Client, ref: str, envelope: Envelope, torrent_data:
                      stop: threading.Event, *, peers: tuple[tuple[str, int], ...], web_seeds: tuple[str, ...],
                      trackers: tuple[str, ...], timeout: float, hf_cache: Path | None, hf_repo_id: str | None,
                      keep_seeding: bool, as_json: bool) -> None:
+    # The bar is gone (and its line ended) before anything else is written to the terminal.
     with _Bar(f"pulling {ref}", not as_json) as bar:
         # A signal during the download interrupts it; resume data is written on the way out.
         previous = {s: signal.signal(s, _interrupt) for s in (signal.SIGINT, signal.SIGTERM)}
@@ -346,26 +456,26 @@ def _pull_and_report(client: Client, ref: str, envelope: Envelope, torrent_data:
         finally:
             for signum, handler in previous.items():
                 signal.signal(signum, handler)
-        s = report.stats
-        hf = export_hf(client, report.ref, hf_cache, hf_repo_id) if hf_cache is not None else None
-        emit({**report.to_dict(), **({"hf": hf.to_dict()} if hf else {})}, as_json, lambda: (
-            f"{'already had' if report.already_present else 'pulled'} {report.ref} ({report.digest[:16]}), verified\n"
-            + ("  already verified in the vault: nothing downloaded\n" if report.already_present else
-               f"  {_mb(s.done)} in {s.elapsed:.1f} s: from seeds {_mb(s.from_seeds)}, from peers {_mb(s.from_peers)}, "
-               f"from web seeds {_mb(s.from_web)}; resumed {_mb(s.resumed)}; uploaded {_mb(s.uploaded)}\n"
-               f"  hash failures {s.hash_failures}; banned peers: {', '.join(s.banned) or 'none'}\n")
-            + f"  snapshot {report.snapshot}"
-            + (f"\n  hf cache {hf.snapshot} ({hf.repo_id} @ {hf.revision})" if hf else "")))
-        if keep_seeding:
-            seeded = start_seeding(client, swarm, [report.ref])
-            refused = _refusals(seeded.refused, as_json)
-            emit({"listening": format_endpoint(swarm.endpoint), "seeding": seeded.seeding, "refused": refused},
-                 as_json,
-                 f"seeding {report.ref} on {format_endpoint(swarm.endpoint)} (Ctrl-C to stop)")
-            sys.stdout.flush()
-            loop = _SeedLoop(client, swarm, seeded, everything=False, keys=[], every=300.0, as_json=as_json)
-            loop.round()
-            _serve(swarm, stop, None, loop)
+    s = report.stats
+    hf = export_hf(client, report.ref, hf_cache, hf_repo_id) if hf_cache is not None else None
+    emit({**report.to_dict(), **({"hf": hf.to_dict()} if hf else {})}, as_json, lambda: (
+        f"{'already had' if report.already_present else 'pulled'} {report.ref} ({report.digest[:16]}), verified\n"
+        + ("  already verified in the vault: nothing downloaded\n" if report.already_present else
+           f"  {_mb(s.done)} in {s.elapsed:.1f} s: from seeds {_mb(s.from_seeds)}, from peers {_mb(s.from_peers)}, "
+           f"from web seeds {_mb(s.from_web)}; resumed {_mb(s.resumed)}; uploaded {_mb(s.uploaded)}\n"
+           f"  hash failures {s.hash_failures}; banned peers: {', '.join(s.banned) or 'none'}\n")
+        + f"  snapshot {report.snapshot}"
+        + (f"\n  hf cache {hf.snapshot} ({hf.repo_id} @ {hf.revision})" if hf else "")))
+    if keep_seeding:
+        seeded = start_seeding(client, swarm, [report.ref])
+        refused = _refusals(seeded.refused, as_json)
+        emit({"listening": format_endpoint(swarm.endpoint), "seeding": seeded.seeding, "refused": refused},
+             as_json,
+             f"seeding {report.ref} on {format_endpoint(swarm.endpoint)} (Ctrl-C to stop)")
+        sys.stdout.flush()
+        loop = _SeedLoop(client, swarm, seeded, everything=False, keys=[], every=300.0, as_json=as_json)
+        loop.round()
+        _serve(swarm, stop, None, loop, as_json)
 
 
 @click.command()
