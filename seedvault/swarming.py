@@ -107,24 +107,24 @@ def pull(
             f"no source of bytes for {manifest.ref}",
             hint="give --peer HOST:PORT, --web-seed URL, --registry URL, --lan or --dht-node",
         )
-    staging = client.vault.incoming / envelope.digest
-    staging.mkdir(parents=True, exist_ok=True)
-    resume_path = client.vault.incoming / f"{envelope.digest}.resume"
-    own_swarm = swarm is None
-    active = swarm or Swarm(config)
-    deadline = time.monotonic() + timeout
-    download = Download(active, ti, staging, resume_path, peers=peers, web_seeds=web_seeds, trackers=trackers)
-    try:
-        admitted = _finish(client, envelope, verdict, download, staging, deadline, on_status)
-    except BaseException:
-        download.save_resume()  # interrupted or failed: keep what arrived for the next run
-        raise
-    finally:
-        download.remove()
-        if own_swarm:
-            active.close()
-    shutil.rmtree(staging, ignore_errors=True)
-    resume_path.unlink(missing_ok=True)
+    with client.vault.pull_in_progress(envelope) as staging:
+        resume_path = client.vault.incoming / f"{envelope.digest}.resume"
+        own_swarm = swarm is None
+        active = swarm or Swarm(config)
+        deadline = time.monotonic() + timeout
+        download = Download(active, ti, staging, resume_path, peers=peers, web_seeds=web_seeds, trackers=trackers)
+        try:
+            admitted = _finish(client, envelope, verdict, download, staging, deadline, on_status)
+        except BaseException:
+            download.save_resume()  # interrupted or failed: keep what arrived for the next run
+            raise
+        finally:
+            download.remove()
+            if own_swarm:
+                active.close()
+        shutil.rmtree(staging, ignore_errors=True)
+        resume_path.unlink(missing_ok=True)
+        (client.vault.incoming / f"{envelope.digest}.pull").unlink(missing_ok=True)
     return PullReport(manifest.ref, envelope.digest, str(admitted.snapshot), False, download.stats)
 
 

@@ -17,6 +17,7 @@ by one atomic rename, so a reader sees either nothing or the complete verified s
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 import shutil
 import sqlite3
@@ -28,11 +29,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from seedvault._sqlite import open_database
-from seedvault.errors import Error, NotFoundError
+from seedvault.errors import Error, NotFoundError, UsageError
 from seedvault.manifest import FileEntry, Manifest, Ref, format_time
 from seedvault.signing.dsse import Envelope
 from seedvault.signing.trusted import check_not_substituted, is_newer
 
+MAX_PULL_MARKER = 16 * 1024 * 1024  # an envelope, as any the vault accepts
 EMPTY_SHA256 = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
 
 _SCHEMA = """
@@ -160,6 +162,49 @@ class Vault:
             yield path
         finally:
             shutil.rmtree(path, ignore_errors=True)
+
+    @contextlib.contextmanager
+    def pull_in_progress(self, envelope: Envelope) -> Iterator[Path]:
+        """Mark a pull of ENVELOPE's release as running while the block runs: an exclusive lock
+        on `incoming/<digest>.pull`, which holds the envelope. Housekeeping (`gc`) leaves alone a
+        locked pull's staging, resume data and every blob its manifest names; two pulls of one
+        release at once are refused. Yields the staging directory (kept for a later resume)."""
+        marker = self.incoming / f"{envelope.digest}.pull"
+        fd = os.open(marker, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise UsageError(f"another pull of {Manifest.from_payload(envelope.payload).ref} is running in "
+                                 "this vault", hint="wait for it to finish, or stop it first") from None
+            os.ftruncate(fd, 0)
+            os.write(fd, envelope.to_json())
+            staging = self.incoming / envelope.digest
+            staging.mkdir(parents=True, exist_ok=True)
+            yield staging
+        finally:
+            os.close(fd)  # releases the lock; the marker stays beside resume data until gc or success
+
+    def pulls_in_progress(self) -> list[Envelope]:
+        """The envelopes of pulls running now (their marker locked by a live process)."""
+        running = []
+        for marker in sorted(self.incoming.glob("*.pull")):
+            try:
+                fd = os.open(marker, os.O_RDONLY)
+            except FileNotFoundError:
+                continue
+            try:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+                except BlockingIOError:  # held: that pull is running
+                    with contextlib.suppress(Error, OSError):
+                        running.append(Envelope.from_json(marker.read_bytes()[:MAX_PULL_MARKER],
+                                                          f"pull marker {marker.name}"))
+                else:
+                    fcntl.flock(fd, fcntl.LOCK_UN)
+            finally:
+                os.close(fd)
+        return running
 
     # ---- rollback and substitution ----------------------------------------------------
     def _first_seen(self, db: sqlite3.Connection, manifest: Manifest) -> tuple[str, str] | None:
