@@ -23,6 +23,7 @@ from typing import Any
 
 from seedvault import hashing, licenses, weights
 from seedvault._text import count, listing, quote
+from seedvault.behind import Prehashed
 from seedvault.errors import (
     Error,
     IntegrityError,
@@ -211,12 +212,12 @@ def check_exact_files(base: Path, manifest: Manifest, where: str | None = None) 
     compare_file_sets(scan_files(base, where), manifest, where)
 
 
-def check_weights(base: Path, manifest: Manifest) -> None:
+def check_weights(base: Path, manifest: Manifest, skip: frozenset[str] = frozenset()) -> None:
     """Strict safetensors validation of verified files; pickle only if the manifest allows."""
     check_pickles([f.path for f in manifest.files], "list", f"manifest of {manifest.ref}",
                   allowed=manifest.allow_pickle)
     for f in manifest.files:
-        if f.is_safetensors:
+        if f.is_safetensors and f.path not in skip:
             weights.read_header(base / f.path, f.path)
 
 
@@ -415,18 +416,37 @@ class Client:
             return self.admit_staged(envelope, verdict, staged, progress)
 
     def admit_staged(
-        self, envelope: Envelope, verdict: Verdict, staged: Path, progress: Progress | None = None
+        self, envelope: Envelope, verdict: Verdict, staged: Path, progress: Progress | None = None, *,
+        held: frozenset[str] = frozenset(), prehashed: Mapping[str, Prehashed] | None = None,
     ) -> Admitted:
         """Verify files already in a staging directory and move them into the vault.
 
-        The caller judged `envelope` (see `judge`) before putting bytes in `staged`.
+        The caller judged `envelope` (see `judge`) before putting bytes in `staged`. Files in
+        `held` are not staged: the vault holds them verified (a delta pull), and `vault.add`
+        checks that again as it links them. A file in `prehashed` (hashed while it arrived)
+        is not read again when it is unchanged since; its digests must match the signed ones
+        all the same, or IntegrityError.
         """
         manifest = verdict.manifest
-        check_exact_files(staged, manifest)
-        layers = hashing.verify_files(staged, expected_files(manifest), manifest.torrent.piece_length, progress)
-        check_weights(staged, manifest)
+        where = str(staged)
+        compare_file_sets(scan_files(staged, where) | held, manifest, where)
+        todo, layers = [], {}
+        for item in expected_files(manifest):
+            if item.path in held:
+                continue
+            done = (prehashed or {}).get(item.path)
+            # Read again from disk: a file not hashed behind the download, changed since, or whose
+            # digests disagree with the signed ones (the disk, read now, has the last word).
+            if (done is None or not done.still_current(staged / item.path)
+                    or hashing.digest_mismatch(item, done.digest) is not None):
+                todo.append(item)
+                continue
+            if done.digest.piece_layer:
+                layers[item.path] = done.digest.piece_layer
+        layers.update(hashing.verify_files(staged, todo, manifest.torrent.piece_length, progress))
+        check_weights(staged, manifest, skip=held)  # held files were checked when first admitted
         envelope = self.trusted_signatures(envelope)
-        snapshot = self.vault.add(envelope, manifest, staged)
+        snapshot = self.vault.add(envelope, manifest, staged, held=held)
         self.vault.save_layers(manifest, layers)
         self._record_snapshot(snapshot, manifest, envelope.digest)
         return Admitted(verdict, snapshot, envelope)
