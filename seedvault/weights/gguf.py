@@ -110,6 +110,7 @@ class GGUFHeader:
     value_types: dict[str, str]  # key -> GGUF value type name (ARRAY[UINT32] for arrays)
     tensors: tuple[GGUFTensorInfo, ...]
     alignment: int
+    header_end: int  # the end of the tensor infos: the bytes header_sha256 covers
     data_start: int
     header_sha256: str
 
@@ -353,6 +354,7 @@ def parse(buf: bytes | memoryview | mmap.mmap, size: int, name: str) -> GGUFHead
         value_types=value_types,
         tensors=tuple(infos),
         alignment=alignment,
+        header_end=header_end,
         data_start=data_start,
         header_sha256=hashlib.sha256(bytes(buf[:header_end])).hexdigest(),
     )
