@@ -446,8 +446,9 @@ def judge_ancestor(relation: str, ref: str, digest: str | None, envelope: Envelo
     lineage further."""
     def made(status: AncestorStatus, reason: str | None = None, manifest: Manifest | None = None,
              verdict: Verdict | None = None) -> AncestorVerdict:
-        return AncestorVerdict(relation, ref, digest, status, reason or _STATUS_TEXT.get(status), manifest,
-                               verdict, chain)
+        text = _STATUS_TEXT.get(status)
+        why = f"{text} ({reason})" if text and reason else (text or reason)
+        return AncestorVerdict(relation, ref, digest, status, why, manifest, verdict, chain)
 
     if digest is None:
         return made("unpinned")
