@@ -103,8 +103,11 @@ def _spdx(release: Release, now: datetime) -> str:
         return org
 
     def relate(source: Any, kind: Any, targets: list[Any], comment: str | None = None) -> None:
-        elements.append(spdx.Relationship(spdxId=f"{base}:relationship:{next(counter)}", creationInfo=info,
-                                          from_=source, to=targets, relationshipType=kind, comment=comment))
+        rel = spdx.Relationship(spdxId=f"{base}:relationship:{next(counter)}", creationInfo=info,
+                                from_=source, to=targets, relationshipType=kind)
+        if comment is not None:
+            rel.comment = comment
+        elements.append(rel)
 
     def sha256(value: str) -> Any:
         return spdx.Hash(algorithm=spdx.HashAlgorithm.sha256, hashValue=value)
