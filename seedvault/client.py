@@ -40,6 +40,7 @@ from seedvault.errors import (
 )
 from seedvault.head import Head, first_head
 from seedvault.heads import HeadStore
+from seedvault.lineage import AncestorStore, LineageNode, ancestry
 from seedvault.manifest import (
     FileEntry,
     License,
@@ -59,7 +60,8 @@ from seedvault.manifest import (
 )
 from seedvault.settings import DEFAULT_PIECE_LENGTH, READ_CHUNK, Paths, paths, worker_count
 from seedvault.signing import Envelope, PrivateKey, TrustPolicy, Verdict, counted_signatures, evaluate
-from seedvault.signing.trusted import AcceptedHead, Purpose, accept_head, is_newer, signer_reports
+from seedvault.signing.trusted import AcceptedHead, Purpose, accept_head, check_lineage, is_newer, signer_reports
+from seedvault.summaries import GGUFSummary, SafetensorsSummary
 from seedvault.vault import Entry, Vault
 
 Progress = Callable[[int], None]
@@ -213,12 +215,30 @@ def check_exact_files(base: Path, manifest: Manifest, where: str | None = None) 
 
 
 def check_weights(base: Path, manifest: Manifest, skip: frozenset[str] = frozenset()) -> None:
-    """Strict safetensors validation of verified files; pickle only if the manifest allows."""
+    """Strict header validation of every weights file (safetensors, GGUF) of verified
+    files, but those in SKIP (checked when first admitted); pickle only if the manifest allows."""
     check_pickles([f.path for f in manifest.files], "list", f"manifest of {manifest.ref}",
                   allowed=manifest.allow_pickle)
     for f in manifest.files:
-        if f.is_safetensors and f.path not in skip:
-            weights.read_header(base / f.path, f.path)
+        if f.path not in skip:
+            weights.validate(base / f.path, f.path)
+
+
+def _file_entry(path: str, target: Path, d: hashing.FileDigest) -> FileEntry:
+    """A published file's entry, with the summary of its weights format (if any)."""
+    summary = weights.summary(target, path)
+    return FileEntry(path, d.size, d.sha256, d.pieces_root,
+                     summary if isinstance(summary, SafetensorsSummary) else None,
+                     gguf=summary if isinstance(summary, GGUFSummary) else None)
+
+
+def _warn_disagreements(manifest: Manifest) -> None:
+    """Tell the publisher where a GGUF file's own metadata contradicts what is signed."""
+    bases = [link.ref for link in manifest.lineage]
+    for f in manifest.files:
+        if f.gguf is not None:
+            for text in weights.gguf.disagreements(f.gguf, f.path, manifest.license.spdx, bases):
+                warnings.warn(SeedvaultWarning(f"{manifest.ref}: {text}"), stacklevel=3)
 
 
 class Client:
@@ -315,12 +335,7 @@ class Client:
             digests = hashing.hash_files(
                 [directory / p for p in files], piece_length, progress, copy_to=targets
             )
-            entries = []
-            for path, target, d in zip(files, targets, digests, strict=True):
-                summary = None
-                if path.lower().endswith(".safetensors"):
-                    summary = weights.read_header(target, path).summary()
-                entries.append(FileEntry(path, d.size, d.sha256, d.pieces_root, summary))
+            entries = [_file_entry(path, target, d) for path, target, d in zip(files, targets, digests, strict=True)]
             by_path = {e.path: e for e in entries}
             info_hash = info_hash_v2(torrent_name(name, version), entries, piece_length)
             manifest = Manifest(
@@ -342,6 +357,7 @@ class Client:
             )
             # Round-trip through the parser so we never sign what we would refuse to read.
             manifest = Manifest.from_dict(manifest.to_dict())
+            _warn_disagreements(manifest)
             same = self._same_release(manifest)
             if same is not None:
                 return Admitted(Verdict(same.manifest, same.digest, (), 0, 0), self.vault.snapshot_dir(same.manifest),
@@ -396,10 +412,43 @@ class Client:
         signed = Envelope(entry.envelope.payload, entry.envelope.payload_type).sign(key)
         return self.vault.add_signatures(signed)
 
+    # ---- lineage ------------------------------------------------------------------------
+    @property
+    def ancestor_store(self) -> AncestorStore:
+        return AncestorStore(self.paths.data_dir / "ancestors")
+
+    def envelope_by_digest(self, digest: str, offered: Mapping[str, Envelope] | None = None) -> Envelope | None:
+        """A release's envelope by manifest digest: offered with it (a bundle's ancestors),
+        in the vault, or in the ancestor store. Unjudged."""
+        if offered and digest in offered:
+            return offered[digest]
+        with contextlib.suppress(NotFoundError):
+            return self.vault.get(digest).envelope
+        return self.ancestor_store.get(digest)
+
+    def lineage(self, manifest: Manifest, digest: str, offered: Sequence[Envelope] = (),
+                policy: TrustPolicy | None = None) -> LineageNode:
+        """The release's ancestry tree, each ancestor with its verdict under the local policy."""
+        by_digest = {e.digest: e for e in offered}
+        return ancestry(manifest, digest, lambda d: self.envelope_by_digest(d, by_digest), policy or self.policy)
+
+    def check_lineage(self, manifest: Manifest, digest: str, offered: Sequence[Envelope] = (),
+                      policy: TrustPolicy | None = None) -> LineageNode | None:
+        """Apply the policy's lineage rules (lineage_deny, verified_lineage) to the whole
+        ancestry; None when the policy has none (nothing is walked)."""
+        policy = policy or self.policy
+        if not policy.lineage_deny and not policy.verified_lineage:
+            return None
+        tree = self.lineage(manifest, digest, offered, policy)
+        check_lineage(manifest.ref, tree.ancestors(), policy)
+        return tree
+
     # ---- admit --------------------------------------------------------------------------
-    def judge(self, envelope: Envelope) -> Verdict:
-        """Policy verdict plus the vault's memory (substitution of a seen name@version)."""
+    def judge(self, envelope: Envelope, ancestors: Sequence[Envelope] = ()) -> Verdict:
+        """Policy verdict (signatures, then lineage, with `ancestors` offered alongside) plus
+        the vault's memory (substitution of a seen name@version)."""
         verdict = evaluate(envelope, self.policy)
+        self.check_lineage(verdict.manifest, envelope.digest, ancestors)
         self.vault.check_not_substituted(verdict.manifest, envelope.digest)
         return verdict
 
@@ -408,12 +457,25 @@ class Client:
         envelope: Envelope,
         fill: Callable[[Manifest, Path], None],
         progress: Progress | None = None,
+        ancestors: Sequence[Envelope] = (),
     ) -> Admitted:
-        """Judge, stage, verify, then store. `fill` writes the manifest's files into staging."""
-        verdict = self.judge(envelope)  # before any byte is fetched or copied
+        """Judge, stage, verify, then store. `fill` writes the manifest's files into staging.
+        `ancestors`: envelopes of the release's ancestors offered with it (a bundle's); those
+        its lineage pins are kept in the ancestor store once the release is admitted."""
+        verdict = self.judge(envelope, ancestors)  # before any byte is fetched or copied
         with self.vault.staging(envelope.digest) as staged:
             fill(verdict.manifest, staged)
-            return self.admit_staged(envelope, verdict, staged, progress)
+            admitted = self.admit_staged(envelope, verdict, staged, progress)
+        if ancestors:
+            self.keep_ancestors(verdict.manifest, envelope.digest, ancestors)
+        return admitted
+
+    def keep_ancestors(self, manifest: Manifest, digest: str, offered: Sequence[Envelope]) -> None:
+        """Store the offered envelopes that the release's lineage pins (and only those)."""
+        by_digest = {e.digest: e for e in offered}
+        for node in self.lineage(manifest, digest, offered).walk():
+            if node.digest in by_digest:
+                self.ancestor_store.put(by_digest[node.digest])
 
     def admit_staged(
         self, envelope: Envelope, verdict: Verdict, staged: Path, progress: Progress | None = None, *,
@@ -501,6 +563,7 @@ class Client:
     ) -> Verdict:
         verdict = evaluate(entry.envelope, policy, purpose=purpose)
         manifest = verdict.manifest
+        self.check_lineage(manifest, entry.digest, policy=policy)
         snapshot = self.checked_snapshot(manifest)
         todo = [f for f in manifest.files
                 if not (fast and self.vault.has_valid_record(snapshot / f.path, entry.digest, f.pieces_root))]
@@ -543,13 +606,15 @@ class Client:
         check_exact_files(snapshot, manifest, where)
         return snapshot
 
-    def verify_dir(self, directory: Path, envelope: Envelope, progress: Progress | None = None) -> Verdict:
+    def verify_dir(self, directory: Path, envelope: Envelope, progress: Progress | None = None,
+                   ancestors: Sequence[Envelope] = ()) -> Verdict:
         """Check a loose directory (not in the vault) against an envelope, under policy.
 
         Like an admission, every file must be a regular file (no links, FIFOs, devices)
         and match both signed digests: this certifies the directory for consumers that
         check only the SHA-256 (Hugging Face, OMS) as well as for peers."""
         verdict = evaluate(envelope, self.policy)
+        self.check_lineage(verdict.manifest, envelope.digest, ancestors)
         # The directory named may be reached through a link (the user's choice); nothing in it may be one.
         directory = Path(directory).resolve()
         compare_file_sets(scan_files(directory, str(directory), not_published(verdict.manifest)), verdict.manifest,
@@ -569,7 +634,24 @@ class Client:
         """
         verdict = self.verify(ref, fast=fast)
         self.check_usable(verdict.manifest)
-        return self.vault.snapshot_dir(verdict.manifest)
+        snapshot = self.vault.snapshot_dir(verdict.manifest)
+        # Loaders such as llama.cpp parse weights headers in native code: each is validated
+        # strictly again (only the headers are read) before the path is handed out.
+        check_weights(snapshot, verdict.manifest)
+        return snapshot
+
+    def gguf_path(self, ref: str, *, fast: bool = True) -> Path:
+        """The verified path of a release's GGUF file, for llama.cpp-style loaders (which
+        take a file); a release with several names them (use snapshot_path and choose)."""
+        snapshot = self.snapshot_path(ref, fast=fast)
+        manifest = self.resolve(ref).manifest
+        found = [f.path for f in manifest.files if weights.format_of(f.path) is weights.gguf.FORMAT]
+        if len(found) != 1:
+            if not found:
+                raise NotFoundError(f"{manifest.ref} has no GGUF file", hint=f"its files are under {snapshot}")
+            raise UsageError(f"{manifest.ref} has {len(found)} GGUF files ({listing(found)}); expected one",
+                             hint=f"pick one under snapshot_path: {snapshot}")
+        return snapshot / found[0]
 
     def load(
         self,
@@ -586,13 +668,14 @@ class Client:
         entry = self.resolve(ref)
         verdict = evaluate(entry.envelope, self.policy)
         manifest = verdict.manifest
+        self.check_lineage(manifest, entry.digest)
         self.check_usable(manifest)
         check_pickles([f.path for f in manifest.files], "load", manifest.ref)
         # Exactly what `verify` checks: no extra file, no link or special file, nothing missing.
         snapshot = self.checked_snapshot(manifest)
-        tensor_files = [f for f in manifest.files if f.is_safetensors]
+        tensor_files = [f for f in manifest.files if weights.format_of(f.path) is not None]
         if not tensor_files:
-            raise NotFoundError(f"{manifest.ref} has no safetensors files to load",
+            raise NotFoundError(f"{manifest.ref} has no weights files (safetensors or GGUF) to load",
                                 hint=f"its files are under {snapshot}")
         piece_length = manifest.torrent.piece_length
         # Several similar shards read at once: each thread hashes its own file whole.
@@ -617,7 +700,11 @@ class Client:
         out: dict[str, Any] = {}
         per: dict[str, Any] = {}
         for f, buf in buffers:
-            tensors = weights.tensors_from_buffer(buf, f.path, framework)
+            fmt = weights.format_of(f.path)
+            assert fmt is not None
+            tensors = fmt.tensors(buf, f.path, framework)
+            if len(buffers) == 1 and not per_file:
+                return tensors  # as the format gives it (a GGUF file's carries its metadata)
             if per_file:
                 per[f.path] = tensors
                 continue

@@ -55,6 +55,8 @@ LAZY_COMMANDS = {
     "unyank": "seedvault.cli.life:unyank",
     "sign": "seedvault.cli.life:sign",
     "remove": "seedvault.cli.life:remove",
+    "lineage": "seedvault.cli.provenance:lineage",
+    "sbom": "seedvault.cli.provenance:sbom",
 }
 
 

@@ -112,6 +112,8 @@ def trust_list(client: Client, as_json: bool) -> None:
                      f"yanked releases: {policy.yanked}")
         lines.append("licenses: " + (", ".join(policy.allowed_licenses) if policy.allowed_licenses is not None
                                      else "any"))
+        lines.append(f"lineage denied: {', '.join(policy.lineage_deny) or 'none'}; verified lineage required: "
+                     f"{'yes' if policy.verified_lineage else 'no'}")
         lines += [f"revoked: {r}" for r in sorted(policy.revoked)]
         return "\n".join(lines)
 
@@ -193,22 +195,67 @@ def trust_unrevoke(client: Client, key_id: str, yes: bool, as_json: bool) -> Non
               help="Refuse a model's head past its expiry (freeze defence), or only warn (the default).")
 @click.option("--yanked", type=click.Choice(["refuse", "warn"]),
               help="What load, snapshot_path and pull do with a yanked release (default: refuse).")
+@click.option("--verified-lineage/--unverified-lineage-ok", default=None,
+              help="Refuse a model unless every ancestor is held (or in its bundle) and verifies here.")
 @json_option
 @click.pass_obj
 def trust_require(client: Client, approvals: int | None, fresh_heads: bool | None, yanked: str | None,
-                  as_json: bool) -> None:
-    """Require approvals, fresh heads, and what a yank means here."""
-    if approvals is None and fresh_heads is None and yanked is None:
+                  verified_lineage: bool | None, as_json: bool) -> None:
+    """Require approvals, fresh heads, a verified lineage, and what a yank means here."""
+    if approvals is None and fresh_heads is None and yanked is None and verified_lineage is None:
         raise click.UsageError("expected at least one of --approvals N, --fresh-heads/--stale-heads-ok, "
-                               "--yanked refuse|warn")
+                               "--yanked refuse|warn, --verified-lineage/--unverified-lineage-ok")
     policy = client.policy
     policy = replace(policy, required_approvals=policy.required_approvals if approvals is None else approvals,
                      fresh_heads=policy.fresh_heads if fresh_heads is None else fresh_heads,
                      yanked=policy.yanked if yanked is None else yanked)  # type: ignore[arg-type]
+    policy = _with_verified_lineage(policy, verified_lineage)
     client.save_policy(policy)
-    emit({"approvals": policy.required_approvals, "fresh_heads": policy.fresh_heads, "yanked": policy.yanked},
+    emit({"approvals": policy.required_approvals, "fresh_heads": policy.fresh_heads, "yanked": policy.yanked,
+          "verified_lineage": policy.verified_lineage},
          as_json, f"approvals required: {policy.required_approvals}; fresh heads required: "
-         f"{'yes' if policy.fresh_heads else 'no (stale heads warn)'}; yanked releases: {policy.yanked}")
+         f"{'yes' if policy.fresh_heads else 'no (stale heads warn)'}; yanked releases: {policy.yanked}; "
+         f"verified lineage required: {'yes' if policy.verified_lineage else 'no'}")
+
+
+def _with_verified_lineage(policy: TrustPolicy, verified: bool | None) -> TrustPolicy:
+    return policy if verified is None else replace(policy, verified_lineage=verified)
+
+
+@trust.group("lineage")
+def lineage_rules() -> None:
+    """Which ancestries are acceptable: refuse models derived (at any distance) from some namespaces."""
+
+
+@lineage_rules.command("deny")
+@click.argument("scopes", nargs=-1, required=True)
+@json_option
+@click.pass_obj
+def lineage_deny(client: Client, scopes: tuple[str, ...], as_json: bool) -> None:
+    """Refuse any model with an ancestor in SCOPES ('ns/*', 'ns/name'), however far back."""
+    policy = client.policy
+    added = tuple(s for s in (check_scope(x) for x in scopes) if s not in policy.lineage_deny)
+    policy = replace(policy, lineage_deny=(*policy.lineage_deny, *added))
+    client.save_policy(policy)
+    emit({"lineage_deny": list(policy.lineage_deny)}, as_json,
+         f"models with an ancestor in {', '.join(policy.lineage_deny)} are refused")
+
+
+@lineage_rules.command("allow")
+@click.argument("scopes", nargs=-1, required=True)
+@json_option
+@click.pass_obj
+def lineage_allow(client: Client, scopes: tuple[str, ...], as_json: bool) -> None:
+    """Lift a `trust lineage deny` for SCOPES."""
+    policy = client.policy
+    unknown = [s for s in scopes if s not in policy.lineage_deny]
+    if unknown:
+        raise click.UsageError(f"expected scopes your policy denies ({listing(list(policy.lineage_deny))}), found "
+                               f"{listing(unknown)}")
+    policy = replace(policy, lineage_deny=tuple(s for s in policy.lineage_deny if s not in scopes))
+    client.save_policy(policy)
+    emit({"lineage_deny": list(policy.lineage_deny)}, as_json,
+         "lineage denied: " + (", ".join(policy.lineage_deny) or "none"))
 
 
 @trust.group("licenses")

@@ -34,7 +34,7 @@ _SCOPE = re.compile(r"^(\*|[A-Za-z0-9._*-]+/[A-Za-z0-9._*-]+)$")
 
 
 _POLICY_FIELDS = ("version", "publisher_threshold", "required_approvals", "allowed_licenses", "yanked",
-                  "fresh_heads", "revoked", "keys")
+                  "fresh_heads", "revoked", "keys", "lineage_deny", "verified_lineage")
 _KEY_FIELDS = ("id", "name", "role", "scopes", "public_key")
 _KEY_ID = re.compile(r"[0-9a-f]{64}")
 
@@ -82,6 +82,8 @@ class TrustPolicy:
     allowed_licenses: tuple[str, ...] | None = None  # None: any license
     yanked: YankedRule = "refuse"  # what load, snapshot_path and pull do with a yanked release
     fresh_heads: bool = False  # refuse a head past its expiry (freeze defence), not only warn
+    lineage_deny: tuple[str, ...] = ()  # scopes ('ns/*'): refuse a model with any such ancestor
+    verified_lineage: bool = False  # every ancestor must be held (or bundled) and verify here
 
     def keys_by_id(self, key_id: str) -> list[TrustedKey]:
         return [k for k in self.keys if k.key_id == key_id]
@@ -118,6 +120,7 @@ class TrustPolicy:
             out["allowed_licenses"] = list(self.allowed_licenses)
         out["yanked"] = self.yanked
         out["fresh_heads"] = self.fresh_heads
+        out.update(_lineage_to_dict(self))
         out["revoked"] = sorted(self.revoked)
         out["keys"] = [
             {
@@ -181,7 +184,10 @@ class TrustPolicy:
         fresh_heads = data.get("fresh_heads", False)
         if not isinstance(fresh_heads, bool):
             raise UsageError(f"{source}: expected fresh_heads to be true or false, found {quote(fresh_heads)}")
+        lineage_deny, verified_lineage = _lineage_from_dict(data, source)
         return cls(
+            lineage_deny=lineage_deny,
+            verified_lineage=verified_lineage,
             yanked=yanked,
             fresh_heads=fresh_heads,
             keys=tuple(keys),
@@ -220,3 +226,31 @@ class TrustPolicy:
             raise NotFoundError(f"no trusted key with id starting {quote(key_id_prefix)}")
         return matches
 
+
+
+# ---- lineage requirements (judged in signing.trusted.check_lineage) ---------------------------
+
+
+def _lineage_to_dict(policy: TrustPolicy) -> dict[str, Any]:
+    """Written only when set, so a policy that never used them reads as before."""
+    out: dict[str, Any] = {}
+    if policy.lineage_deny:
+        out["lineage_deny"] = list(policy.lineage_deny)
+    if policy.verified_lineage:
+        out["verified_lineage"] = True
+    return out
+
+
+def _lineage_from_dict(data: dict[str, Any], source: str) -> tuple[tuple[str, ...], bool]:
+    deny = data.get("lineage_deny", [])
+    if not (isinstance(deny, list) and all(isinstance(v, str) for v in deny)):
+        raise UsageError(f"{source}: expected lineage_deny to be a list of scopes such as 'ns/*', found {quote(deny)}")
+    verified = data.get("verified_lineage", False)
+    if not isinstance(verified, bool):
+        raise UsageError(f"{source}: expected verified_lineage to be true or false, found {quote(verified)}")
+    return tuple(check_scope(d) for d in deny), verified
+
+
+def denied_by(policy: TrustPolicy, model_name: str) -> str | None:
+    """The lineage_deny scope matching model `model_name`, if any."""
+    return next((s for s in policy.lineage_deny if fnmatch.fnmatchcase(model_name, s)), None)

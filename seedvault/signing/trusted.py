@@ -17,18 +17,18 @@ what the local store remembers, and decides; fetching and storing live elsewhere
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Generic, Literal, Protocol, TypeVar
 
 from packaging.version import InvalidVersion, Version
 
-from seedvault.errors import ExpiredError, PolicyError, RollbackError, SignatureError, UsageError
+from seedvault.errors import ExpiredError, PolicyError, RollbackError, SignatureError, UsageError, VerificationError
 from seedvault.head import Head
 from seedvault.manifest import Manifest, format_time
 from seedvault.signing.dsse import Envelope, Signature
-from seedvault.signing.policy import Role, TrustPolicy
+from seedvault.signing.policy import Role, TrustPolicy, denied_by
 
 Purpose = Literal["use", "approve"]
 
@@ -396,3 +396,95 @@ def is_newer(candidate: Manifest, current: Manifest) -> bool:
     if candidate.created != current.created:
         return candidate.created > current.created
     return candidate.version > current.version
+
+
+# ---- lineage -----------------------------------------------------------------------------------
+
+AncestorStatus = Literal["verified", "refused", "missing", "unpinned", "mismatch"]
+_STATUS_TEXT = {
+    "refused": "does not verify under your policy",
+    "missing": "is neither in the vault nor in the bundle",
+    "unpinned": "is not pinned by manifest digest, so which release is meant is not signed",
+    "mismatch": "is not the release its link names",
+}
+
+
+@dataclass(frozen=True)
+class AncestorVerdict:
+    """One ancestor of a release, as its descendant's signed lineage pins it, and how it
+    stands under the local policy."""
+
+    relation: str  # how the descendant derives from it (quantized-from, distilled-from ...)
+    ref: str  # as the descendant's lineage link names it
+    digest: str | None  # the manifest digest the link pins
+    status: AncestorStatus
+    reason: str | None = None  # why it is not verified
+    manifest: Manifest | None = None  # the pinned release, when its envelope is at hand
+    verdict: Verdict | None = None  # when verified
+    chain: str = ""  # the way from the model to it: "acme/q@1 quantized-from acme/base@1 ..."
+
+    @property
+    def names(self) -> set[str]:
+        """The model names it goes by: the link's, and the pinned release's own."""
+        return {self.ref.partition("@")[0]} | ({self.manifest.name} if self.manifest is not None else set())
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"relation": self.relation, "ref": self.ref, "digest": self.digest,
+                               "status": self.status, "reason": self.reason}
+        if self.verdict is not None:
+            out["signers"] = [s.to_dict() for s in self.verdict.signers if s.status == "valid"]
+        return out
+
+
+def judge_ancestor(relation: str, ref: str, digest: str | None, envelope: Envelope | None, policy: TrustPolicy,
+                   chain: str = "") -> AncestorVerdict:
+    """The verdict on one ancestor: its envelope (found by the pinned digest, from anywhere)
+    judged like any release, and checked to be the release the link names.
+
+    The pinned payload is authenticated by its descendant's signature whatever its own
+    signatures say, so an ancestor that does not verify is still read, to follow its
+    lineage further."""
+    def made(status: AncestorStatus, reason: str | None = None, manifest: Manifest | None = None,
+             verdict: Verdict | None = None) -> AncestorVerdict:
+        text = _STATUS_TEXT.get(status)
+        why = f"{text} ({reason})" if text and reason else (text or reason)
+        return AncestorVerdict(relation, ref, digest, status, why, manifest, verdict, chain)
+
+    if digest is None:
+        return made("unpinned")
+    if envelope is None:
+        return made("missing")
+    if envelope.digest != digest:
+        return made("mismatch", f"expected manifest digest {digest}, found {envelope.digest}")
+    try:
+        manifest = Manifest.from_payload(envelope.payload)
+    except VerificationError as exc:
+        return made("refused", str(exc))
+    name, _, version = ref.partition("@")
+    if manifest.name != name or (version and manifest.version != version):
+        return made("mismatch", f"the link names {ref}, the pinned release is {manifest.ref}", manifest)
+    try:
+        verdict = evaluate(envelope, policy)
+    except VerificationError as exc:
+        return made("refused", str(exc), manifest)
+    return made("verified", None, manifest, verdict)
+
+
+def check_lineage(ref: str, ancestors: Sequence[AncestorVerdict], policy: TrustPolicy) -> None:
+    """The policy's lineage rules over a release's whole ancestry (every ancestor, however
+    far): `lineage_deny` refuses any ancestor named by a denied scope (by its link or its
+    own manifest); `verified_lineage` refuses any ancestor that is not verified here."""
+    for a in ancestors:
+        scope = next((s for n in sorted(a.names) if (s := denied_by(policy, n))), None)
+        if scope is not None:
+            raise PolicyError(
+                f"{ref}: ancestor {a.ref} ({a.relation}; {a.chain}) is denied by your policy (lineage deny "
+                f"'{scope}')", hint=f"to allow it: seedvault trust lineage allow '{scope}'")
+    if policy.verified_lineage:
+        for a in ancestors:
+            if a.status != "verified":
+                raise PolicyError(
+                    f"{ref}: expected every ancestor held and verified (verified_lineage), found {a.relation} "
+                    f"{a.ref} ({a.chain}), which {a.reason}",
+                    hint="import the ancestor (or a bundle that carries it) and trust its publisher, or lift the "
+                         "requirement: seedvault trust require --unverified-lineage-ok")
