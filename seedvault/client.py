@@ -16,7 +16,7 @@ import stat
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -62,7 +62,7 @@ from seedvault.settings import DEFAULT_PIECE_LENGTH, READ_CHUNK, Paths, paths, w
 from seedvault.signing import Envelope, PrivateKey, TrustPolicy, Verdict, counted_signatures, evaluate
 from seedvault.signing.trusted import AcceptedHead, Purpose, accept_head, check_lineage, is_newer, signer_reports
 from seedvault.summaries import GGUFSummary, SafetensorsSummary
-from seedvault.vault import Entry, Vault
+from seedvault.vault import COPY, HARD_LINK, Entry, Vault, place_file
 
 Progress = Callable[[int], None]
 MAX_OFFERED_HEADS = 4  # heads read from one source for one model: the held head and its base, with room
@@ -78,6 +78,9 @@ class Admitted:
     snapshot: Path
     envelope: Envelope
     already_present: bool = False  # publish: the identical release was already in the vault; nothing changed
+    # publish: how many files entered the vault by each way (see vault.place_file): "reflink",
+    # "hard link" (the publisher's file, made read-only, is the vault's copy) or "copy"
+    stored: Mapping[str, int] = field(default_factory=dict)
 
 
 def _check_release_label(name: str, version: str, expires: datetime | None) -> None:
@@ -224,6 +227,12 @@ def check_weights(base: Path, manifest: Manifest, skip: frozenset[str] = frozens
             weights.validate(base / f.path, f.path)
 
 
+def _unchanged(before: os.stat_result, now: os.stat_result, size: int) -> bool:
+    """The same file, with the same size and modification time (its ctime moves with our own
+    links and chmod, so it cannot tell)."""
+    return (now.st_ino, now.st_size, now.st_mtime_ns) == (before.st_ino, size, before.st_mtime_ns)
+
+
 def _file_entry(path: str, target: Path, d: hashing.FileDigest) -> FileEntry:
     """A published file's entry, with the summary of its weights format (if any)."""
     summary = weights.summary(target, path)
@@ -303,11 +312,15 @@ class Client:
         license_file: str | None = None,
         piece_length: int = DEFAULT_PIECE_LENGTH,
         progress: Progress | None = None,
+        copy: bool = False,
     ) -> Admitted:
         """Hash, describe and sign a model directory, and store it in the vault.
 
-        Each file is read once: the bytes are copied into staging while hashed, so the
-        signed digests are of exactly the copy that enters the vault. Every key in `key`
+        Each file is read once. Where the filesystem allows it, no second full copy is
+        made: a reflink (an independent copy-on-write clone), else a hard link of the file
+        made read-only (the publisher's file is then the vault's copy: editing it in place
+        makes `verify` refuse the release); else, or with `copy`, the bytes are copied into
+        staging while hashed. The signed digests are of exactly the bytes that enter the vault. Every key in `key`
         signs the release, and the model's new head (see `sign_head`).
 
         Publishing the identical release again (same name, version, files and statement,
@@ -332,9 +345,16 @@ class Client:
             targets = [staged / p for p in files]
             for t in targets:
                 t.parent.mkdir(parents=True, exist_ok=True)
-            digests = hashing.hash_files(
-                [directory / p for p in files], piece_length, progress, copy_to=targets
-            )
+            # Into the vault without a second full copy where the filesystem allows it.
+            placed = [None if copy else place_file(directory / p, t) for p, t in zip(files, targets, strict=True)]
+            sources = [t if how else directory / p for p, t, how in zip(files, targets, placed, strict=True)]
+            # A hard link is the publisher's own file: it must not change while (or after) it is hashed.
+            hashed = {p: os.stat(t) for p, t, how in zip(files, targets, placed, strict=True) if how == HARD_LINK}
+            digests = hashing.hash_files(sources, piece_length, progress,
+                                         copy_to=[None if how else t for t, how in zip(targets, placed, strict=True)])
+            for p, d in zip(files, digests, strict=True):
+                if p in hashed and not _unchanged(hashed[p], os.stat(directory / p), d.size):
+                    raise UsageError(f"{directory / p} changed while it was published", hint="publish again")
             entries = [_file_entry(path, target, d) for path, target, d in zip(files, targets, digests, strict=True)]
             by_path = {e.path: e for e in entries}
             info_hash = info_hash_v2(torrent_name(name, version), entries, piece_length)
@@ -366,11 +386,19 @@ class Client:
             for k in keys:
                 envelope = envelope.sign(k)
             snapshot = self.vault.add(envelope, manifest, staged)
+            for p, before in hashed.items():  # the publisher's own file, linked: unchanged since it was hashed
+                if not _unchanged(before, os.stat(directory / p), before.st_size):
+                    self.vault.forget_records(snapshot / p)
+                    raise IntegrityError(f"{directory / p} changed while it was published (it is the vault's copy "
+                                         "too: a hard link)", hint="publish again, or with --copy")
         self.vault.save_layers(manifest, {p: d.piece_layer for p, d in zip(files, digests, strict=True)})
         self._record_snapshot(snapshot, manifest, envelope.digest)
         self._head_after_publish(manifest, envelope.digest, keys)
         verdict = Verdict(manifest, envelope.digest, (), 0, 0)
-        return Admitted(verdict, snapshot, envelope)
+        stored: dict[str, int] = {}
+        for how in placed:
+            stored[how or COPY] = stored.get(how or COPY, 0) + 1
+        return Admitted(verdict, snapshot, envelope, stored=stored)
 
     def _same_release(self, manifest: Manifest) -> Entry | None:
         """The vault's release of manifest's name@version when it says exactly what `manifest`

@@ -320,7 +320,7 @@ def hash_files(
     paths: Sequence[Path],
     piece_length: int,
     progress: Callable[[int], None] | None = None,
-    copy_to: Sequence[Path] | None = None,
+    copy_to: Sequence[Path | None] | None = None,
 ) -> list[FileDigest]:
     """Hash several files, several at a time; results in input order."""
     targets: Sequence[Path | None] = copy_to if copy_to is not None else [None] * len(paths)

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+from seedvault import hashing
 from seedvault._sqlite import open_database
 from seedvault.errors import Error, IntegrityError, NotFoundError, UsageError
 from seedvault.manifest import FileEntry, Manifest, Ref, format_time
@@ -491,6 +492,11 @@ class Vault:
                  format_time(datetime.now(UTC))),
             )
 
+    def forget_records(self, path: Path) -> None:
+        """PATH's verification record goes: the next check hashes it again."""
+        with self._tx() as db:
+            db.execute("DELETE FROM records WHERE path=?", (str(path),))
+
     def has_valid_record(self, path: Path, digest: str, pieces_root: str | None) -> bool:
         """True only if the file is unchanged since a full verification of these bytes."""
         row = self._db.execute(
@@ -504,6 +510,36 @@ class Vault:
         except FileNotFoundError:
             return False
         return (row[0], row[5]) == (digest, pieces_root) and FileRecord(*row[1:5]) == current
+
+
+REFLINK, HARD_LINK, COPY = "reflink", "hard link", "copy"
+_FICLONE = 0x40049409  # Linux ioctl: make DST share SRC's extents, copy-on-write (btrfs, XFS, ...)
+
+
+def place_file(src: Path, dst: Path) -> str | None:
+    """Put SRC at DST without copying its bytes where the filesystem allows: a reflink (an
+    independent clone), else a hard link after making SRC read-only. Returns how, or None
+    when the caller must copy (another filesystem, or neither is supported). SRC must be a
+    regular file, not a link (checked on the opened file, so nothing is swapped in between)."""
+    fd = hashing.open_regular(src, src.name)
+    try:
+        with contextlib.suppress(OSError):
+            out = os.open(dst, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o444)
+            try:
+                fcntl.ioctl(out, _FICLONE, fd)
+                return REFLINK
+            except OSError:
+                os.unlink(dst)
+            finally:
+                os.close(out)
+        try:
+            os.fchmod(fd, os.fstat(fd).st_mode & 0o7555)  # read-only: it is the vault's copy now
+            os.link(f"/proc/self/fd/{fd}", dst, follow_symlinks=True)
+            return HARD_LINK
+        except OSError:
+            return None
+    finally:
+        os.close(fd)
 
 
 def _link_or_copy(src: Path, dst: Path) -> None:
