@@ -162,7 +162,7 @@ async def search(request: web.Request) -> web.Response:
     q = request.query
     limit = _int_param(q.get("limit", "100"), "limit", 1, 1000)  # SQLite reads a negative LIMIT as "no limit"
     offset = _int_param(q.get("offset", "0"), "offset", 0, 10**9)
-    text, publisher, license = (_text_param(q, name) for name in ("q", "publisher", "license"))
+    text, publisher, license = (text_param(q, name) for name in ("q", "publisher", "license"))
     node = request.app[NODE]
     releases = await on_worker(request, lambda: node.index.search(
         text, publisher=publisher, license=license, limit=limit, offset=offset))
@@ -179,7 +179,7 @@ def _int_param(raw: str, name: str, low: int, high: int) -> int:
     return value
 
 
-def _text_param(query: Any, name: str) -> str | None:
+def text_param(query: Any, name: str) -> str | None:
     """A search filter: bounded, and free of control characters. SQLite's LIKE stops at a
     NUL, so `q=%00` would otherwise match every release."""
     raw = query.get(name)

@@ -23,7 +23,7 @@ from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 
 from seedvault.errors import Error, UsageError
-from seedvault.registry import api
+from seedvault.registry import api, pages
 from seedvault.registry.config import MAX_JSON_BODY, NodeConfig
 from seedvault.registry.mirror import sync
 from seedvault.registry.node import Node
@@ -139,12 +139,14 @@ def _sync_all(app: web.Application) -> None:
 
 
 def create_app(config: NodeConfig) -> web.Application:
-    app = web.Application(middlewares=[in_handler, api.errors], client_max_size=MAX_JSON_BODY)
+    # The pages' HTML errors sit inside the API's JSON ones: each answers only its own requests.
+    app = web.Application(middlewares=[in_handler, api.errors, pages.html_errors], client_max_size=MAX_JSON_BODY)
     app[CONFIG] = config
     app[BUSY] = set()
     app[BUDGET] = BodyBudget(config.max_body_memory)
     app.cleanup_ctx.append(_node_ctx)
     api.add_routes(app)
+    pages.add_routes(app)
     return app
 
 
