@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from html.parser import HTMLParser
 from pathlib import Path
 
 from conftest import make_model
-from registry_helpers import NodeServer, make_home, policy
+from registry_helpers import NodeServer, make_home, policy, request
 
 from seedvault.client import Client
 from seedvault.registry import RegistryClient
@@ -79,3 +80,40 @@ def start_gallery(tmp: Path) -> Gallery:
         node.close()
         raise
     return Gallery(node, key, digests)
+
+
+# ---- reading pages over HTTP, as a program would -----------------------------------------------
+
+
+@dataclass
+class Page:
+    status: int
+    headers: dict[str, str]
+    html: str
+    tags: list[tuple[str, dict[str, str]]]  # every start tag, with its attributes
+    text: str  # the text a person reads (entities decoded)
+
+    def links(self) -> list[str]:
+        return [a["href"] for tag, a in self.tags if tag == "a" and "href" in a]
+
+
+class _Collector(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.tags: list[tuple[str, dict[str, str]]] = []
+        self.texts: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.tags.append((tag, {k: v or "" for k, v in attrs}))
+
+    def handle_data(self, data: str) -> None:
+        self.texts.append(data)
+
+
+def get_page(base_url: str, path: str, *, method: str = "GET", accept: str = "text/html") -> Page:
+    answer = request(base_url, method, path, headers={"Accept": accept})
+    html = answer.body.decode("utf-8")
+    collector = _Collector()
+    collector.feed(html)
+    collector.close()
+    return Page(answer.status, answer.headers, html, collector.tags, " ".join(" ".join(collector.texts).split()))

@@ -95,6 +95,7 @@ class HeadView:
     expires: str
     stale: bool
     latest_version: str
+    latest_yanked: bool  # a head may name a version it yanks: a pull of NS/NAME then takes an older one
     signed_by: str  # "publisher" or "timestamp"
     signers: tuple[SignerReport, ...]
 
@@ -304,7 +305,8 @@ def _head(node: Node, reader: _Reader, name: str) -> tuple[HeadView | None, str 
                       if held else None)
     h = current.head
     return HeadView(h.sequence, format_time(h.issued), format_time(h.expires), current.stale or h.is_expired(),
-                    h.latest_version, "publisher" if current.by_publishers else "timestamp",
+                    h.latest_version, h.yank_reason(h.latest_version) is not None,
+                    "publisher" if current.by_publishers else "timestamp",
                     current.signers), None
 
 
