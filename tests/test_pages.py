@@ -265,6 +265,7 @@ def test_release_refused_by_the_nodes_policy_now_is_marked(tmp_path: Path, pub_k
     try:
         with client:
             _publish_and_push(client, remote, tmp_path, pub_key, "acme/kept", [])
+        assert "refused" not in get_page(node.url, "/").text  # seen, and remembered, as accepted
         with Client(node.home) as admin:  # the node's admin revokes the key after the release was accepted
             admin.save_policy(admin.policy.revoke(pub_key.public.key_id))
         home = get_page(node.url, "/")

@@ -28,7 +28,7 @@ from seedvault.errors import Error, UsageError
 from seedvault.manifest import format_time
 from seedvault.registry.api import text_param
 from seedvault.registry.state import CONFIG, NODE, on_worker
-from seedvault.registry.views import FORMATS, MAX_SHOWN_FILES, Filters, home_view, keys_view, model_view
+from seedvault.registry.views import FORMATS, MAX_SHOWN_FILES, Filters, RowCache, home_view, keys_view, model_view
 
 log = logging.getLogger("seedvault.registry")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -46,11 +46,13 @@ SECURITY_HEADERS = {
 }
 API_PREFIXES = ("/v1/", "/webseed/", "/announce", "/health", "/openapi.json")
 MAX_NOTES_CHARS = 20_000  # of a release's notes on its page; the rest is counted
+ROWS = web.AppKey("page_rows", RowCache)
 STYLESHEET = resources.files("seedvault.registry").joinpath("static/style.css").read_bytes()
 
 
 def add_routes(app: web.Application) -> None:
     """Templates and the page routes (GET only: the pages never change anything)."""
+    app[ROWS] = RowCache()
     aiohttp_jinja2.setup(
         app, loader=jinja2.PackageLoader("seedvault.registry", "templates"), autoescape=True,
         undefined=jinja2.StrictUndefined, filters=FILTERS, trim_blocks=True, lstrip_blocks=True,
@@ -115,14 +117,14 @@ async def home(request: web.Request) -> web.Response:
         raise UsageError(f"format: expected one of {', '.join(FORMATS)}, found {fmt[:40]!s}")
     text, publisher, license = (text_param(q, name) or None for name in ("q", "publisher", "license"))
     filters = Filters(text, publisher, license, fmt)
-    view = await on_worker(request, home_view, request.app[NODE], filters)
+    view = await on_worker(request, home_view, request.app[NODE], filters, request.app[ROWS])
     return _render("home.html", request, {"view": view, "formats": FORMATS})
 
 
 async def model(request: web.Request) -> web.Response:
     info = request.match_info
     view = await on_worker(request, model_view, request.app[NODE], f"{info['ns']}/{info['name']}",
-                           info.get("version"))
+                           info.get("version"), request.app[ROWS])
     notes = view.manifest.origin.notes or ""
     return _render("model.html", request, {
         "view": view, "m": view.manifest, "files": view.manifest.files[:MAX_SHOWN_FILES],
