@@ -37,7 +37,7 @@ from seedvault.manifest import Manifest, check_model_name, check_relative_path, 
 from seedvault.p2p import Swarm, SwarmConfig, torrent_bytes
 from seedvault.registry.config import NodeConfig
 from seedvault.registry.index import Index, Release, index_yanks
-from seedvault.registry.tracker import Tracker
+from seedvault.registry.tracker import Tracker, tracker_hash
 from seedvault.signing import Envelope, TrustPolicy, Verdict, evaluate
 from seedvault.swarming import start_seeding, stored_layers
 
@@ -145,7 +145,7 @@ class Node:
         digests = self.index.digests()
         for digest in digests - self._info_hashes.keys():
             try:
-                self._info_hashes[digest] = _tracker_hash(self.client.vault.get(digest).manifest)
+                self._info_hashes[digest] = tracker_hash(self.client.vault.get(digest).manifest)
             except Error:  # a damaged stored release: not served, so not tracked
                 continue
         for digest in self._info_hashes.keys() - digests:
@@ -166,7 +166,7 @@ class Node:
             return
         entry = self.client.vault.resolve(ref)
         host, port = self.swarm.endpoint
-        self.tracker.add_static(_tracker_hash(entry.manifest), host, port)
+        self.tracker.add_static(tracker_hash(entry.manifest), host, port)
 
     def seed_ref(self, ref: str) -> None:
         if self.swarm is not None and ref not in self._seeding:
@@ -338,7 +338,7 @@ class Node:
             self._drop(upload)
         self.index.put(manifest, admitted.verdict)
         self._index_yanks(manifest.name)
-        self.tracker.add_hash(_tracker_hash(manifest))
+        self.tracker.add_hash(tracker_hash(manifest))
         self.seed_ref(manifest.ref)
         return {"digest": digest, "status": "published", "ref": manifest.ref, "verdict": admitted.verdict.to_dict()}
 
@@ -468,10 +468,6 @@ class Node:
         if not releases:
             raise NotFoundError(f"{name} is not on this registry")
         return [r.to_dict() for r in releases]
-
-
-def _tracker_hash(manifest: Manifest) -> bytes:
-    return bytes.fromhex(manifest.torrent.info_hash_v2)[:20]  # BEP 52: truncated for trackers
 
 
 def bearer_token(authorization: str | None) -> str | None:
