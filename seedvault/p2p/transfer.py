@@ -44,6 +44,7 @@ class TransferStats:
     uploaded: int = 0
     downloaded: int = 0  # payload received in this run (includes rejected pieces)
     resumed: int = 0  # already on disk when this run started (checked before any connection)
+    reused: int = 0  # files the vault held already, verified (a delta pull): not fetched at all
     hash_failures: int = 0
     banned: list[str] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
