@@ -94,6 +94,11 @@ class RollbackError(VerificationError):
     http_status = 409
 
 
+class SplitViewError(RollbackError):
+    """A transparency log shows a history that does not extend the one seen before (a fork:
+    one view for some clients, another for others), or a witness saw it do so."""
+
+
 class ExpiredError(VerificationError):
     """The manifest's signed expiry time has passed."""
 

@@ -55,6 +55,7 @@ LAZY_COMMANDS = {
     "unyank": "seedvault.cli.life:unyank",
     "sign": "seedvault.cli.life:sign",
     "remove": "seedvault.cli.life:remove",
+    "log": "seedvault.cli.log:log_group",
 }
 
 

@@ -38,6 +38,7 @@ from seedvault.errors import (
     UsageError,
 )
 from seedvault.manifest import check_model_name, check_version
+from seedvault.registry import log_routes
 from seedvault.registry.config import MAX_JSON_BODY, NodeConfig
 from seedvault.registry.mirror import sync
 from seedvault.registry.node import Node, bearer_token, screen, storage_error
@@ -579,6 +580,7 @@ def create_app(config: NodeConfig) -> web.Application:
         web.delete("/v1/uploads/{digest}", abort_upload),
         web.get("/webseed/{digest}/{tail:.+}", web_seed),
         web.get("/announce", announce),
+        *log_routes.routes(NODE),
     ])  # fmt: skip
     return app
 

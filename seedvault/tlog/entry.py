@@ -76,7 +76,7 @@ class LogEntry:
                 or not named["time"].isdigit() or len(named["time"]) > 12):
             raise ManifestError(f"{where}: expected the fields {', '.join(wanted)} and key lines of a log entry, "
                                 "found others or malformed values")
-        return cls(kind, named["name"], label, named["digest"], named["envelope"], keys, int(named["time"]))  # type: ignore[arg-type]
+        return cls(kind, named["name"], label, named["digest"], named["envelope"], keys, int(named["time"]))
 
 
 def envelope_sha256(envelope_json: bytes) -> str:

@@ -166,7 +166,7 @@ class Verifier:
         if self.kind == COSIGNATURE_V1:
             if len(sig.signature) != 8 + 64:
                 raise SignatureError(f"cosignature by {self.name}: expected 72 bytes, found {len(sig.signature)}")
-            (timestamp,) = struct.unpack(">Q", sig.signature[:8])
+            timestamp = int.from_bytes(sig.signature[:8], "big")
             message, raw = cosigned_message(text, timestamp), sig.signature[8:]
         else:
             timestamp, message, raw = None, text.encode(), sig.signature

@@ -59,6 +59,14 @@ def parse_logs(vkeys: Iterable[str], where: str) -> list[Verifier]:
     return out
 
 
+def entry_for(kind: Kind, envelope: Envelope, name: str, label: str, keys: Iterable[str] | None = None) -> LogEntry:
+    """The log entry of an admitted statement; `keys`: the signing keys it brought (default:
+    every signature the envelope holds)."""
+    signers = keys if keys is not None else (s.keyid for s in envelope.signatures)
+    return LogEntry(kind, name, label, envelope.digest, envelope_sha256(envelope.to_json()),
+                    tuple(sorted(set(signers))), int(time.time()))
+
+
 def _existing_name(path: Path) -> str | None:
     try:
         return Signer.from_skey(path.read_text(), str(path)).name
@@ -93,11 +101,16 @@ class NodeLog:
 
     def record(self, kind: Kind, envelope: Envelope, name: str, label: str,
                keys: Iterable[str] | None = None) -> None:
-        entry = LogEntry(kind, name, label, envelope.digest, envelope_sha256(envelope.to_json()),
-                         tuple(sorted(set(keys if keys is not None else (s.keyid for s in envelope.signatures)))),
-                         int(time.time()))
-        self.store.append([entry])
-        self.cosign()
+        self.record_entries([entry_for(kind, envelope, name, label, keys)])
+
+    def record_entries(self, entries: list[LogEntry]) -> None:
+        """Sequence the entries in one transaction, then collect cosignatures once."""
+        if entries:
+            self.store.append(entries)
+            self.cosign()
+
+    def has(self, digest: str, kind: Kind = "release") -> bool:
+        return self.store.has(digest, kind)
 
     def cosign(self) -> None:
         """Ask every witness to cosign the latest checkpoint (bounded; failures are logged)."""

@@ -164,6 +164,11 @@ class LogStore:
                                    (start, stop)).fetchall()
         return [bytes(r[0]) for r in rows]
 
+    def has(self, digest: str, kind: Kind = "release") -> bool:
+        with self._lock:
+            return self.db.execute("SELECT 1 FROM entries WHERE digest = ? AND kind = ?",
+                                   (digest, kind)).fetchone() is not None
+
     def index_of(self, digest: str, kind: Kind = "release") -> int:
         with self._lock:
             row = self.db.execute("SELECT MIN(idx) FROM entries WHERE digest = ? AND kind = ?",
