@@ -4,6 +4,8 @@
                          agree with the envelope, or the bundle is refused)
     envelope.json        the DSSE envelope with every signature
     keys/<keyid>.pub     the signers' public keys, for the receiver to decide to trust
+    release.tlog-proof   the release's transparency-log proof, when the sender holds one
+                         (judged like any proof: `trust require --logged`)
     files/<path>         the model's files
 
 A bundle is never trusted for what it says: import judges the envelope under the local
@@ -35,11 +37,13 @@ from seedvault.manifest import Manifest, check_relative_path
 from seedvault.settings import MAX_ENVELOPE_BYTES, MAX_FILES_PER_MANIFEST, READ_CHUNK
 from seedvault.signing import Envelope, PublicKey, Verdict
 from seedvault.signing.dsse import check_envelope_size
+from seedvault.tlog.proof import MAX_PROOF_BYTES
 
 FORMAT = "seedvault-bundle/1"
 HEADS_FILE = "heads.json"  # the model's heads: its head, and the publisher-signed one it refreshes
 MAX_BUNDLE_HEADS = 4
 MAX_HEADS_FILE = 4 * 1024 * 1024
+PROOF_FILE = "release.tlog-proof"
 
 
 def export_bundle(client: Client, ref: str, dest: Path, *, as_tar: bool = False) -> Path:
@@ -57,6 +61,7 @@ def export_bundle(client: Client, ref: str, dest: Path, *, as_tar: bool = False)
     signers = [sig.keyid for env in (entry.envelope, *held) for sig in env.signatures]
     keys = {key_id: t.key.pem() for key_id in signers for t in policy.keys_by_id(key_id)}
     heads = heads_file(held) if held else b""
+    proof = client.logs.proof(entry.digest)
     meta = {"format": FORMAT, "ref": manifest.ref, "digest": entry.digest, "files": [f.path for f in manifest.files]}
     tmp = dest.with_name(f".{dest.name}.{uuid.uuid4().hex[:8]}.tmp")
     try:
@@ -66,6 +71,8 @@ def export_bundle(client: Client, ref: str, dest: Path, *, as_tar: bool = False)
                 _tar_bytes(tar, "envelope.json", entry.envelope.to_json())
                 if heads:
                     _tar_bytes(tar, HEADS_FILE, heads)
+                if proof:
+                    _tar_bytes(tar, PROOF_FILE, proof)
                 for key_id, pem in sorted(keys.items()):
                     _tar_bytes(tar, f"keys/{key_id}.pub", pem.encode())
                 for f in manifest.files:
@@ -80,6 +87,8 @@ def export_bundle(client: Client, ref: str, dest: Path, *, as_tar: bool = False)
             (tmp / "envelope.json").write_bytes(entry.envelope.to_json())
             if heads:
                 (tmp / HEADS_FILE).write_bytes(heads)
+            if proof:
+                (tmp / PROOF_FILE).write_bytes(proof)
             (tmp / "keys").mkdir()
             for key_id, pem in keys.items():
                 (tmp / "keys" / f"{key_id}.pub").write_text(pem)
@@ -107,6 +116,7 @@ def _tar_bytes(tar: tarfile.TarFile, name: str, data: bytes) -> None:
 def import_bundle(client: Client, source: Path, progress: Progress | None = None) -> Admitted:
     """Verify a bundle under the local policy and admit it into the vault, with the model's
     heads it carries (each judged like a head from anywhere: a lower sequence is ignored)."""
+    stash_bundle_proof(client, source)
     if source.is_dir():
         admitted = _import_dir(client, source, progress)
     elif _is_tar(source):
@@ -138,6 +148,27 @@ def import_directory(client: Client, directory: Path, envelope_source: Path,
         copy_files(files_dir, manifest, staged)
 
     return client.admit(envelope, fill, progress)
+
+
+def stash_bundle_proof(client: Client, source: Path) -> None:
+    """Keep the bundle's release.tlog-proof (unjudged, bounded) where the client's judgement
+    of the release looks for it; a bundle without one leaves the client's proofs as they are."""
+    where = f"{source}: bundle"
+    if source.is_dir():
+        if not os.path.lexists(source / PROOF_FILE):
+            return
+        raw = _read_small_file(source / PROOF_FILE, PROOF_FILE, MAX_PROOF_BYTES, where)
+    elif _is_tar(source):
+        with _open_tar(source) as tar:
+            member = _members(tar).get(PROOF_FILE)
+            if member is None:
+                return
+            if not member.isfile() or member.size > MAX_PROOF_BYTES:
+                raise OversizeError(f"{where}: {PROOF_FILE}: expected a file of at most {MAX_PROOF_BYTES:,} bytes")
+            raw = _read_member(tar, member)
+    else:
+        return
+    client.logs.save_proof(read_envelope_source(source).digest, raw)
 
 
 def read_bundle_heads(source: Path) -> list[Envelope]:
@@ -495,6 +526,7 @@ def verify_bundle(client: Client, source: Path, progress: Progress | None = None
     """Check a bundle (directory or tar) under the local policy without importing it: the
     envelope judged, then every file against both signed digests (a tar's files are read
     through a private staging copy, removed afterwards)."""
+    stash_bundle_proof(client, source)
     if source.is_dir():
         envelope = _read_envelope_file(source / "envelope.json", str(source))
         manifest = Manifest.from_payload(envelope.payload)

@@ -152,8 +152,8 @@ class Verifier:
                              f"4-byte id, found {quote(vkey[:100])}")
         verifier = cls(name, material[0], material[1:])
         if verifier.key_id != claimed:
-            raise UsageError(f"{where}: key id {hex_id} does not match the key, whose id is "
-                             f"{verifier.key_id.hex()}; the verifier key was mistyped or altered")
+            raise UsageError(f"{where}: expected key id {verifier.key_id.hex()} (the id of the key it holds), "
+                             f"found {hex_id}: the verifier key was mistyped or altered")
         return verifier
 
     def matches(self, sig: NoteSignature) -> bool:
