@@ -48,8 +48,8 @@ def rfc_path(m: int, leaves: list[bytes]) -> list[bytes]:
         return []
     k = 1 << ((n - 1).bit_length() - 1)
     if m < k:
-        return rfc_path(m, leaves[:k]) + [mth(leaves[k:])]
-    return rfc_path(m - k, leaves[k:]) + [mth(leaves[:k])]
+        return [*rfc_path(m, leaves[:k]), mth(leaves[k:])]
+    return [*rfc_path(m - k, leaves[k:]), mth(leaves[:k])]
 
 
 def rfc_subproof(m: int, leaves: list[bytes], whole: bool) -> list[bytes]:
@@ -58,8 +58,8 @@ def rfc_subproof(m: int, leaves: list[bytes], whole: bool) -> list[bytes]:
         return [] if whole else [mth(leaves)]
     k = 1 << ((n - 1).bit_length() - 1)
     if m <= k:
-        return rfc_subproof(m, leaves[:k], whole) + [mth(leaves[k:])]
-    return rfc_subproof(m - k, leaves[k:], False) + [mth(leaves[:k])]
+        return [*rfc_subproof(m, leaves[:k], whole), mth(leaves[k:])]
+    return [*rfc_subproof(m - k, leaves[k:], False), mth(leaves[:k])]
 
 
 def sigstore_root(leaf: bytes, index: int, size: int, proof: list[bytes]) -> bytes:
@@ -125,7 +125,7 @@ def test_consistency_proofs_match_rfc(new: int, data: st.DataObject) -> None:
 @given(st.integers(min_value=2, max_value=200), st.data())
 def test_a_rewritten_history_fails_consistency(new: int, data: st.DataObject) -> None:
     """A log that changes any entry below the old size cannot prove the new tree extends the old."""
-    tree, leaves = tree_of(new)
+    _tree, leaves = tree_of(new)
     old = data.draw(st.integers(min_value=1, max_value=new - 1))
     changed = data.draw(st.integers(min_value=0, max_value=old - 1))
     forked_leaves = list(leaves)
@@ -163,7 +163,8 @@ def test_a_changed_proof_hash_or_index_fails(size: int, data: st.DataObject) -> 
 VKEY = "PeterNeumann+c74f20a3+ARpc2QcUPDhMQegwxbzhKqiBfsVkmqq/LDE4izWy10TW"
 SKEY = "PRIVATE+KEY+PeterNeumann+c74f20a3+AYEKFALVFGyNhPJEMzD1QIDr+Y7hfZx09iUvxdXHKDFz"
 TEXT = "If you think cryptography is the answer to your problem,\nthen you don't know what your problem is.\n"
-SIGNED = TEXT + "\n\u2014 PeterNeumann x08go/ZJkuBS9UG/SffcvIAQxVBtiFupLLr8pAcElZInNIuGUgYN1FFYC2pZSNXgKvqfqdngotpRZb6KE6RyyBwJnAM=\n"
+SIGNED = (TEXT + "\n\u2014 PeterNeumann "
+          "x08go/ZJkuBS9UG/SffcvIAQxVBtiFupLLr8pAcElZInNIuGUgYN1FFYC2pZSNXgKvqfqdngotpRZb6KE6RyyBwJnAM=\n")
 
 
 def test_signed_note_matches_the_reference_example_byte_for_byte() -> None:
