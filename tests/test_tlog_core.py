@@ -11,12 +11,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from sigstore._internal import merkle as sigstore_merkle
 
-from seedvault.errors import Error, ManifestError, SignatureError, UsageError
+from seedvault.errors import Error, ManifestError, ProofError, SignatureError, UsageError
 from seedvault.tlog.checkpoint import Checkpoint, open_checkpoint
 from seedvault.tlog.entry import LogEntry
 from seedvault.tlog.merkle import (
     MemoryTree,
-    ProofError,
     consistency_proof,
     inclusion_proof,
     leaf_hash,

@@ -21,10 +21,10 @@ from typing import Any, TypeVar
 
 from aiohttp import web
 
-from seedvault.errors import NotFoundError, UsageError
+from seedvault.errors import NotFoundError, OldSizeConflict, UsageError
 from seedvault.registry.node import Node
 from seedvault.tlog.tiles import MAX_TILE_LEVEL, TILE_WIDTH, parse_index
-from seedvault.tlog.witness import MAX_REQUEST, SIZE_TYPE, OldSizeConflict
+from seedvault.tlog.witness import MAX_REQUEST, SIZE_TYPE
 
 T = TypeVar("T")
 _DIGEST = re.compile(r"[0-9a-f]{64}")

@@ -28,6 +28,7 @@ from seedvault.errors import (
     ExpiredError,
     IntegrityError,
     PolicyError,
+    ProofError,
     RollbackError,
     SignatureError,
     SplitViewError,
@@ -39,7 +40,7 @@ from seedvault.signing.dsse import Envelope, Signature
 from seedvault.signing.policy import Role, TrustPolicy
 from seedvault.tlog.checkpoint import SignedCheckpoint, open_checkpoint
 from seedvault.tlog.entry import LogEntry
-from seedvault.tlog.merkle import ProofError, leaf_hash, verify_consistency, verify_inclusion
+from seedvault.tlog.merkle import leaf_hash, verify_consistency, verify_inclusion
 from seedvault.tlog.note import Note
 from seedvault.tlog.proof import TlogProof
 

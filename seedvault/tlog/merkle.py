@@ -13,7 +13,7 @@ import hashlib
 from collections.abc import Sequence
 from typing import Protocol
 
-from seedvault.errors import VerificationError
+from seedvault.errors import ProofError
 
 HASH_SIZE = 32
 MAX_PROOF_HASHES = 128  # a tree of 2**63 leaves needs at most 2 * 63; more is junk
@@ -100,10 +100,6 @@ def consistency_proof(reader: NodeReader, old: int, new: int) -> list[bytes]:
             start, m, whole = start + k, m - k, False
     proof.reverse()
     return proof
-
-
-class ProofError(VerificationError):
-    """A Merkle proof does not lead to the signed root: the log or its server lies."""
 
 
 def _check_hashes(proof: Sequence[bytes], what: str) -> None:

@@ -25,7 +25,7 @@ from pathlib import Path
 
 from seedvault._sqlite import open_database
 from seedvault._text import quote
-from seedvault.errors import ManifestError, NotFoundError, RollbackError, TransferError, UsageError
+from seedvault.errors import ManifestError, NotFoundError, OldSizeConflict, TransferError, UsageError
 from seedvault.tlog.checkpoint import open_checkpoint
 from seedvault.tlog.merkle import MAX_PROOF_HASHES, verify_consistency
 from seedvault.tlog.note import Note, NoteSignature, Signer, Verifier
@@ -35,14 +35,6 @@ MAX_REQUEST = 64 * 1024 + MAX_PROOF_HASHES * 48
 MAX_ANSWER = 16 * 1024
 SIZE_TYPE = "text/x.tlog.size"
 SCHEMA = "CREATE TABLE IF NOT EXISTS logs (origin TEXT PRIMARY KEY, size INTEGER NOT NULL, root BLOB NOT NULL);"
-
-
-class OldSizeConflict(RollbackError):
-    """The log's `old` is not the size this witness cosigned last (HTTP 409 with that size)."""
-
-    def __init__(self, message: str, size: int) -> None:
-        super().__init__(message, hint="retry with old set to the witness's size")
-        self.size = size
 
 
 def parse_request(body: bytes) -> tuple[int, list[bytes], bytes]:
