@@ -105,10 +105,14 @@ async def _bounded_body(request: web.Request) -> bytes:
     if request.content_length is not None and request.content_length > MAX_REQUEST:
         raise web.HTTPRequestEntityTooLarge(max_size=MAX_REQUEST, actual_size=request.content_length)
     chunks, size = [], 0
-    async with asyncio.timeout(BODY_TIMEOUT):
-        while chunk := await request.content.read(MAX_REQUEST):
-            size += len(chunk)
-            if size > MAX_REQUEST:
-                raise web.HTTPRequestEntityTooLarge(max_size=MAX_REQUEST, actual_size=size)
-            chunks.append(chunk)
+    try:
+        async with asyncio.timeout(BODY_TIMEOUT):
+            while chunk := await request.content.read(MAX_REQUEST):
+                size += len(chunk)
+                if size > MAX_REQUEST:
+                    raise web.HTTPRequestEntityTooLarge(max_size=MAX_REQUEST, actual_size=size)
+                chunks.append(chunk)
+    except TimeoutError:
+        raise web.HTTPRequestTimeout(text=f"add-checkpoint: expected the whole body within {BODY_TIMEOUT:g} s, "
+                                          "found it still coming") from None
     return b"".join(chunks)
