@@ -6,6 +6,8 @@
     keys/<keyid>.pub     the signers' public keys, for the receiver to decide to trust
     ancestors.json       the envelopes of the release's ancestors the exporter holds (its
                          lineage, followed by manifest digest), for the receiver to judge
+    release.tlog-proof   the release's transparency-log proof, when the sender holds one
+                         (judged like any proof: `trust require --logged`)
     files/<path>         the model's files
 
 A bundle is never trusted for what it says: import judges the envelope under the local
@@ -37,11 +39,13 @@ from seedvault.manifest import Manifest, check_relative_path
 from seedvault.settings import MAX_ENVELOPE_BYTES, MAX_FILES_PER_MANIFEST, READ_CHUNK
 from seedvault.signing import Envelope, PublicKey, Verdict
 from seedvault.signing.dsse import check_envelope_size
+from seedvault.tlog.proof import MAX_PROOF_BYTES
 
 FORMAT = "seedvault-bundle/1"
 HEADS_FILE = "heads.json"  # the model's heads: its head, and the publisher-signed one it refreshes
 MAX_BUNDLE_HEADS = 4
 MAX_HEADS_FILE = 4 * 1024 * 1024
+PROOF_FILE = "release.tlog-proof"
 
 
 def export_bundle(client: Client, ref: str, dest: Path, *, as_tar: bool = False) -> Path:
@@ -63,6 +67,7 @@ def export_bundle(client: Client, ref: str, dest: Path, *, as_tar: bool = False)
     keys.update({sig.keyid: t.key.pem() for env in ancestors for sig in env.signatures
                  for t in policy.keys_by_id(sig.keyid)})
     lineage = ancestors_file(ancestors) if ancestors else b""
+    proof = client.logs.proof(entry.digest)
     meta = {"format": FORMAT, "ref": manifest.ref, "digest": entry.digest, "files": [f.path for f in manifest.files]}
     tmp = dest.with_name(f".{dest.name}.{uuid.uuid4().hex[:8]}.tmp")
     try:
@@ -74,6 +79,8 @@ def export_bundle(client: Client, ref: str, dest: Path, *, as_tar: bool = False)
                     _tar_bytes(tar, HEADS_FILE, heads)
                 if lineage:
                     _tar_bytes(tar, ANCESTORS_FILE, lineage)
+                if proof:
+                    _tar_bytes(tar, PROOF_FILE, proof)
                 for key_id, pem in sorted(keys.items()):
                     _tar_bytes(tar, f"keys/{key_id}.pub", pem.encode())
                 for f in manifest.files:
@@ -90,6 +97,8 @@ def export_bundle(client: Client, ref: str, dest: Path, *, as_tar: bool = False)
                 (tmp / HEADS_FILE).write_bytes(heads)
             if lineage:
                 (tmp / ANCESTORS_FILE).write_bytes(lineage)
+            if proof:
+                (tmp / PROOF_FILE).write_bytes(proof)
             (tmp / "keys").mkdir()
             for key_id, pem in keys.items():
                 (tmp / "keys" / f"{key_id}.pub").write_text(pem)
@@ -118,6 +127,7 @@ def import_bundle(client: Client, source: Path, progress: Progress | None = None
     """Verify a bundle under the local policy and admit it into the vault, with the model's
     heads it carries (each judged like a head from anywhere: a lower sequence is ignored)."""
     ancestors = read_bundle_ancestors(source)
+    stash_bundle_proof(client, source)
     if source.is_dir():
         admitted = _import_dir(client, source, progress, ancestors)
     elif _is_tar(source):
@@ -149,6 +159,27 @@ def import_directory(client: Client, directory: Path, envelope_source: Path,
         copy_files(files_dir, manifest, staged)
 
     return client.admit(envelope, fill, progress)
+
+
+def stash_bundle_proof(client: Client, source: Path) -> None:
+    """Keep the bundle's release.tlog-proof (unjudged, bounded) where the client's judgement
+    of the release looks for it; a bundle without one leaves the client's proofs as they are."""
+    where = f"{source}: bundle"
+    if source.is_dir():
+        if not os.path.lexists(source / PROOF_FILE):
+            return
+        raw = _read_small_file(source / PROOF_FILE, PROOF_FILE, MAX_PROOF_BYTES, where)
+    elif _is_tar(source):
+        with _open_tar(source) as tar:
+            member = _members(tar).get(PROOF_FILE)
+            if member is None:
+                return
+            if not member.isfile() or member.size > MAX_PROOF_BYTES:
+                raise OversizeError(f"{where}: {PROOF_FILE}: expected a file of at most {MAX_PROOF_BYTES:,} bytes")
+            raw = _read_member(tar, member)
+    else:
+        return
+    client.logs.save_proof(read_envelope_source(source).digest, raw)
 
 
 def read_bundle_heads(source: Path) -> list[Envelope]:
@@ -549,6 +580,7 @@ def verify_bundle(client: Client, source: Path, progress: Progress | None = None
     """Check a bundle (directory or tar) under the local policy without importing it: the
     envelope judged, then every file against both signed digests (a tar's files are read
     through a private staging copy, removed afterwards)."""
+    stash_bundle_proof(client, source)
     if source.is_dir():
         envelope = _read_envelope_file(source / "envelope.json", str(source))
         manifest = Manifest.from_payload(envelope.payload)

@@ -60,8 +60,18 @@ from seedvault.manifest import (
 )
 from seedvault.settings import DEFAULT_PIECE_LENGTH, READ_CHUNK, Paths, paths, worker_count
 from seedvault.signing import Envelope, PrivateKey, TrustPolicy, Verdict, counted_signatures, evaluate
-from seedvault.signing.trusted import AcceptedHead, Purpose, accept_head, check_lineage, is_newer, signer_reports
+from seedvault.signing.trusted import (
+    AcceptedHead,
+    LogVerdict,
+    Purpose,
+    accept_head,
+    check_lineage,
+    check_logged,
+    is_newer,
+    signer_reports,
+)
 from seedvault.summaries import GGUFSummary, SafetensorsSummary
+from seedvault.tlog.memory import LogMemory
 from seedvault.vault import COPY, HARD_LINK, Entry, Vault, place_file
 
 Progress = Callable[[int], None]
@@ -258,12 +268,32 @@ class Client:
         self.paths: Paths = paths(home)
         self._vault: Vault | None = None
         self._heads: HeadStore | None = None
+        self._logs: LogMemory | None = None
 
     @property
     def heads(self) -> HeadStore:
         if self._heads is None:
             self._heads = HeadStore(self.paths.vault_dir / "heads.db")
         return self._heads
+
+    @property
+    def logs(self) -> LogMemory:
+        """The largest checkpoint seen per transparency log, and the releases' proofs."""
+        if self._logs is None:
+            self._logs = LogMemory(self.paths.data_dir / "tlog")
+        return self._logs
+
+    def check_logged(self, verdict: Verdict, policy: TrustPolicy | None = None) -> LogVerdict | None:
+        """Under `trust require --logged`, the release's proof judged (signing.trusted.check_logged);
+        None when the policy does not ask for one. A first checkpoint of a log is remembered."""
+        policy = policy or self.policy
+        if not policy.require_logged:
+            return None
+        logged = check_logged(verdict.manifest, verdict.digest, self.logs.proof(verdict.digest), policy,
+                              self.logs.held)
+        if self.logs.held(logged.origin) is None:
+            self.logs.remember(logged.origin, logged.size, logged.root, logged.note)
+        return logged
 
     @property
     def vault(self) -> Vault:
@@ -278,6 +308,9 @@ class Client:
         if self._heads is not None:
             self._heads.close()
             self._heads = None
+        if self._logs is not None:
+            self._logs.close()
+            self._logs = None
 
     def __enter__(self) -> Client:
         return self
@@ -473,11 +506,13 @@ class Client:
 
     # ---- admit --------------------------------------------------------------------------
     def judge(self, envelope: Envelope, ancestors: Sequence[Envelope] = ()) -> Verdict:
-        """Policy verdict (signatures, then lineage, with `ancestors` offered alongside) plus
-        the vault's memory (substitution of a seen name@version)."""
-        verdict = evaluate(envelope, self.policy)
+        """Policy verdict (signatures, then lineage, with `ancestors` offered alongside, then
+        the transparency log) plus the vault's memory (substitution of a seen name@version)."""
+        policy = self.policy
+        verdict = evaluate(envelope, policy)
         self.check_lineage(verdict.manifest, envelope.digest, ancestors)
         self.vault.check_not_substituted(verdict.manifest, envelope.digest)
+        self.check_logged(verdict, policy)
         return verdict
 
     def admit(
@@ -590,6 +625,7 @@ class Client:
         need_layers: bool = False, purpose: Purpose = "use",
     ) -> Verdict:
         verdict = evaluate(entry.envelope, policy, purpose=purpose)
+        self.check_logged(verdict, policy)
         manifest = verdict.manifest
         self.check_lineage(manifest, entry.digest, policy=policy)
         snapshot = self.checked_snapshot(manifest)

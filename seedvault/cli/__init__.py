@@ -57,6 +57,7 @@ LAZY_COMMANDS = {
     "remove": "seedvault.cli.life:remove",
     "lineage": "seedvault.cli.provenance:lineage",
     "sbom": "seedvault.cli.provenance:sbom",
+    "log": "seedvault.cli.log:log_group",
 }
 
 

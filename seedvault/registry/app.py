@@ -23,7 +23,7 @@ from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 
 from seedvault.errors import Error, UsageError
-from seedvault.registry import api, pages
+from seedvault.registry import api, log_routes, pages
 from seedvault.registry.config import MAX_JSON_BODY, NodeConfig
 from seedvault.registry.mirror import sync
 from seedvault.registry.node import Node
@@ -147,6 +147,7 @@ def create_app(config: NodeConfig) -> web.Application:
     app.cleanup_ctx.append(_node_ctx)
     api.add_routes(app)
     pages.add_routes(app)
+    app.add_routes(log_routes.routes(NODE))
     return app
 
 

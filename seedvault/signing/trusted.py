@@ -24,11 +24,26 @@ from typing import Any, Generic, Literal, Protocol, TypeVar
 
 from packaging.version import InvalidVersion, Version
 
-from seedvault.errors import ExpiredError, PolicyError, RollbackError, SignatureError, UsageError, VerificationError
+from seedvault.errors import (
+    ExpiredError,
+    IntegrityError,
+    PolicyError,
+    ProofError,
+    RollbackError,
+    SignatureError,
+    SplitViewError,
+    UsageError,
+    VerificationError,
+)
 from seedvault.head import Head
 from seedvault.manifest import Manifest, format_time
 from seedvault.signing.dsse import Envelope, Signature
 from seedvault.signing.policy import Role, TrustPolicy, denied_by
+from seedvault.tlog.checkpoint import SignedCheckpoint, open_checkpoint
+from seedvault.tlog.entry import LogEntry
+from seedvault.tlog.merkle import leaf_hash, verify_consistency, verify_inclusion
+from seedvault.tlog.note import Note
+from seedvault.tlog.proof import TlogProof
 
 Purpose = Literal["use", "approve"]
 
@@ -488,3 +503,98 @@ def check_lineage(ref: str, ancestors: Sequence[AncestorVerdict], policy: TrustP
                     f"{a.ref} ({a.chain}), which {a.reason}",
                     hint="import the ancestor (or a bundle that carries it) and trust its publisher, or lift the "
                          "requirement: seedvault trust require --unverified-lineage-ok")
+
+
+# ---- transparency logs (seedvault.tlog) -----------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LogVerdict:
+    """A release's .tlog-proof, accepted: in which trusted log, where, seen by which witnesses."""
+
+    origin: str
+    log: str  # the trusted log's label
+    index: int
+    size: int
+    root: bytes
+    witnesses: tuple[str, ...]  # labels of the trusted witnesses that cosigned the checkpoint
+    entry: LogEntry
+    note: bytes  # the checkpoint as signed, for the client's memory of the log
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"origin": self.origin, "log": self.log, "index": self.index, "tree_size": self.size,
+                "root_hash": self.root.hex(), "witnesses": list(self.witnesses), "entry": self.entry.to_dict()}
+
+
+def judge_checkpoint(raw: bytes, policy: TrustPolicy, where: str) -> tuple[SignedCheckpoint, str, tuple[str, ...]]:
+    """A checkpoint signed by a log the policy trusts; its label and its trusted cosigners."""
+    note = Note.parse(raw, where)
+    origin = note.text.partition("\n")[0]
+    logs = [k for k in policy.logs if k.verifier.name == origin]
+    if not logs:
+        raise PolicyError(f"{where}: the checkpoint is from the log {origin[:100]!s}, which your policy does not "
+                          "trust", hint="trust its key: seedvault trust log add VKEY (from the node operator, "
+                                        "or GET /log/keys of the node, checked out of band)")
+    signed = open_checkpoint(raw, logs[0].verifier, [w.verifier for w in policy.witnesses], where)
+    labels = {w.verifier.vkey: w.label for w in policy.witnesses}
+    witnesses = tuple(sorted(labels[v] for v in signed.cosigned if v in labels))
+    return signed, logs[0].label, witnesses
+
+
+def check_logged(
+    manifest: Manifest, digest: str, proof: bytes | None, policy: TrustPolicy,
+    held_for: Callable[[str], tuple[int, bytes] | None], *, where: str = "",
+) -> LogVerdict:
+    """Whether a release is proven to be in a trusted log, with the witnesses the policy asks for.
+
+    - the proof's checkpoint is signed by a log key of the policy (its origin the key's name),
+      and cosigned by at least `required_witnesses` distinct witnesses of the policy;
+    - the entry it carries is this release (kind, digest, name and version), and the
+      inclusion path leads from that entry to the checkpoint's root;
+    - `held_for(origin)` is the largest checkpoint of that log this client has seen: one of the same size
+      with another root is a fork (SplitViewError). Sizes that differ need a consistency
+      proof from the log (`check_consistent`), which the online commands fetch.
+    """
+    label = where or manifest.ref
+    if proof is None:
+        raise PolicyError(f"{label}: your policy requires releases to be in a transparency log; expected a "
+                          ".tlog-proof for this release, found none",
+                          hint="pull or push it through a registry node (its log proves it), or import a bundle "
+                               "that carries release.tlog-proof")
+    parsed = TlogProof.parse(proof, f"{label}: .tlog-proof")
+    signed, log_label, witnesses = judge_checkpoint(parsed.checkpoint, policy, f"{label}: .tlog-proof checkpoint")
+    if len(witnesses) < policy.required_witnesses:
+        raise PolicyError(f"{label}: expected the log's checkpoint cosigned by {policy.required_witnesses} trusted "
+                          f"witness(es), found {len(witnesses)}" + (f" ({', '.join(witnesses)})" if witnesses else ""),
+                          hint="the node may not have reached its witnesses; fetch a newer proof, or trust more "
+                               "witnesses: seedvault trust witness add VKEY")
+    entry = LogEntry.parse(parsed.extra, f"{label}: logged entry")
+    found = (entry.kind, entry.digest, entry.name, entry.label)
+    if found != ("release", digest, manifest.name, manifest.version):
+        raise IntegrityError(f"{label}: expected the proof's entry to be release {manifest.ref} with digest "
+                             f"{digest}, found {entry.kind} {entry.ref} with digest {entry.digest}",
+                             hint="the proof belongs to another release")
+    cp = signed.checkpoint
+    verify_inclusion(leaf_hash(parsed.extra), parsed.index, cp.size, parsed.path, cp.root)
+    held = held_for(cp.origin)
+    if held is not None and held[0] == cp.size and held[1] != cp.root:
+        raise SplitViewError(f"{label}: the log {cp.origin} signed two different trees of {cp.size} entries (root "
+                             f"{held[1].hex()[:16]}... seen before, {cp.root.hex()[:16]}... now): it shows "
+                             "different histories to different clients",
+                             hint="report it to the log's operator and the witnesses; do not use this release")
+    return LogVerdict(cp.origin, log_label, parsed.index, cp.size, cp.root, witnesses, entry, parsed.checkpoint)
+
+
+def check_consistent(origin: str, held: tuple[int, bytes], size: int, root: bytes, proof: list[bytes]) -> None:
+    """The log's tree of `size` extends the one held, or SplitViewError (a fork, or a log
+    that lost entries it had signed)."""
+    old, old_root = held
+    if size < old:
+        raise SplitViewError(f"the log {origin} now shows {size} entries, fewer than the {old} it signed before",
+                             hint="a log never shrinks: it lost entries or shows this client another history")
+    try:
+        verify_consistency(old, size, proof, old_root, root)
+    except ProofError as exc:
+        raise SplitViewError(f"the log {origin}: its tree of {size} entries does not extend the tree of {old} "
+                             f"seen before ({exc})",
+                             hint="the log rewrote its history, or shows this client a fork; report it") from None
