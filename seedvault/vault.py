@@ -533,11 +533,15 @@ def place_file(src: Path, dst: Path) -> str | None:
             finally:
                 os.close(out)
         try:
-            os.fchmod(fd, os.fstat(fd).st_mode & 0o7555)  # read-only: it is the vault's copy now
-            os.link(f"/proc/self/fd/{fd}", dst, follow_symlinks=True)
-            return HARD_LINK
+            os.link(src, dst, follow_symlinks=False)
         except OSError:
             return None
+        opened, linked = os.fstat(fd), os.lstat(dst)
+        if (opened.st_dev, opened.st_ino) != (linked.st_dev, linked.st_ino):  # swapped in between
+            os.unlink(dst)
+            return None
+        os.fchmod(fd, opened.st_mode & 0o7555)  # read-only: it is the vault's copy now
+        return HARD_LINK
     finally:
         os.close(fd)
 
