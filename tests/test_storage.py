@@ -13,6 +13,7 @@ import stat
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 from conftest import SHARD1, build_manifest, entries_for, make_model, make_writable_and_tamper, sign_payload
@@ -207,3 +208,18 @@ def test_ctrl_c_mid_pull_keeps_what_arrived(tmp_path: Path, spawn: Spawn, pub_ke
     with Client(home) as client:
         client.verify(published.ref, fast=False)
     assert hashing.sha256_file(Path(report.snapshot) / "LICENSE") == published.manifest.file("LICENSE").sha256
+
+
+def test_publish_says_how_the_files_were_stored(tmp_path: Path, model: Any) -> None:
+    from cli_helpers import make_world, ok
+
+    w = make_world(tmp_path, model)
+    args = ["publish", w.model, "--name", "acme/tiny", "--license", "Apache-2.0", "--key", w.key]
+    out = ok(w.pub_home, *args, "--version", "1.0").out
+    stored = ok(w.pub_home, *args, "--version", "1.1", "--json").json()["stored"]
+    copied = ok(w.pub_home, *args, "--version", "1.2", "--copy", "--json").json()["stored"]
+    files = len(list(w.model.iterdir()))
+    assert sum(stored.values()) == files and "copy" not in stored, stored
+    if "hard link" in stored:
+        assert f"by hard link; no second copy: the hard-linked files in {w.model} are now read-only" in out, out
+    assert copied == {"copy": files}

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import click
 
-from seedvault._text import human_size, quote
+from seedvault._text import count, human_size, quote
 from seedvault.bundle import export_bundle, import_bundle, is_bundle, read_envelope_source, verify_bundle
 from seedvault.cli._common import (
     DATE,
@@ -27,6 +28,7 @@ from seedvault.client import Client, scan_model_dir
 from seedvault.manifest import LINEAGE_RELATIONS, FileEntry, Manifest, format_time
 from seedvault.signing import Verdict
 from seedvault.signing.trusted import signer_reports
+from seedvault.vault import COPY, HARD_LINK, REFLINK
 
 
 def _verdict_text(verdict: Verdict) -> str:
@@ -77,13 +79,16 @@ def _weights_text(f: FileEntry) -> str:
 @click.option("--relation", type=click.Choice(sorted(LINEAGE_RELATIONS)), help="How it derives from --base.")
 @click.option("--expires", type=DATE, help="Refuse this manifest after this date.")
 @click.option("--allow-pickle", is_flag=True, help="Publish pickle files (.bin .pt ...) although they run code.")
+@click.option("--copy", "copy_files", is_flag=True,
+              help="Copy the files into the vault. By default they go in without a second copy where the "
+              "filesystem allows: a reflink, else a hard link of each file, made read-only.")
 @json_option
 @click.pass_obj
 def publish(
     client: Client, directory: Path, name: str, version: str, license_: str, key_paths: tuple[Path, ...],
     passphrase_file: Path | None, publisher: str, origin_url: str | None, revision: str | None,
     notes: str | None, base_ref: str | None, relation: str | None, expires: datetime | None,
-    allow_pickle: bool, as_json: bool,
+    allow_pickle: bool, copy_files: bool, as_json: bool,
 ) -> None:
     """Sign DIRECTORY as NAME@VERSION and store it in the vault, with a new head of NAME.
 
@@ -98,7 +103,7 @@ def publish(
             directory, name=name, version=version, license=license_, key=keys, publisher=publisher,
             source_url=origin_url, source_revision=revision, notes=notes,
             lineage=[(relation, base_ref)] if base_ref and relation else [],
-            expires=expires, allow_pickle=allow_pickle, progress=progress,
+            expires=expires, allow_pickle=allow_pickle, progress=progress, copy=copy_files,
         )
     m = result.verdict.manifest
     if result.already_present:
@@ -113,11 +118,24 @@ def publish(
     emit(
         {**_manifest_summary(m), "digest": result.envelope.digest, "already_published": False, "key_id": key.key_id,
          "key_ids": [k.key_id for k in keys],
-         "snapshot": str(result.snapshot), "info_hash_v2": m.torrent.info_hash_v2},
+         "snapshot": str(result.snapshot), "info_hash_v2": m.torrent.info_hash_v2, "stored": dict(result.stored)},
         as_json,
         lambda: f"published {m.ref}\n  digest    {result.envelope.digest}\n  files     {len(m.files)} "
-        f"({m.total_size} bytes)\n  signed by {', '.join(k.key_id for k in keys)}\n  snapshot  {result.snapshot}",
+        f"({human_size(m.total_size)})\n  signed by {', '.join(k.key_id for k in keys)}\n  snapshot  {result.snapshot}"
+        f"\n  stored    {_stored(result.stored, directory)}",
     )
+
+
+def _stored(stored: Mapping[str, int], directory: Path) -> str:
+    """How the files entered the vault, in words (and what a hard link means for the publisher)."""
+    parts = [f"{count(n, 'file')} by {how}" for how, n in sorted(stored.items())]
+    text = ", ".join(parts) or "nothing new"
+    if stored.get(HARD_LINK):
+        text += (f"; no second copy: the hard-linked files in {directory} are now read-only and are the vault's "
+                 "copy (edit a copy of them, or publish with --copy)")
+    elif stored.get(REFLINK) and not stored.get(COPY):
+        text += " (copy-on-write clones: no second copy until either side changes)"
+    return text
 
 
 @click.command()
