@@ -72,7 +72,7 @@ from seedvault.signing.trusted import (
 )
 from seedvault.summaries import GGUFSummary, SafetensorsSummary
 from seedvault.tlog.memory import LogMemory
-from seedvault.vault import COPY, HARD_LINK, Entry, Vault, place_file
+from seedvault.vault import COPY, HARD_LINK, Entry, StoreMode, Vault, place_file
 
 Progress = Callable[[int], None]
 MAX_OFFERED_HEADS = 4  # heads read from one source for one model: the held head and its base, with room
@@ -345,15 +345,18 @@ class Client:
         license_file: str | None = None,
         piece_length: int = DEFAULT_PIECE_LENGTH,
         progress: Progress | None = None,
-        copy: bool = False,
+        store: StoreMode = "auto",
     ) -> Admitted:
         """Hash, describe and sign a model directory, and store it in the vault.
 
-        Each file is read once. Where the filesystem allows it, no second full copy is
-        made: a reflink (an independent copy-on-write clone), else a hard link of the file
-        made read-only (the publisher's file is then the vault's copy: editing it in place
-        makes `verify` refuse the release); else, or with `copy`, the bytes are copied into
-        staging while hashed. The signed digests are of exactly the bytes that enter the vault. Every key in `key`
+        Each file is read once, and enters the vault by `store`:
+        - "auto": a reflink (an independent copy-on-write clone) where the filesystem has them;
+          else a hard link of the file, made read-only, when read-only protects it (not for
+          root, whom a mode does not stop); else a copy made while hashing;
+        - "link": as "auto", but a hard link even for root;
+        - "copy": always a copy.
+        A hard-linked file is the vault's copy: changed in place, the release fails `verify`.
+        The signed digests are of exactly the bytes that enter the vault. Every key in `key`
         signs the release, and the model's new head (see `sign_head`).
 
         Publishing the identical release again (same name, version, files and statement,
@@ -379,7 +382,7 @@ class Client:
             for t in targets:
                 t.parent.mkdir(parents=True, exist_ok=True)
             # Into the vault without a second full copy where the filesystem allows it.
-            placed = [None if copy else place_file(directory / p, t) for p, t in zip(files, targets, strict=True)]
+            placed = [place_file(directory / p, t, store) for p, t in zip(files, targets, strict=True)]
             sources = [t if how else directory / p for p, t, how in zip(files, targets, placed, strict=True)]
             # A hard link is the publisher's own file: it must not change while (or after) it is hashed.
             hashed = {p: os.stat(t) for p, t, how in zip(files, targets, placed, strict=True) if how == HARD_LINK}

@@ -27,6 +27,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Literal
 
 from seedvault import hashing
 from seedvault._sqlite import open_database
@@ -516,11 +517,18 @@ REFLINK, HARD_LINK, COPY = "reflink", "hard link", "copy"
 _FICLONE = 0x40049409  # Linux ioctl: make DST share SRC's extents, copy-on-write (btrfs, XFS, ...)
 
 
-def place_file(src: Path, dst: Path) -> str | None:
+StoreMode = Literal["auto", "link", "copy"]
+
+
+def place_file(src: Path, dst: Path, mode: StoreMode = "auto") -> str | None:
     """Put SRC at DST without copying its bytes where the filesystem allows: a reflink (an
     independent clone), else a hard link after making SRC read-only. Returns how, or None
-    when the caller must copy (another filesystem, or neither is supported). SRC must be a
-    regular file, not a link (checked on the opened file, so nothing is swapped in between)."""
+    when the caller must copy (`mode` "copy", another filesystem, no support, or a hard link
+    in "auto" mode for root: a read-only mode does not stop root from writing the file in
+    place, which would change the vault's copy with it). SRC must be a regular file, not a
+    link (checked on the opened file, and the link's inode checked against it)."""
+    if mode == "copy":
+        return None
     fd = hashing.open_regular(src, src.name)
     try:
         with contextlib.suppress(OSError):
@@ -532,6 +540,8 @@ def place_file(src: Path, dst: Path) -> str | None:
                 os.unlink(dst)
             finally:
                 os.close(out)
+        if mode == "auto" and os.geteuid() == 0:
+            return None
         try:
             os.link(src, dst, follow_symlinks=False)
         except OSError:

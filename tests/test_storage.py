@@ -102,10 +102,11 @@ def test_publish_links_the_files_and_says_so(tmp_path: Path, pub_key: PrivateKey
     make_model(model_dir)
     with Client(tmp_path / "home") as client:
         client.save_policy(trusting(pub_key))
-        admitted = client.publish(model_dir, name="acme/tiny", version="1.0", license="Apache-2.0", key=pub_key)
+        admitted = client.publish(model_dir, name="acme/tiny", version="1.0", license="Apache-2.0", key=pub_key,
+                                  store="link")
         shard = admitted.verdict.manifest.file(SHARD1)
         blob = client.vault.blob_path(shard)
-        # No second copy: the publisher's file is the vault's (reflink where the filesystem
+        # No second copy: the publisher's file is the vault's (a reflink where the filesystem
         # can, else a hard link of the file made read-only).
         how = dict(admitted.stored)
         assert sum(how.values()) == len(admitted.verdict.manifest.files) and "copy" not in how, how
@@ -113,10 +114,14 @@ def test_publish_links_the_files_and_says_so(tmp_path: Path, pub_key: PrivateKey
             assert os.path.samefile(model_dir / SHARD1, blob)
             assert not (model_dir / SHARD1).stat().st_mode & (stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH)
         client.verify("acme/tiny@1.0", fast=False)
-        # With copy=True the bytes are copied (and the source left as it was).
+        # "copy" copies (and leaves the source as it was).
         copied = client.publish(model_dir, name="acme/copied", version="1.0", license="Apache-2.0", key=pub_key,
-                                copy=True)
+                                store="copy")
         assert dict(copied.stored) == {"copy": len(copied.verdict.manifest.files)}
+        # "auto" hard-links only where read-only protects the file: never for root.
+        auto = client.publish(model_dir, name="acme/auto", version="1.0", license="Apache-2.0", key=pub_key)
+        if os.geteuid() == 0:
+            assert "hard link" not in auto.stored, auto.stored
 
 
 def test_a_publisher_file_changed_after_linking_is_caught(tmp_path: Path, pub_key: PrivateKey) -> None:
@@ -124,7 +129,8 @@ def test_a_publisher_file_changed_after_linking_is_caught(tmp_path: Path, pub_ke
     make_model(model_dir)
     with Client(tmp_path / "home") as client:
         client.save_policy(trusting(pub_key))
-        admitted = client.publish(model_dir, name="acme/tiny", version="1.0", license="Apache-2.0", key=pub_key)
+        admitted = client.publish(model_dir, name="acme/tiny", version="1.0", license="Apache-2.0", key=pub_key,
+                                  store="link")
         if "hard link" not in admitted.stored:
             pytest.skip("this filesystem reflinks: the vault's copy is independent of the publisher's file")
         make_writable_and_tamper(model_dir / SHARD1, 50)  # edited in place, behind the vault's back
@@ -215,11 +221,13 @@ def test_publish_says_how_the_files_were_stored(tmp_path: Path, model: Any) -> N
 
     w = make_world(tmp_path, model)
     args = ["publish", w.model, "--name", "acme/tiny", "--license", "Apache-2.0", "--key", w.key]
-    out = ok(w.pub_home, *args, "--version", "1.0").out
-    stored = ok(w.pub_home, *args, "--version", "1.1", "--json").json()["stored"]
-    copied = ok(w.pub_home, *args, "--version", "1.2", "--copy", "--json").json()["stored"]
     files = len(list(w.model.iterdir()))
+    out = ok(w.pub_home, *args, "--version", "1.0").out
+    if os.geteuid() == 0:
+        assert "nothing was hard-linked; --link to" in out or "by reflink" in out, out
+    out = ok(w.pub_home, *args, "--version", "1.1", "--link").out
+    stored = ok(w.pub_home, *args, "--version", "1.2", "--link", "--json").json()["stored"]
     assert sum(stored.values()) == files and "copy" not in stored, stored
     if "hard link" in stored:
         assert f"by hard link; no second copy: the hard-linked files in {w.model} are now read-only" in out, out
-    assert copied == {"copy": files}
+    assert ok(w.pub_home, *args, "--version", "1.3", "--copy", "--json").json()["stored"] == {"copy": files}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from datetime import datetime
 from pathlib import Path
@@ -28,7 +29,7 @@ from seedvault.client import Client, scan_model_dir
 from seedvault.manifest import LINEAGE_RELATIONS, FileEntry, Manifest, format_time
 from seedvault.signing import Verdict
 from seedvault.signing.trusted import signer_reports
-from seedvault.vault import COPY, HARD_LINK, REFLINK
+from seedvault.vault import COPY, HARD_LINK, REFLINK, StoreMode
 
 
 def _verdict_text(verdict: Verdict) -> str:
@@ -79,16 +80,18 @@ def _weights_text(f: FileEntry) -> str:
 @click.option("--relation", type=click.Choice(sorted(LINEAGE_RELATIONS)), help="How it derives from --base.")
 @click.option("--expires", type=DATE, help="Refuse this manifest after this date.")
 @click.option("--allow-pickle", is_flag=True, help="Publish pickle files (.bin .pt ...) although they run code.")
-@click.option("--copy", "copy_files", is_flag=True,
-              help="Copy the files into the vault. By default they go in without a second copy where the "
-              "filesystem allows: a reflink, else a hard link of each file, made read-only.")
+@click.option("--copy", "store", flag_value="copy", help="Copy the files into the vault.")
+@click.option("--link", "store", flag_value="link",
+              help="Hard-link the files into the vault (made read-only) where no reflink can be made, even "
+              "as root. By default (neither option) a reflink where the filesystem has them, else a hard link "
+              "when read-only protects the file (not for root), else a copy.")
 @json_option
 @click.pass_obj
 def publish(
     client: Client, directory: Path, name: str, version: str, license_: str, key_paths: tuple[Path, ...],
     passphrase_file: Path | None, publisher: str, origin_url: str | None, revision: str | None,
     notes: str | None, base_ref: str | None, relation: str | None, expires: datetime | None,
-    allow_pickle: bool, copy_files: bool, as_json: bool,
+    allow_pickle: bool, store: StoreMode | None, as_json: bool,
 ) -> None:
     """Sign DIRECTORY as NAME@VERSION and store it in the vault, with a new head of NAME.
 
@@ -103,7 +106,7 @@ def publish(
             directory, name=name, version=version, license=license_, key=keys, publisher=publisher,
             source_url=origin_url, source_revision=revision, notes=notes,
             lineage=[(relation, base_ref)] if base_ref and relation else [],
-            expires=expires, allow_pickle=allow_pickle, progress=progress, copy=copy_files,
+            expires=expires, allow_pickle=allow_pickle, progress=progress, store=store or "auto",
         )
     m = result.verdict.manifest
     if result.already_present:
@@ -135,6 +138,8 @@ def _stored(stored: Mapping[str, int], directory: Path) -> str:
                  "copy (edit a copy of them, or publish with --copy)")
     elif stored.get(REFLINK) and not stored.get(COPY):
         text += " (copy-on-write clones: no second copy until either side changes)"
+    elif stored.get(COPY) and os.geteuid() == 0:
+        text += " (as root a read-only file can still be written in place, so nothing was hard-linked; --link to)"
     return text
 
 
