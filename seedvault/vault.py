@@ -7,6 +7,7 @@ Layout under the vault directory:
     snapshots/<ns>/<name>/<ver>/ hard links to blobs, exactly the manifest's files
     layers/<pieces root>         verified BitTorrent v2 piece layers, for seeding without re-reading
     incoming/<digest>/           staging for bytes not yet verified (never a snapshot)
+    housekeeping.lock            shared by admissions, exclusive for gc and rm (see seedvault/housekeeping.py)
 
 The vault stores what it is given after the caller verified it; it enforces the rules
 that need its memory: a name@version keeps the first digest ever seen (rollback and
