@@ -61,6 +61,7 @@ from seedvault.settings import MERKLE_BLOCK_SIZE
 from seedvault.signing import Envelope, PrivateKey, Signature, TrustedKey, TrustPolicy, evaluate
 from seedvault.signing.policy import Role
 from seedvault.signing.trusted import AcceptedHead, HeldHead, accept_head
+from seedvault.weights import gguf as gguf_format
 from seedvault.weights import header_from_buffer
 
 HERE = Path(__file__).resolve().parent
@@ -169,6 +170,7 @@ class SynthFile:
     path: str
     segments: list[Segment]
     safetensors: bool = False  # a real safetensors file: the manifest gets its summary
+    gguf: bool = False  # a real GGUF file: the manifest gets its GGUF summary
 
     @property
     def content(self) -> bytes:
@@ -243,7 +245,8 @@ def digest_files(files: list[SynthFile], piece_length: int) -> list[FileEntry]:
             summary = None
             if f.safetensors:
                 summary = header_from_buffer(content, f.path).summary()
-            entries.append(FileEntry(f.path, d.size, d.sha256, d.pieces_root, summary))
+            gguf_summary = gguf_format.parse(content, len(content), f.path).summary() if f.gguf else None
+            entries.append(FileEntry(f.path, d.size, d.sha256, d.pieces_root, summary, gguf=gguf_summary))
     return entries
 
 
@@ -829,6 +832,37 @@ def sig_b64(key: PrivateKey, payload: bytes) -> str:
     return base64.b64encode(raw_sign(key, Envelope(payload).signed_bytes())).decode()
 
 
+def _gguf_string(text: str) -> bytes:
+    raw = text.encode()
+    return struct.pack("<Q", len(raw)) + raw
+
+
+def gguf_bytes(*, overlap: bool = False) -> bytes:
+    """A small GGUF v3 file (section 4.4.2): llama metadata, an F32 tensor of 32 values and
+    a Q8_0 tensor of 2x32 values (two 34-byte blocks), each at an offset aligned to 32.
+    With `overlap`, the second tensor's offset points into the first one's bytes."""
+    metadata = [
+        _gguf_string("general.architecture") + struct.pack("<I", 8) + _gguf_string("llama"),
+        _gguf_string("general.license") + struct.pack("<I", 8) + _gguf_string("apache-2.0"),
+        _gguf_string("llama.context_length") + struct.pack("<II", 4, 2048),
+    ]
+
+    def info(name: str, dims: list[int], ggml_type: int, offset: int) -> bytes:
+        return (_gguf_string(name) + struct.pack("<I", len(dims)) + b"".join(struct.pack("<Q", d) for d in dims)
+                + struct.pack("<IQ", ggml_type, offset))
+
+    infos = [info("output_norm.weight", [32], 0, 0), info("blk.0.attn_q.weight", [32, 2], 8, 96 if overlap else 128)]
+    head = b"GGUF" + struct.pack("<IQQ", 3, len(infos), len(metadata)) + b"".join(metadata) + b"".join(infos)
+    head += bytes(-len(head) % 32)
+    data = bytes(range(128)) + bytes((i * 5 + 1) % 256 for i in range(68))
+    return head + data + bytes(-len(data) % 32)
+
+
+def gguf_file(path: str, *, overlap: bool = False) -> SynthFile:
+    content = gguf_bytes(overlap=overlap)
+    return SynthFile(path, [(content, len(content))], gguf=not overlap)
+
+
 def raw_safetensors(path: str, header: bytes, data_len: int) -> SynthFile:
     """A safetensors file with exactly this header text (after the 8-byte length)."""
     head = struct.pack("<Q", len(header)) + header
@@ -956,6 +990,24 @@ def more_vectors(add: Any, bad_statement: Any, keys: dict[str, PrivateKey], base
         "The safetensors summaries are left out: producers MUST write them, but verifiers MUST NOT refuse a "
         "manifest without one (the digests pin the bytes; the header is validated from the verified bytes).",
         env, valid(env, 1))
+
+    # ---- section 4.4: GGUF summary ----------------------------------------------------------------
+    gguf_files = [text("LICENSE", LICENSE_TEXT), gguf_file("tiny-llm-q8_0.gguf")]
+    gguf_stmt = statement(gguf_files)
+    env = sign(payload_of(gguf_stmt), pub)
+    add("valid-gguf-summary",
+        "A GGUF release: its file entry carries the GGUF summary (section 4.4.2): format version, tensor count, "
+        "parameter count, ggml types, header SHA-256, architecture, context length and the file's own "
+        "general.license.", env, valid(env, 1), files=gguf_files)
+    bad_types = copy.deepcopy(gguf_stmt)
+    bad_types["predicate"]["files"][1]["gguf"]["types"]["Q8_0"] = -1
+    bad_statement("invalid-gguf-summary-types", "A GGUF summary whose types map holds a negative count.",
+                  bad_types, errors.ManifestError, "ggml type name to tensor count", schema_valid=False)
+    two = copy.deepcopy(gguf_stmt)
+    two["predicate"]["files"][1]["safetensors"] = {"tensors": 0, "parameters": 0, "dtypes": {},
+                                                   "header_sha256": "0" * 64}
+    bad_statement("invalid-two-summaries", "A file entry with both a safetensors and a GGUF summary: a file has "
+                  "one format.", two, errors.ManifestError, "at most one weights summary", schema_valid=False)
 
     # ---- section 4.5: piece_length -----------------------------------------------------------------
     for name, value, text_ in (("invalid-piece-length-too-large", 2**27, "at most 67108864"),):
@@ -1117,6 +1169,14 @@ def more_vectors(add: Any, bad_statement: Any, keys: dict[str, PrivateKey], base
     ):
         weights_file = [raw_safetensors("model.safetensors", header, 8)]
         file_vector(name, description, weights_file, None, errors.UnsafeWeightsError, fragment)
+    file_vector("invalid-gguf-overlapping-tensors",
+                "A GGUF file whose second tensor starts inside the first one (pinned by the digests: only header "
+                "validation refuses it, section 4.4.2).", [gguf_file("model.gguf", overlap=True)], None,
+                errors.UnsafeWeightsError, "overlapping tensor 'output_norm.weight'")
+    whole = gguf_bytes()
+    file_vector("invalid-gguf-truncated", "A GGUF file cut inside its tensor data.",
+                [SynthFile("model.gguf", [(whole[:-40], len(whole) - 40)])], None, errors.UnsafeWeightsError,
+                "past the end of the file")
 
 
 PAYLOAD_TYPE_V1 = "application/vnd.in-toto+json"

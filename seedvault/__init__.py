@@ -38,7 +38,7 @@ if _TYPE_CHECKING:
 __all__ = [
     "Admitted", "Client", "Error", "IntegrityError", "Manifest", "NotFoundError", "PolicyError", "Ref",
     "SignatureError", "TransferError", "UsageError", "Verdict", "VerificationError", "export_bundle",
-    "import_bundle", "load", "pull", "snapshot_path", "verify",
+    "gguf_path", "import_bundle", "load", "pull", "snapshot_path", "verify",
 ]  # fmt: skip
 
 # What `home=` takes: a directory (str or path), or None for $SEEDVAULT_HOME / the user dirs.
@@ -55,6 +55,8 @@ def load(
     ref: str, framework: str = "numpy", *, per_file: bool = False, fast: bool = False, home: _Home = None
 ) -> dict[str, _Any]:
     """Tensors of a verified model: `{name: array}`, or `{file: {name: array}}` with per_file.
+    A single GGUF file's tensors come with its metadata (`.metadata`) and ggml types
+    (`.types`); quantized tensors are their raw blocks (uint8).
 
     Verifies the signatures under the local policy and hashes the exact bytes it returns.
     `fast=True` trusts a file's verification record while its size, mtime, inode and ctime
@@ -68,6 +70,12 @@ def snapshot_path(ref: str, *, fast: bool = True, home: _Home = None) -> _Path:
     """The verified snapshot directory of `ref`, for path-based loaders (transformers...)."""
     with Client(home) as client:
         return client.snapshot_path(ref, fast=fast)
+
+
+def gguf_path(ref: str, *, fast: bool = True, home: _Home = None) -> _Path:
+    """The verified path of `ref`'s GGUF file, for llama.cpp-style loaders (which take a file)."""
+    with Client(home) as client:
+        return client.gguf_path(ref, fast=fast)
 
 
 def verify(ref: str, *, fast: bool = False, home: _Home = None) -> Verdict:

@@ -4,6 +4,10 @@
                          agree with the envelope, or the bundle is refused)
     envelope.json        the DSSE envelope with every signature
     keys/<keyid>.pub     the signers' public keys, for the receiver to decide to trust
+    ancestors.json       the envelopes of the release's ancestors the exporter holds (its
+                         lineage, followed by manifest digest), for the receiver to judge
+    release.tlog-proof   the release's transparency-log proof, when the sender holds one
+                         (judged like any proof: `trust require --logged`)
     files/<path>         the model's files
 
 A bundle is never trusted for what it says: import judges the envelope under the local
@@ -35,11 +39,13 @@ from seedvault.manifest import Manifest, check_relative_path
 from seedvault.settings import MAX_ENVELOPE_BYTES, MAX_FILES_PER_MANIFEST, READ_CHUNK
 from seedvault.signing import Envelope, PublicKey, Verdict
 from seedvault.signing.dsse import check_envelope_size
+from seedvault.tlog.proof import MAX_PROOF_BYTES
 
 FORMAT = "seedvault-bundle/1"
 HEADS_FILE = "heads.json"  # the model's heads: its head, and the publisher-signed one it refreshes
 MAX_BUNDLE_HEADS = 4
 MAX_HEADS_FILE = 4 * 1024 * 1024
+PROOF_FILE = "release.tlog-proof"
 
 
 def export_bundle(client: Client, ref: str, dest: Path, *, as_tar: bool = False) -> Path:
@@ -57,6 +63,11 @@ def export_bundle(client: Client, ref: str, dest: Path, *, as_tar: bool = False)
     signers = [sig.keyid for env in (entry.envelope, *held) for sig in env.signatures]
     keys = {key_id: t.key.pem() for key_id in signers for t in policy.keys_by_id(key_id)}
     heads = heads_file(held) if held else b""
+    ancestors = [n.envelope for n in client.lineage(manifest, entry.digest).walk() if n.envelope is not None]
+    keys.update({sig.keyid: t.key.pem() for env in ancestors for sig in env.signatures
+                 for t in policy.keys_by_id(sig.keyid)})
+    lineage = ancestors_file(ancestors) if ancestors else b""
+    proof = client.logs.proof(entry.digest)
     meta = {"format": FORMAT, "ref": manifest.ref, "digest": entry.digest, "files": [f.path for f in manifest.files]}
     tmp = dest.with_name(f".{dest.name}.{uuid.uuid4().hex[:8]}.tmp")
     try:
@@ -66,6 +77,10 @@ def export_bundle(client: Client, ref: str, dest: Path, *, as_tar: bool = False)
                 _tar_bytes(tar, "envelope.json", entry.envelope.to_json())
                 if heads:
                     _tar_bytes(tar, HEADS_FILE, heads)
+                if lineage:
+                    _tar_bytes(tar, ANCESTORS_FILE, lineage)
+                if proof:
+                    _tar_bytes(tar, PROOF_FILE, proof)
                 for key_id, pem in sorted(keys.items()):
                     _tar_bytes(tar, f"keys/{key_id}.pub", pem.encode())
                 for f in manifest.files:
@@ -80,6 +95,10 @@ def export_bundle(client: Client, ref: str, dest: Path, *, as_tar: bool = False)
             (tmp / "envelope.json").write_bytes(entry.envelope.to_json())
             if heads:
                 (tmp / HEADS_FILE).write_bytes(heads)
+            if lineage:
+                (tmp / ANCESTORS_FILE).write_bytes(lineage)
+            if proof:
+                (tmp / PROOF_FILE).write_bytes(proof)
             (tmp / "keys").mkdir()
             for key_id, pem in keys.items():
                 (tmp / "keys" / f"{key_id}.pub").write_text(pem)
@@ -107,11 +126,13 @@ def _tar_bytes(tar: tarfile.TarFile, name: str, data: bytes) -> None:
 def import_bundle(client: Client, source: Path, progress: Progress | None = None) -> Admitted:
     """Verify a bundle under the local policy and admit it into the vault, with the model's
     heads it carries (each judged like a head from anywhere: a lower sequence is ignored)."""
+    ancestors = read_bundle_ancestors(source)
+    stash_bundle_proof(client, source)
     if source.is_dir():
-        admitted = _import_dir(client, source, progress)
+        admitted = _import_dir(client, source, progress, ancestors)
     elif _is_tar(source):
         with _open_tar(source) as tar:
-            admitted = _import_tar(client, source, tar, progress)
+            admitted = _import_tar(client, source, tar, progress, ancestors)
     else:
         _not_a_bundle(source)
     client.admit_heads(read_bundle_heads(source), admitted.verdict.manifest.name)
@@ -138,6 +159,27 @@ def import_directory(client: Client, directory: Path, envelope_source: Path,
         copy_files(files_dir, manifest, staged)
 
     return client.admit(envelope, fill, progress)
+
+
+def stash_bundle_proof(client: Client, source: Path) -> None:
+    """Keep the bundle's release.tlog-proof (unjudged, bounded) where the client's judgement
+    of the release looks for it; a bundle without one leaves the client's proofs as they are."""
+    where = f"{source}: bundle"
+    if source.is_dir():
+        if not os.path.lexists(source / PROOF_FILE):
+            return
+        raw = _read_small_file(source / PROOF_FILE, PROOF_FILE, MAX_PROOF_BYTES, where)
+    elif _is_tar(source):
+        with _open_tar(source) as tar:
+            member = _members(tar).get(PROOF_FILE)
+            if member is None:
+                return
+            if not member.isfile() or member.size > MAX_PROOF_BYTES:
+                raise OversizeError(f"{where}: {PROOF_FILE}: expected a file of at most {MAX_PROOF_BYTES:,} bytes")
+            raw = _read_member(tar, member)
+    else:
+        return
+    client.logs.save_proof(read_envelope_source(source).digest, raw)
 
 
 def read_bundle_heads(source: Path) -> list[Envelope]:
@@ -175,6 +217,47 @@ def parse_heads_file(raw: bytes, where: str) -> list[Envelope]:
         raise ManifestError(f"{where}: expected a list \"heads\" of at most {MAX_BUNDLE_HEADS} "
                             "envelopes, found something else")
     return [Envelope.from_dict(item, f"{where}, head {i + 1}") for i, item in enumerate(items)]
+
+
+ANCESTORS_FILE = "ancestors.json"
+MAX_BUNDLE_ANCESTORS = 64
+MAX_ANCESTORS_FILE = 2 * MAX_ENVELOPE_BYTES
+
+
+def ancestors_file(ancestors: list[Envelope]) -> bytes:
+    """`ancestors.json`: the envelopes of a release's ancestors, unjudged."""
+    return json.dumps({"ancestors": [e.to_dict() for e in ancestors[:MAX_BUNDLE_ANCESTORS]]}, indent=2).encode()
+
+
+def read_bundle_ancestors(source: Path) -> list[Envelope]:
+    """The ancestors' envelopes a bundle carries (`ancestors.json`), unjudged; none if it has none."""
+    where = f"{source}: bundle: {ANCESTORS_FILE}"
+    if source.is_dir():
+        if not os.path.lexists(source / ANCESTORS_FILE):
+            return []
+        raw = _read_small_file(source / ANCESTORS_FILE, ANCESTORS_FILE, MAX_ANCESTORS_FILE, f"{source}: bundle")
+    elif _is_tar(source):
+        with _open_tar(source) as tar:
+            member = _members(tar).get(ANCESTORS_FILE)
+            if member is None:
+                return []
+            if not member.isfile() or member.size > MAX_ANCESTORS_FILE:
+                raise OversizeError(f"{where}: expected a file of at most {MAX_ANCESTORS_FILE:,} bytes")
+            f = tar.extractfile(member)
+            if f is None:
+                raise UnsafePathError(f"{where}: cannot be read as a file")
+            with f:
+                raw = f.read(MAX_ANCESTORS_FILE + 1)
+    else:
+        return []
+    if len(raw) > MAX_ANCESTORS_FILE:
+        raise OversizeError(f"{where}: expected at most {MAX_ANCESTORS_FILE:,} bytes, found more")
+    doc = _json.load_object(raw, where)
+    items = doc.get("ancestors")
+    if not isinstance(items, list) or len(items) > MAX_BUNDLE_ANCESTORS:
+        raise ManifestError(f"{where}: expected a list \"ancestors\" of at most {MAX_BUNDLE_ANCESTORS} envelopes, "
+                            "found something else")
+    return [Envelope.from_dict(item, f"{where}, ancestor {i + 1}") for i, item in enumerate(items)]
 
 
 MAX_BUNDLE_KEYS = 64
@@ -310,7 +393,8 @@ def envelope_of(raw: bytes, source: str) -> Envelope:
     return Envelope.from_json(raw, source)
 
 
-def _import_dir(client: Client, source: Path, progress: Progress | None) -> Admitted:
+def _import_dir(client: Client, source: Path, progress: Progress | None,
+                ancestors: list[Envelope] | None = None) -> Admitted:
     envelope = _read_envelope_file(source / "envelope.json", str(source))
     meta = _read_meta(source / "bundle.json", str(source)) if os.path.lexists(source / "bundle.json") else None
     files_dir = source / "files"
@@ -322,7 +406,7 @@ def _import_dir(client: Client, source: Path, progress: Progress | None) -> Admi
         check_exact_files(files_dir, manifest, f"{source}: bundle")
         copy_files(files_dir, manifest, staged)
 
-    return client.admit(envelope, fill, progress)
+    return client.admit(envelope, fill, progress, ancestors or ())
 
 
 def _read_meta(path: Path, where: str) -> dict[str, Any]:
@@ -447,7 +531,8 @@ def _tar_envelope(tar: tarfile.TarFile, members: dict[str, tarfile.TarInfo], sou
     return envelope_of(_read_member(tar, member), f"{source}:envelope.json")
 
 
-def _import_tar(client: Client, source: Path, tar: tarfile.TarFile, progress: Progress | None) -> Admitted:
+def _import_tar(client: Client, source: Path, tar: tarfile.TarFile, progress: Progress | None,
+                ancestors: list[Envelope] | None = None) -> Admitted:
     members = _members(tar)
     envelope = _tar_envelope(tar, members, source)
     meta_member = members.get("bundle.json")
@@ -465,7 +550,7 @@ def _import_tar(client: Client, source: Path, tar: tarfile.TarFile, progress: Pr
             check_meta(meta, envelope, manifest, str(source))
         _extract_files(tar, members, manifest, staged, source)
 
-    return client.admit(envelope, fill, progress)
+    return client.admit(envelope, fill, progress, ancestors or ())
 
 
 def _extract_files(tar: tarfile.TarFile, members: dict[str, tarfile.TarInfo], manifest: Manifest, staged: Path,
@@ -495,23 +580,25 @@ def verify_bundle(client: Client, source: Path, progress: Progress | None = None
     """Check a bundle (directory or tar) under the local policy without importing it: the
     envelope judged, then every file against both signed digests (a tar's files are read
     through a private staging copy, removed afterwards)."""
+    stash_bundle_proof(client, source)
     if source.is_dir():
         envelope = _read_envelope_file(source / "envelope.json", str(source))
         manifest = Manifest.from_payload(envelope.payload)
         if os.path.lexists(source / "bundle.json"):
             check_meta(_read_meta(source / "bundle.json", str(source)), envelope, manifest, str(source))
         _refuse_links(source / "files")
-        return client.verify_dir(source / "files", envelope, progress)
+        return client.verify_dir(source / "files", envelope, progress, read_bundle_ancestors(source))
     if not _is_tar(source):
         _not_a_bundle(source)
     with _open_tar(source) as tar:
         members = _members(tar)
         envelope = _tar_envelope(tar, members, source)
-        client.judge(envelope)  # untrusted: nothing is extracted
+        ancestors = read_bundle_ancestors(source)
+        client.judge(envelope, ancestors)  # untrusted: nothing is extracted
         manifest = Manifest.from_payload(envelope.payload)
         with client.vault.staging(f"verify-{envelope.digest[:16]}") as staged:
             _extract_files(tar, members, manifest, staged, source)
-            return client.verify_dir(staged, envelope, progress)
+            return client.verify_dir(staged, envelope, progress, ancestors)
 
 
 def _read_member(tar: tarfile.TarFile, member: tarfile.TarInfo) -> bytes:

@@ -16,13 +16,14 @@ import stat
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from seedvault import hashing, licenses, weights
 from seedvault._text import count, listing, quote
+from seedvault.behind import Prehashed
 from seedvault.errors import (
     Error,
     IntegrityError,
@@ -39,6 +40,7 @@ from seedvault.errors import (
 )
 from seedvault.head import Head, first_head
 from seedvault.heads import HeadStore
+from seedvault.lineage import AncestorStore, LineageNode, ancestry
 from seedvault.manifest import (
     FileEntry,
     License,
@@ -58,8 +60,19 @@ from seedvault.manifest import (
 )
 from seedvault.settings import DEFAULT_PIECE_LENGTH, READ_CHUNK, Paths, paths, worker_count
 from seedvault.signing import Envelope, PrivateKey, TrustPolicy, Verdict, counted_signatures, evaluate
-from seedvault.signing.trusted import AcceptedHead, Purpose, accept_head, is_newer, signer_reports
-from seedvault.vault import Entry, Vault
+from seedvault.signing.trusted import (
+    AcceptedHead,
+    LogVerdict,
+    Purpose,
+    accept_head,
+    check_lineage,
+    check_logged,
+    is_newer,
+    signer_reports,
+)
+from seedvault.summaries import GGUFSummary, SafetensorsSummary
+from seedvault.tlog.memory import LogMemory
+from seedvault.vault import COPY, HARD_LINK, Entry, Vault, place_file
 
 Progress = Callable[[int], None]
 MAX_OFFERED_HEADS = 4  # heads read from one source for one model: the held head and its base, with room
@@ -75,6 +88,9 @@ class Admitted:
     snapshot: Path
     envelope: Envelope
     already_present: bool = False  # publish: the identical release was already in the vault; nothing changed
+    # publish: how many files entered the vault by each way (see vault.place_file): "reflink",
+    # "hard link" (the publisher's file, made read-only, is the vault's copy) or "copy"
+    stored: Mapping[str, int] = field(default_factory=dict)
 
 
 def _check_release_label(name: str, version: str, expires: datetime | None) -> None:
@@ -211,13 +227,37 @@ def check_exact_files(base: Path, manifest: Manifest, where: str | None = None) 
     compare_file_sets(scan_files(base, where), manifest, where)
 
 
-def check_weights(base: Path, manifest: Manifest) -> None:
-    """Strict safetensors validation of verified files; pickle only if the manifest allows."""
+def check_weights(base: Path, manifest: Manifest, skip: frozenset[str] = frozenset()) -> None:
+    """Strict header validation of every weights file (safetensors, GGUF) of verified
+    files, but those in SKIP (checked when first admitted); pickle only if the manifest allows."""
     check_pickles([f.path for f in manifest.files], "list", f"manifest of {manifest.ref}",
                   allowed=manifest.allow_pickle)
     for f in manifest.files:
-        if f.is_safetensors:
-            weights.read_header(base / f.path, f.path)
+        if f.path not in skip:
+            weights.validate(base / f.path, f.path)
+
+
+def _unchanged(before: os.stat_result, now: os.stat_result, size: int) -> bool:
+    """The same file, with the same size and modification time (its ctime moves with our own
+    links and chmod, so it cannot tell)."""
+    return (now.st_ino, now.st_size, now.st_mtime_ns) == (before.st_ino, size, before.st_mtime_ns)
+
+
+def _file_entry(path: str, target: Path, d: hashing.FileDigest) -> FileEntry:
+    """A published file's entry, with the summary of its weights format (if any)."""
+    summary = weights.summary(target, path)
+    return FileEntry(path, d.size, d.sha256, d.pieces_root,
+                     summary if isinstance(summary, SafetensorsSummary) else None,
+                     gguf=summary if isinstance(summary, GGUFSummary) else None)
+
+
+def _warn_disagreements(manifest: Manifest) -> None:
+    """Tell the publisher where a GGUF file's own metadata contradicts what is signed."""
+    bases = [link.ref for link in manifest.lineage]
+    for f in manifest.files:
+        if f.gguf is not None:
+            for text in weights.gguf.disagreements(f.gguf, f.path, manifest.license.spdx, bases):
+                warnings.warn(SeedvaultWarning(f"{manifest.ref}: {text}"), stacklevel=3)
 
 
 class Client:
@@ -228,12 +268,32 @@ class Client:
         self.paths: Paths = paths(home)
         self._vault: Vault | None = None
         self._heads: HeadStore | None = None
+        self._logs: LogMemory | None = None
 
     @property
     def heads(self) -> HeadStore:
         if self._heads is None:
             self._heads = HeadStore(self.paths.vault_dir / "heads.db")
         return self._heads
+
+    @property
+    def logs(self) -> LogMemory:
+        """The largest checkpoint seen per transparency log, and the releases' proofs."""
+        if self._logs is None:
+            self._logs = LogMemory(self.paths.data_dir / "tlog")
+        return self._logs
+
+    def check_logged(self, verdict: Verdict, policy: TrustPolicy | None = None) -> LogVerdict | None:
+        """Under `trust require --logged`, the release's proof judged (signing.trusted.check_logged);
+        None when the policy does not ask for one. A first checkpoint of a log is remembered."""
+        policy = policy or self.policy
+        if not policy.require_logged:
+            return None
+        logged = check_logged(verdict.manifest, verdict.digest, self.logs.proof(verdict.digest), policy,
+                              self.logs.held)
+        if self.logs.held(logged.origin) is None:
+            self.logs.remember(logged.origin, logged.size, logged.root, logged.note)
+        return logged
 
     @property
     def vault(self) -> Vault:
@@ -248,6 +308,9 @@ class Client:
         if self._heads is not None:
             self._heads.close()
             self._heads = None
+        if self._logs is not None:
+            self._logs.close()
+            self._logs = None
 
     def __enter__(self) -> Client:
         return self
@@ -282,11 +345,15 @@ class Client:
         license_file: str | None = None,
         piece_length: int = DEFAULT_PIECE_LENGTH,
         progress: Progress | None = None,
+        copy: bool = False,
     ) -> Admitted:
         """Hash, describe and sign a model directory, and store it in the vault.
 
-        Each file is read once: the bytes are copied into staging while hashed, so the
-        signed digests are of exactly the copy that enters the vault. Every key in `key`
+        Each file is read once. Where the filesystem allows it, no second full copy is
+        made: a reflink (an independent copy-on-write clone), else a hard link of the file
+        made read-only (the publisher's file is then the vault's copy: editing it in place
+        makes `verify` refuse the release); else, or with `copy`, the bytes are copied into
+        staging while hashed. The signed digests are of exactly the bytes that enter the vault. Every key in `key`
         signs the release, and the model's new head (see `sign_head`).
 
         Publishing the identical release again (same name, version, files and statement,
@@ -311,15 +378,17 @@ class Client:
             targets = [staged / p for p in files]
             for t in targets:
                 t.parent.mkdir(parents=True, exist_ok=True)
-            digests = hashing.hash_files(
-                [directory / p for p in files], piece_length, progress, copy_to=targets
-            )
-            entries = []
-            for path, target, d in zip(files, targets, digests, strict=True):
-                summary = None
-                if path.lower().endswith(".safetensors"):
-                    summary = weights.read_header(target, path).summary()
-                entries.append(FileEntry(path, d.size, d.sha256, d.pieces_root, summary))
+            # Into the vault without a second full copy where the filesystem allows it.
+            placed = [None if copy else place_file(directory / p, t) for p, t in zip(files, targets, strict=True)]
+            sources = [t if how else directory / p for p, t, how in zip(files, targets, placed, strict=True)]
+            # A hard link is the publisher's own file: it must not change while (or after) it is hashed.
+            hashed = {p: os.stat(t) for p, t, how in zip(files, targets, placed, strict=True) if how == HARD_LINK}
+            digests = hashing.hash_files(sources, piece_length, progress,
+                                         copy_to=[None if how else t for t, how in zip(targets, placed, strict=True)])
+            for p, d in zip(files, digests, strict=True):
+                if p in hashed and not _unchanged(hashed[p], os.stat(directory / p), d.size):
+                    raise UsageError(f"{directory / p} changed while it was published", hint="publish again")
+            entries = [_file_entry(path, target, d) for path, target, d in zip(files, targets, digests, strict=True)]
             by_path = {e.path: e for e in entries}
             info_hash = info_hash_v2(torrent_name(name, version), entries, piece_length)
             manifest = Manifest(
@@ -341,6 +410,7 @@ class Client:
             )
             # Round-trip through the parser so we never sign what we would refuse to read.
             manifest = Manifest.from_dict(manifest.to_dict())
+            _warn_disagreements(manifest)
             same = self._same_release(manifest)
             if same is not None:
                 return Admitted(Verdict(same.manifest, same.digest, (), 0, 0), self.vault.snapshot_dir(same.manifest),
@@ -349,11 +419,19 @@ class Client:
             for k in keys:
                 envelope = envelope.sign(k)
             snapshot = self.vault.add(envelope, manifest, staged)
+            for p, before in hashed.items():  # the publisher's own file, linked: unchanged since it was hashed
+                if not _unchanged(before, os.stat(directory / p), before.st_size):
+                    self.vault.forget_records(snapshot / p)
+                    raise IntegrityError(f"{directory / p} changed while it was published (it is the vault's copy "
+                                         "too: a hard link)", hint="publish again, or with --copy")
         self.vault.save_layers(manifest, {p: d.piece_layer for p, d in zip(files, digests, strict=True)})
         self._record_snapshot(snapshot, manifest, envelope.digest)
         self._head_after_publish(manifest, envelope.digest, keys)
         verdict = Verdict(manifest, envelope.digest, (), 0, 0)
-        return Admitted(verdict, snapshot, envelope)
+        stored: dict[str, int] = {}
+        for how in placed:
+            stored[how or COPY] = stored.get(how or COPY, 0) + 1
+        return Admitted(verdict, snapshot, envelope, stored=stored)
 
     def _same_release(self, manifest: Manifest) -> Entry | None:
         """The vault's release of manifest's name@version when it says exactly what `manifest`
@@ -395,11 +473,46 @@ class Client:
         signed = Envelope(entry.envelope.payload, entry.envelope.payload_type).sign(key)
         return self.vault.add_signatures(signed)
 
+    # ---- lineage ------------------------------------------------------------------------
+    @property
+    def ancestor_store(self) -> AncestorStore:
+        return AncestorStore(self.paths.data_dir / "ancestors")
+
+    def envelope_by_digest(self, digest: str, offered: Mapping[str, Envelope] | None = None) -> Envelope | None:
+        """A release's envelope by manifest digest: offered with it (a bundle's ancestors),
+        in the vault, or in the ancestor store. Unjudged."""
+        if offered and digest in offered:
+            return offered[digest]
+        with contextlib.suppress(NotFoundError):
+            return self.vault.get(digest).envelope
+        return self.ancestor_store.get(digest)
+
+    def lineage(self, manifest: Manifest, digest: str, offered: Sequence[Envelope] = (),
+                policy: TrustPolicy | None = None) -> LineageNode:
+        """The release's ancestry tree, each ancestor with its verdict under the local policy."""
+        by_digest = {e.digest: e for e in offered}
+        return ancestry(manifest, digest, lambda d: self.envelope_by_digest(d, by_digest), policy or self.policy)
+
+    def check_lineage(self, manifest: Manifest, digest: str, offered: Sequence[Envelope] = (),
+                      policy: TrustPolicy | None = None) -> LineageNode | None:
+        """Apply the policy's lineage rules (lineage_deny, verified_lineage) to the whole
+        ancestry; None when the policy has none (nothing is walked)."""
+        policy = policy or self.policy
+        if not policy.lineage_deny and not policy.verified_lineage:
+            return None
+        tree = self.lineage(manifest, digest, offered, policy)
+        check_lineage(manifest.ref, tree.ancestors(), policy)
+        return tree
+
     # ---- admit --------------------------------------------------------------------------
-    def judge(self, envelope: Envelope) -> Verdict:
-        """Policy verdict plus the vault's memory (substitution of a seen name@version)."""
-        verdict = evaluate(envelope, self.policy)
+    def judge(self, envelope: Envelope, ancestors: Sequence[Envelope] = ()) -> Verdict:
+        """Policy verdict (signatures, then lineage, with `ancestors` offered alongside, then
+        the transparency log) plus the vault's memory (substitution of a seen name@version)."""
+        policy = self.policy
+        verdict = evaluate(envelope, policy)
+        self.check_lineage(verdict.manifest, envelope.digest, ancestors)
         self.vault.check_not_substituted(verdict.manifest, envelope.digest)
+        self.check_logged(verdict, policy)
         return verdict
 
     def admit(
@@ -407,26 +520,58 @@ class Client:
         envelope: Envelope,
         fill: Callable[[Manifest, Path], None],
         progress: Progress | None = None,
+        ancestors: Sequence[Envelope] = (),
     ) -> Admitted:
-        """Judge, stage, verify, then store. `fill` writes the manifest's files into staging."""
-        verdict = self.judge(envelope)  # before any byte is fetched or copied
+        """Judge, stage, verify, then store. `fill` writes the manifest's files into staging.
+        `ancestors`: envelopes of the release's ancestors offered with it (a bundle's); those
+        its lineage pins are kept in the ancestor store once the release is admitted."""
+        verdict = self.judge(envelope, ancestors)  # before any byte is fetched or copied
         with self.vault.staging(envelope.digest) as staged:
             fill(verdict.manifest, staged)
-            return self.admit_staged(envelope, verdict, staged, progress)
+            admitted = self.admit_staged(envelope, verdict, staged, progress)
+        if ancestors:
+            self.keep_ancestors(verdict.manifest, envelope.digest, ancestors)
+        return admitted
+
+    def keep_ancestors(self, manifest: Manifest, digest: str, offered: Sequence[Envelope]) -> None:
+        """Store the offered envelopes that the release's lineage pins (and only those)."""
+        by_digest = {e.digest: e for e in offered}
+        for node in self.lineage(manifest, digest, offered).walk():
+            if node.digest in by_digest:
+                self.ancestor_store.put(by_digest[node.digest])
 
     def admit_staged(
-        self, envelope: Envelope, verdict: Verdict, staged: Path, progress: Progress | None = None
+        self, envelope: Envelope, verdict: Verdict, staged: Path, progress: Progress | None = None, *,
+        held: frozenset[str] = frozenset(), prehashed: Mapping[str, Prehashed] | None = None,
     ) -> Admitted:
         """Verify files already in a staging directory and move them into the vault.
 
-        The caller judged `envelope` (see `judge`) before putting bytes in `staged`.
+        The caller judged `envelope` (see `judge`) before putting bytes in `staged`. Files in
+        `held` are not staged: the vault holds them verified (a delta pull), and `vault.add`
+        checks that again as it links them. A file in `prehashed` (hashed while it arrived)
+        is not read again when it is unchanged since; its digests must match the signed ones
+        all the same, or IntegrityError.
         """
         manifest = verdict.manifest
-        check_exact_files(staged, manifest)
-        layers = hashing.verify_files(staged, expected_files(manifest), manifest.torrent.piece_length, progress)
-        check_weights(staged, manifest)
+        where = str(staged)
+        compare_file_sets(scan_files(staged, where) | held, manifest, where)
+        todo, layers = [], {}
+        for item in expected_files(manifest):
+            if item.path in held:
+                continue
+            done = (prehashed or {}).get(item.path)
+            # Read again from disk: a file not hashed behind the download, changed since, or whose
+            # digests disagree with the signed ones (the disk, read now, has the last word).
+            if (done is None or not done.still_current(staged / item.path)
+                    or hashing.digest_mismatch(item, done.digest) is not None):
+                todo.append(item)
+                continue
+            if done.digest.piece_layer:
+                layers[item.path] = done.digest.piece_layer
+        layers.update(hashing.verify_files(staged, todo, manifest.torrent.piece_length, progress))
+        check_weights(staged, manifest, skip=held)  # held files were checked when first admitted
         envelope = self.trusted_signatures(envelope)
-        snapshot = self.vault.add(envelope, manifest, staged)
+        snapshot = self.vault.add(envelope, manifest, staged, held=held)
         self.vault.save_layers(manifest, layers)
         self._record_snapshot(snapshot, manifest, envelope.digest)
         return Admitted(verdict, snapshot, envelope)
@@ -480,7 +625,9 @@ class Client:
         need_layers: bool = False, purpose: Purpose = "use",
     ) -> Verdict:
         verdict = evaluate(entry.envelope, policy, purpose=purpose)
+        self.check_logged(verdict, policy)
         manifest = verdict.manifest
+        self.check_lineage(manifest, entry.digest, policy=policy)
         snapshot = self.checked_snapshot(manifest)
         todo = [f for f in manifest.files
                 if not (fast and self.vault.has_valid_record(snapshot / f.path, entry.digest, f.pieces_root))]
@@ -523,13 +670,15 @@ class Client:
         check_exact_files(snapshot, manifest, where)
         return snapshot
 
-    def verify_dir(self, directory: Path, envelope: Envelope, progress: Progress | None = None) -> Verdict:
+    def verify_dir(self, directory: Path, envelope: Envelope, progress: Progress | None = None,
+                   ancestors: Sequence[Envelope] = ()) -> Verdict:
         """Check a loose directory (not in the vault) against an envelope, under policy.
 
         Like an admission, every file must be a regular file (no links, FIFOs, devices)
         and match both signed digests: this certifies the directory for consumers that
         check only the SHA-256 (Hugging Face, OMS) as well as for peers."""
         verdict = evaluate(envelope, self.policy)
+        self.check_lineage(verdict.manifest, envelope.digest, ancestors)
         # The directory named may be reached through a link (the user's choice); nothing in it may be one.
         directory = Path(directory).resolve()
         compare_file_sets(scan_files(directory, str(directory), not_published(verdict.manifest)), verdict.manifest,
@@ -549,7 +698,24 @@ class Client:
         """
         verdict = self.verify(ref, fast=fast)
         self.check_usable(verdict.manifest)
-        return self.vault.snapshot_dir(verdict.manifest)
+        snapshot = self.vault.snapshot_dir(verdict.manifest)
+        # Loaders such as llama.cpp parse weights headers in native code: each is validated
+        # strictly again (only the headers are read) before the path is handed out.
+        check_weights(snapshot, verdict.manifest)
+        return snapshot
+
+    def gguf_path(self, ref: str, *, fast: bool = True) -> Path:
+        """The verified path of a release's GGUF file, for llama.cpp-style loaders (which
+        take a file); a release with several names them (use snapshot_path and choose)."""
+        snapshot = self.snapshot_path(ref, fast=fast)
+        manifest = self.resolve(ref).manifest
+        found = [f.path for f in manifest.files if weights.format_of(f.path) is weights.gguf.FORMAT]
+        if len(found) != 1:
+            if not found:
+                raise NotFoundError(f"{manifest.ref} has no GGUF file", hint=f"its files are under {snapshot}")
+            raise UsageError(f"{manifest.ref} has {len(found)} GGUF files ({listing(found)}); expected one",
+                             hint=f"pick one under snapshot_path: {snapshot}")
+        return snapshot / found[0]
 
     def load(
         self,
@@ -566,13 +732,14 @@ class Client:
         entry = self.resolve(ref)
         verdict = evaluate(entry.envelope, self.policy)
         manifest = verdict.manifest
+        self.check_lineage(manifest, entry.digest)
         self.check_usable(manifest)
         check_pickles([f.path for f in manifest.files], "load", manifest.ref)
         # Exactly what `verify` checks: no extra file, no link or special file, nothing missing.
         snapshot = self.checked_snapshot(manifest)
-        tensor_files = [f for f in manifest.files if f.is_safetensors]
+        tensor_files = [f for f in manifest.files if weights.format_of(f.path) is not None]
         if not tensor_files:
-            raise NotFoundError(f"{manifest.ref} has no safetensors files to load",
+            raise NotFoundError(f"{manifest.ref} has no weights files (safetensors or GGUF) to load",
                                 hint=f"its files are under {snapshot}")
         piece_length = manifest.torrent.piece_length
         # Several similar shards read at once: each thread hashes its own file whole.
@@ -597,7 +764,11 @@ class Client:
         out: dict[str, Any] = {}
         per: dict[str, Any] = {}
         for f, buf in buffers:
-            tensors = weights.tensors_from_buffer(buf, f.path, framework)
+            fmt = weights.format_of(f.path)
+            assert fmt is not None
+            tensors = fmt.tensors(buf, f.path, framework)
+            if len(buffers) == 1 and not per_file:
+                return tensors  # as the format gives it (a GGUF file's carries its metadata)
             if per_file:
                 per[f.path] = tensors
                 continue

@@ -94,6 +94,24 @@ class RollbackError(VerificationError):
     http_status = 409
 
 
+class SplitViewError(RollbackError):
+    """A transparency log shows a history that does not extend the one seen before (a fork:
+    one view for some clients, another for others), or a witness saw it do so."""
+
+
+class OldSizeConflict(RollbackError):
+    """A log asked a witness to cosign from a size that is not the one the witness cosigned
+    last (tlog-witness answers 409 with that size, for the log to retry)."""
+
+    def __init__(self, message: str, size: int) -> None:
+        super().__init__(message, hint="retry with old set to the witness's size")
+        self.size = size
+
+
+class ProofError(VerificationError):
+    """A Merkle inclusion or consistency proof does not lead to the signed root."""
+
+
 class ExpiredError(VerificationError):
     """The manifest's signed expiry time has passed."""
 

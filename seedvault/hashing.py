@@ -311,11 +311,16 @@ def _hash_stream(
     return FileDigest(size, sha.hexdigest(), root.hex() if root else None, layer)
 
 
+def hash_stream(f: io.RawIOBase, piece_length: int) -> FileDigest:
+    """SHA-256, pieces root and piece layer of what F yields until it ends (one read)."""
+    return _hash_stream(f, piece_length, None, None)
+
+
 def hash_files(
     paths: Sequence[Path],
     piece_length: int,
     progress: Callable[[int], None] | None = None,
-    copy_to: Sequence[Path] | None = None,
+    copy_to: Sequence[Path | None] | None = None,
 ) -> list[FileDigest]:
     """Hash several files, several at a time; results in input order."""
     targets: Sequence[Path | None] = copy_to if copy_to is not None else [None] * len(paths)

@@ -175,6 +175,9 @@ def collect(vault: Vault, *, dry_run: bool = False, keep: Collection[Path] = (),
         if not dry_run:
             for item in plan.items:
                 _delete(item.path)
+            for item in plan.items:
+                if item.kind == "blob":
+                    vault.forget_records(item.path)  # a blob of that name later is hashed again
     return Collected(dry_run, tuple(plan.items), freed, plan.pulls_kept, plan.blobs_kept, plan.note)
 
 

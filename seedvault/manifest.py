@@ -35,6 +35,7 @@ from seedvault.settings import (
     MAX_PIECE_LENGTH,
     MERKLE_BLOCK_SIZE,
 )
+from seedvault.summaries import SUMMARY_KINDS, GGUFSummary, SafetensorsSummary, Summary
 
 STATEMENT_TYPE = "https://in-toto.io/Statement/v1"
 PREDICATE_TYPE = "https://seedvault.dev/manifest/v1"
@@ -251,44 +252,6 @@ def format_time(moment: datetime) -> str:
 
 
 @dataclass(frozen=True)
-class SafetensorsSummary:
-    tensors: int
-    parameters: int
-    dtypes: dict[str, int]
-    header_sha256: str
-    extra: dict[str, Any] = field(default_factory=dict)
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any], where: str) -> SafetensorsSummary:
-        dtypes = _require(data, "dtypes", dict, where)
-        if not all(isinstance(k, str) and _is_count(v) for k, v in dtypes.items()):
-            raise ManifestError(
-                f"manifest field {where}.dtypes: expected a map of dtype name to tensor count (integer >= 0), "
-                "found another value in it"
-            )
-        counts = {k: _require(data, k, int, where) for k in ("tensors", "parameters")}
-        for k, v in counts.items():
-            if not _is_count(v):
-                raise _fail(f"{where}.{k}", "an integer >= 0", v)
-        return cls(
-            tensors=counts["tensors"],
-            parameters=counts["parameters"],
-            dtypes=dict(dtypes),
-            header_sha256=check_hex_digest(data.get("header_sha256"), f"{where}.header_sha256"),
-            extra=_extra(data, {"tensors", "parameters", "dtypes", "header_sha256"}),
-        )
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "tensors": self.tensors,
-            "parameters": self.parameters,
-            "dtypes": dict(sorted(self.dtypes.items())),
-            "header_sha256": self.header_sha256,
-            **self.extra,
-        }
-
-
-@dataclass(frozen=True)
 class FileEntry:
     """One file of the model: where it goes, how big it is, and what its bytes hash to."""
 
@@ -300,6 +263,16 @@ class FileEntry:
     extra: dict[str, Any] = field(default_factory=dict)  # unknown keys of its predicate.files entry
     subject_extra: dict[str, Any] = field(default_factory=dict)  # unknown keys of its subject entry
     digest_extra: dict[str, Any] = field(default_factory=dict)  # other algorithms in its digest set
+    gguf: GGUFSummary | None = None
+
+    @property
+    def summary(self) -> Summary | None:
+        """The signed summary of its weights format, if it has one."""
+        return self.safetensors or self.gguf
+
+    @property
+    def parameters(self) -> int:
+        return self.summary.parameters if self.summary is not None else 0
 
     @property
     def is_pickle(self) -> bool:
@@ -485,8 +458,9 @@ class Manifest:
         files = []
         for f in self.files:
             entry: dict[str, Any] = {"path": f.path, "size": f.size}
-            if f.safetensors is not None:
-                entry["safetensors"] = f.safetensors.to_dict()
+            for summary in (f.safetensors, f.gguf):
+                if summary is not None:
+                    entry[summary.KEY] = summary.to_dict()
             files.append({**entry, **f.extra})
         predicate: dict[str, Any] = {
             "name": self.name,
@@ -553,7 +527,7 @@ class Manifest:
         check_path_set(order)
 
         raw_files = _require(pred, "files", list, "predicate")
-        sizes: dict[str, tuple[int, SafetensorsSummary | None, dict[str, Any]]] = {}
+        sizes: dict[str, tuple[int, dict[str, Summary], dict[str, Any]]] = {}
         for i, item in enumerate(raw_files):
             where = f"predicate.files[{i}]"
             if not isinstance(item, dict):
@@ -562,14 +536,14 @@ class Manifest:
             size = _require(item, "size", int, where)
             if size < 0:
                 raise _fail(f"{where}.size", "a size >= 0", size)
-            summary = None
-            if "safetensors" in item:
-                summary = SafetensorsSummary.from_dict(
-                    _require(item, "safetensors", dict, where), f"{where}.safetensors"
-                )
+            summaries = {key: kind.from_dict(_require(item, key, dict, where), f"{where}.{key}")
+                         for key, kind in SUMMARY_KINDS.items() if key in item}
+            if len(summaries) > 1:
+                raise ManifestError(f"manifest field {where}: expected at most one weights summary, found "
+                                    f"{' and '.join(summaries)}")
             if path in sizes:
                 raise UnsafePathError(f"predicate.files: expected each path once, found {quote(path)} twice")
-            sizes[path] = (size, summary, _extra(item, {"path", "size", "safetensors"}))
+            sizes[path] = (size, summaries, _extra(item, {"path", "size", *SUMMARY_KINDS}))
         if set(sizes) != set(digests):
             only_subject = sorted(set(digests) - set(sizes))
             only_files = sorted(set(sizes) - set(digests))
@@ -581,13 +555,16 @@ class Manifest:
         files = []
         for path in order:
             sha, root, digest_extra, subject_extra = digests[path]
-            size, summary, extra = sizes[path]
+            size, summaries, extra = sizes[path]
             if (size == 0) != (root is None):
                 raise ManifestError(
                     f"file {quote(path)}: expected a {PIECES_ROOT_KEY} digest exactly when the file is "
                     f"not empty; found size {size} and {'a' if root else 'no'} pieces root"
                 )
-            files.append(FileEntry(path, size, sha, root, summary, extra, subject_extra, digest_extra))
+            st = summaries.get(SafetensorsSummary.KEY)
+            gg = summaries.get(GGUFSummary.KEY)
+            files.append(FileEntry(path, size, sha, root, st if isinstance(st, SafetensorsSummary) else None, extra,
+                                   subject_extra, digest_extra, gg if isinstance(gg, GGUFSummary) else None))
 
         name = check_model_name(_require(pred, "name", str, "predicate"))
         version = check_version(_require(pred, "version", str, "predicate"))

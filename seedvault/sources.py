@@ -232,7 +232,7 @@ def release_source(
     elif registry is not None:
         from seedvault.registry.resolve import RegistrySource
 
-        sources.append(RegistrySource(registry))
+        sources.append(RegistrySource(registry, client))
     elif swarm is not None and swarm.config.dht_nodes:
         from seedvault.discovery import DhtSource
 

@@ -10,6 +10,7 @@ verify.
 from __future__ import annotations
 
 import contextlib
+import functools
 import shutil
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -20,6 +21,7 @@ from typing import Any
 import libtorrent as lt
 
 from seedvault import bundle
+from seedvault.behind import GrowingEntry, HashBehind, Prehashed
 from seedvault.client import Admitted, Client
 from seedvault.errors import Error, IntegrityError, ManifestError, NotFoundError, PolicyError, UsageError
 from seedvault.manifest import Manifest, Ref
@@ -112,9 +114,23 @@ def pull(
         own_swarm = swarm is None
         active = swarm or Swarm(config)
         deadline = time.monotonic() + timeout
-        download = Download(active, ti, staging, resume_path, peers=peers, web_seeds=web_seeds, trackers=trackers)
+        held = held_files(client, manifest)
+        if all(f.path in held or not f.size for f in manifest.files):
+            # Every byte is here already (a release that changed only its statement): nothing to fetch.
+            for f in manifest.files:
+                if not f.size:
+                    (staging / f.path).parent.mkdir(parents=True, exist_ok=True)
+                    (staging / f.path).touch()
+            admitted = client.admit_staged(envelope, verdict, staging, held=held)
+            shutil.rmtree(staging, ignore_errors=True)
+            (client.vault.incoming / f"{envelope.digest}.pull").unlink(missing_ok=True)
+            stats = TransferStats(state="finished", reused=sum(f.size for f in manifest.files if f.path in held))
+            return PullReport(manifest.ref, envelope.digest, str(admitted.snapshot), False, stats)
+        download = Download(active, ti, staging, resume_path, peers=peers, web_seeds=web_seeds, trackers=trackers,
+                            skip=held)
+        download.stats.reused = sum(f.size for f in manifest.files if f.path in held)
         try:
-            admitted = _finish(client, envelope, verdict, download, staging, deadline, on_status)
+            admitted = _finish(client, envelope, verdict, download, staging, deadline, on_status, held)
         except BaseException:
             download.save_resume()  # interrupted or failed: keep what arrived for the next run
             raise
@@ -135,6 +151,12 @@ def _lists_sources(torrent: bytes) -> bool:
     return isinstance(decoded, dict) and any(decoded.get(k) for k in (b"url-list", b"announce", b"announce-list"))
 
 
+def held_files(client: Client, manifest: Manifest) -> frozenset[str]:
+    """The manifest's files this vault holds already, verified: same pieces root, blob
+    unchanged since it was hashed. A delta pull leaves them out of the download."""
+    return frozenset(f.path for f in manifest.files if f.size and client.vault.blob_verified(f))
+
+
 def _finish(
     client: Client,
     envelope: Envelope,
@@ -143,14 +165,27 @@ def _finish(
     staging: Path,
     deadline: float,
     on_status: Callable[[TransferStats], None] | None,
+    held: frozenset[str],
 ) -> Admitted:
-    """Wait for libtorrent, then verify ourselves; on a mismatch re-check and re-fetch."""
+    """Wait for libtorrent while hashing behind it, then admit; on a mismatch re-check,
+    re-fetch and verify from disk."""
     failure: IntegrityError | None = None
-    for _attempt in range(FINAL_CHECK_ATTEMPTS):
-        download.wait_finished(deadline, on_status)
-        download.pause()
+    sizes = {f.path: f.size for f in verdict.manifest.files}
+    entries = [GrowingEntry(p, sizes[p], functools.partial(download.prefix_bytes, p))
+               for p in download.files() if p not in held]
+    for attempt in range(FINAL_CHECK_ATTEMPTS):
+        prehashed: dict[str, Prehashed] = {}
+        if attempt == 0:
+            with HashBehind(staging, entries, verdict.manifest.torrent.piece_length) as behind:
+                download.wait_finished(deadline, on_status)
+                download.pause()
+                # The tail is still being hashed: bounded, what is not done is read at admission.
+                prehashed = behind.finish(timeout=max(1.0, min(60.0, deadline - time.monotonic())))
+        else:
+            download.wait_finished(deadline, on_status)
+            download.pause()
         try:
-            return client.admit_staged(envelope, verdict, staging)
+            return client.admit_staged(envelope, verdict, staging, held=held, prehashed=prehashed)
         except IntegrityError as exc:
             failure = exc  # e.g. a file damaged on disk behind libtorrent's resume data
             download.recheck()

@@ -30,8 +30,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+from seedvault import hashing
 from seedvault._sqlite import open_database
-from seedvault.errors import BusyError, Error, NotFoundError, UsageError
+from seedvault.errors import BusyError, Error, IntegrityError, NotFoundError, UsageError
 from seedvault.manifest import FileEntry, Manifest, Ref, format_time
 from seedvault.signing.dsse import Envelope
 from seedvault.signing.trusted import check_not_substituted, is_newer
@@ -39,6 +40,7 @@ from seedvault.signing.trusted import check_not_substituted, is_newer
 MAX_PULL_MARKER = 16 * 1024 * 1024  # an envelope, as any the vault accepts
 HOUSEKEEPING_LOCK = "housekeeping.lock"  # under the vault root; see `Vault.housekeeping_lock`
 HOUSEKEEPING_WAIT_S = 120.0  # an admission or a gc waits this long for the other, then says the vault is busy
+BLOB_RECORD = "blob"  # the digest column of a blob's own record (snapshot files record their release)
 EMPTY_SHA256 = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
 
 _SCHEMA = """
@@ -246,16 +248,20 @@ class Vault:
             )
 
     # ---- adding -------------------------------------------------------------------------
-    def add(self, envelope: Envelope, manifest: Manifest, staged: Path) -> Path:
+    def add(self, envelope: Envelope, manifest: Manifest, staged: Path, *, held: frozenset[str] = frozenset()) -> Path:
         """Move verified staged files into blobs and publish the snapshot atomically.
 
         The caller has verified `staged` against `manifest` and the envelope under policy.
         Runs under the shared housekeeping lock: `gc` cannot delete a blob this links.
+        A file whose blob is already here and still verifies (its record unchanged since it
+        was hashed) is stored once: the staged copy is dropped and the snapshot links to
+        the blob. Files in `held` were not staged at all (a delta pull left them out because
+        this vault holds them); their blobs must still verify, or IntegrityError.
         """
         with self.housekeeping_lock(exclusive=False):
-            return self._add(envelope, manifest, staged)
+            return self._add(envelope, manifest, staged, held)
 
-    def _add(self, envelope: Envelope, manifest: Manifest, staged: Path) -> Path:
+    def _add(self, envelope: Envelope, manifest: Manifest, staged: Path, held: frozenset[str]) -> Path:
         digest = envelope.digest
         self._claim(manifest, digest)
         final = self.snapshot_dir(manifest)
@@ -265,12 +271,28 @@ class Vault:
             for f in manifest.files:
                 blob = self.blob_path(f)
                 src = staged / f.path
-                if not blob.exists():
+                if self.blob_verified(f):
+                    if f.path not in held:
+                        src.unlink()  # the same verified bytes are stored already: one copy
+                    continue
+                if f.path in held:
+                    raise IntegrityError(
+                        f"{manifest.ref}: file {f.path!r} was taken from this vault's copy, which changed "
+                        "since it was verified", path=f.path,
+                        hint="run the same pull again: the file is then fetched from peers")
+                try:
+                    damaged: os.stat_result | None = os.stat(blob)
+                except FileNotFoundError:
+                    damaged = None
                     new_blobs.append(blob)
-                # Always the freshly verified copy: an older blob of the same name could have
-                # been damaged on disk since, and snapshots already linked keep their inode.
+                # A blob of this name that no longer verifies (damaged on disk) is replaced by the
+                # freshly verified copy, and so is every snapshot file of other releases that
+                # shared its inode: one re-import repairs them all.
                 os.chmod(src, 0o444)
                 os.replace(src, blob)
+                self.record_verified(blob, BLOB_RECORD, f.pieces_root, blob.stat())
+                if damaged is not None:
+                    self._relink_sharers(damaged, blob)
             if not final.exists():
                 self._publish_snapshot(final, manifest)
                 created = True
@@ -288,13 +310,48 @@ class Vault:
             raise
         return final
 
+    def _relink_sharers(self, old: os.stat_result, blob: Path) -> None:
+        """Point the snapshot files that were links to OLD (a damaged blob's inode) at BLOB."""
+        rows = self._db.execute("SELECT path FROM records WHERE ino=? AND path != ?", (old.st_ino, str(blob)))
+        for (path,) in rows.fetchall():
+            target = Path(path)
+            try:
+                if not _same_inode(os.lstat(target), old) or self.snapshots not in target.parents:
+                    continue
+            except FileNotFoundError:
+                continue
+            tmp = self.incoming / f".link-{uuid.uuid4().hex}"
+            self._link(blob, tmp)
+            os.replace(tmp, target)
+
+    def blob_verified(self, entry: FileEntry) -> bool:
+        """Whether the blob for ENTRY exists and is unchanged since it was verified (its
+        record: size, mtime, inode and ctime as they were when it was hashed)."""
+        return self.has_valid_record(self.blob_path(entry), BLOB_RECORD, entry.pieces_root)
+
+    def _link(self, blob: Path, target: Path) -> None:
+        """Link TARGET to BLOB, keeping the verification records of the blob's inode valid.
+
+        A new hard link changes the inode's ctime, which alone would make every record of
+        it (the blob's and each snapshot's) look stale and cost a full re-hash. The change
+        is ours: records that matched the inode just before the link are moved on to its
+        new ctime, and only when size and mtime show that nothing else changed it."""
+        before = os.stat(blob)
+        _link_or_copy(blob, target)
+        after = os.stat(blob)
+        if (after.st_ino, after.st_size, after.st_mtime_ns) == (before.st_ino, before.st_size, before.st_mtime_ns):
+            with self._tx() as db:
+                db.execute("UPDATE records SET ctime_ns=? WHERE ino=? AND size=? AND mtime_ns=? AND ctime_ns=?",
+                           (after.st_ctime_ns, before.st_ino, before.st_size, before.st_mtime_ns,
+                            before.st_ctime_ns))
+
     def _publish_snapshot(self, final: Path, manifest: Manifest) -> None:
         tmp = final.parent / f".tmp-{final.name}-{uuid.uuid4().hex[:8]}"
         try:
             for f in manifest.files:
                 target = tmp / f.path
                 target.parent.mkdir(parents=True, exist_ok=True)
-                _link_or_copy(self.blob_path(f), target)
+                self._link(self.blob_path(f), target)
             _fsync_dir(tmp)
             os.rename(tmp, final)  # atomic: the snapshot appears complete or not at all
         finally:
@@ -305,9 +362,13 @@ class Vault:
         verified blob (one atomic rename per file), and files the manifest does not list go."""
         for f in manifest.files:
             target = snapshot / f.path
+            blob = self.blob_path(f)
+            with contextlib.suppress(OSError):
+                if _same_inode(os.lstat(target), os.stat(blob)):
+                    continue  # linked to the verified blob already (rename would do nothing)
             target.parent.mkdir(parents=True, exist_ok=True)
             tmp = self.incoming / f".link-{uuid.uuid4().hex}"  # same filesystem, outside the snapshot
-            _link_or_copy(self.blob_path(f), tmp)
+            self._link(blob, tmp)
             os.replace(tmp, target)
         wanted = {f.path for f in manifest.files}
         for dirpath, _dirs, files in os.walk(snapshot):
@@ -453,6 +514,11 @@ class Vault:
                  format_time(datetime.now(UTC))),
             )
 
+    def forget_records(self, path: Path) -> None:
+        """PATH's verification record goes: the next check hashes it again."""
+        with self._tx() as db:
+            db.execute("DELETE FROM records WHERE path=?", (str(path),))
+
     def has_valid_record(self, path: Path, digest: str, pieces_root: str | None) -> bool:
         """True only if the file is unchanged since a full verification of these bytes."""
         row = self._db.execute(
@@ -529,12 +595,46 @@ class Vault:
                            (newest.manifest.version, newest.digest, name))
 
 
+REFLINK, HARD_LINK, COPY = "reflink", "hard link", "copy"
+_FICLONE = 0x40049409  # Linux ioctl: make DST share SRC's extents, copy-on-write (btrfs, XFS, ...)
+
+
+def place_file(src: Path, dst: Path) -> str | None:
+    """Put SRC at DST without copying its bytes where the filesystem allows: a reflink (an
+    independent clone), else a hard link after making SRC read-only. Returns how, or None
+    when the caller must copy (another filesystem, or neither is supported). SRC must be a
+    regular file, not a link (checked on the opened file, so nothing is swapped in between)."""
+    fd = hashing.open_regular(src, src.name)
+    try:
+        with contextlib.suppress(OSError):
+            out = os.open(dst, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o444)
+            try:
+                fcntl.ioctl(out, _FICLONE, fd)
+                return REFLINK
+            except OSError:
+                os.unlink(dst)
+            finally:
+                os.close(out)
+        try:
+            os.fchmod(fd, os.fstat(fd).st_mode & 0o7555)  # read-only: it is the vault's copy now
+            os.link(f"/proc/self/fd/{fd}", dst, follow_symlinks=True)
+            return HARD_LINK
+        except OSError:
+            return None
+    finally:
+        os.close(fd)
+
+
 def _link_or_copy(src: Path, dst: Path) -> None:
     try:
         os.link(src, dst)
     except OSError:
         shutil.copyfile(src, dst)
         os.chmod(dst, 0o444)
+
+
+def _same_inode(a: os.stat_result, b: os.stat_result) -> bool:
+    return (a.st_dev, a.st_ino) == (b.st_dev, b.st_ino)
 
 
 def _fsync_dir(path: Path) -> None:

@@ -142,7 +142,7 @@ def test_model_without_weights_is_not_loadable(make_client: Any, tmp_path: Path,
     client: Client = make_client("cfg")
     trust(client, pub_key)
     client.publish(src, name="acme/cfg", version="1", license="MIT", key=pub_key)
-    with pytest.raises(seedvault.NotFoundError, match="has no safetensors files to load"):
+    with pytest.raises(seedvault.NotFoundError, match=r"has no weights files \(safetensors or GGUF\) to load"):
         seedvault.load("acme/cfg@1", home=home_of(client))
     assert (seedvault.snapshot_path("acme/cfg@1", home=home_of(client)) / "config.json").read_text() == "{}"
 

@@ -58,6 +58,9 @@ LAZY_COMMANDS = {
     "unyank": "seedvault.cli.life:unyank",
     "sign": "seedvault.cli.life:sign",
     "remove": "seedvault.cli.life:remove",
+    "lineage": "seedvault.cli.provenance:lineage",
+    "sbom": "seedvault.cli.provenance:sbom",
+    "log": "seedvault.cli.log:log_group",
 }
 
 

@@ -24,7 +24,7 @@ from seedvault.cli._common import (
     signing_keys_option,
 )
 from seedvault.client import Client, scan_model_dir
-from seedvault.manifest import LINEAGE_RELATIONS, Manifest, format_time
+from seedvault.manifest import LINEAGE_RELATIONS, FileEntry, Manifest, format_time
 from seedvault.signing import Verdict
 from seedvault.signing.trusted import signer_reports
 
@@ -46,8 +46,20 @@ def _manifest_summary(m: Manifest) -> dict[str, Any]:
         "publisher": m.origin.publisher,
         "files": len(m.files),
         "size": m.total_size,
-        "parameters": sum(f.safetensors.parameters for f in m.files if f.safetensors),
+        "parameters": sum(f.parameters for f in m.files),
     }
+
+
+def _weights_text(f: FileEntry) -> str:
+    """What the signed summary of a weights file says, for `show`."""
+    if f.gguf is not None:
+        g = f.gguf
+        context = f", context {g.context_length}" if g.context_length is not None else ""
+        return (f"  GGUF {g.architecture or '(no architecture)'}, {g.tensors} tensors, {g.parameters} params, "
+                f"{'/'.join(g.quantization) or 'no tensors'}{context}")
+    if f.safetensors is not None:
+        return f"  {f.safetensors.tensors} tensors, {f.safetensors.parameters} params"
+    return ""
 
 
 @click.command()
@@ -186,9 +198,7 @@ def show(client: Client, ref: str, as_json: bool) -> None:
                   + (f"(pinned: manifest digest {link.manifest_digest[:16]})" if link.manifest_digest
                      else "(not pinned: no manifest digest, so which release is meant is not signed)")
                   for link in manifest.lineage]
-        lines += [f"  file       {f.path}  {human_size(f.size)}" + (
-            f"  {f.safetensors.tensors} tensors, {f.safetensors.parameters} params" if f.safetensors else "")
-            for f in manifest.files]
+        lines += [f"  file       {f.path}  {human_size(f.size)}{_weights_text(f)}" for f in manifest.files]
         if isinstance(verdict, Verdict):
             lines += [f"  signer     {r.describe()}" for r in verdict.signers]
             lines.append("  verdict    trusted under your policy")

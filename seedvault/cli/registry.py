@@ -15,10 +15,13 @@ import click
 from seedvault._text import cut, human_size
 from seedvault.cli._common import REF, REGISTRY_HELP, emit, json_option, registry_url
 from seedvault.client import Client
-from seedvault.errors import RollbackError, VerificationError
+from seedvault.errors import NotFoundError, RollbackError, VerificationError
 from seedvault.registry import NodeConfig, RegistryClient, SyncReport, sync
 from seedvault.registry.app import serve as serve_node
 from seedvault.registry.index import Index
+from seedvault.tlog.follow import fetch_proof
+from seedvault.tlog.proof import MAX_PROOF_BYTES
+from seedvault.tlog.remote import LogReader
 
 
 def load_config(config_path: Path | None, client: Client, host: str | None, port: int | None) -> NodeConfig:
@@ -76,6 +79,7 @@ def push(client: Client, ref: str, registry: str | None, as_json: bool) -> None:
     node = RegistryClient(registry)
     result = node.push(entry.envelope, client.vault.snapshot_dir(entry.manifest))
     heads = push_heads(client, node, entry.manifest.name)
+    result["tlog_proof"] = keep_log_proof(client, registry, entry.digest, result.get("tlog_proof"))
     added = result.get("signatures_added") or 0
     emit({**result, "heads": heads}, as_json, f"{entry.manifest.ref}: {result['status']} on {registry}"
          + (f"; {added} new signature(s) merged" if added else "")
@@ -136,6 +140,18 @@ def mirror(client: Client, upstreams: tuple[str, ...], once: bool, interval: flo
             time.sleep(interval)
     finally:
         index.close()
+
+
+def keep_log_proof(client: Client, registry: str, digest: str, answered: object) -> str | None:
+    """The node's .tlog-proof of the release (from its answer, else its log), kept with the
+    vault for `log verify`, bundles and `trust require --logged`; None from a node without one."""
+    if isinstance(answered, str) and len(answered) <= MAX_PROOF_BYTES:
+        client.logs.save_proof(digest, answered.encode())
+        return answered
+    try:
+        return fetch_proof(client.logs, LogReader(registry), digest).decode("utf-8", "replace")
+    except NotFoundError:
+        return None
 
 
 def push_heads(client: Client, node: RegistryClient, name: str) -> list[str]:

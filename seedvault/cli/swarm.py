@@ -463,7 +463,8 @@ def _pull_and_report(client: Client, ref: str, envelope: Envelope, torrent_data:
         + ("  already verified in the vault: nothing downloaded\n" if report.already_present else
            f"  {_mb(s.done)} in {s.elapsed:.1f} s: from seeds {_mb(s.from_seeds)}, from peers {_mb(s.from_peers)}, "
            f"from web seeds {_mb(s.from_web)}; resumed {_mb(s.resumed)}; uploaded {_mb(s.uploaded)}\n"
-           f"  hash failures {s.hash_failures}; banned peers: {', '.join(s.banned) or 'none'}\n")
+           + (f"  already in the vault (same files, verified), not fetched: {_mb(s.reused)}\n" if s.reused else "")
+           + f"  hash failures {s.hash_failures}; banned peers: {', '.join(s.banned) or 'none'}\n")
         + f"  snapshot {report.snapshot}"
         + (f"\n  hf cache {hf.snapshot} ({hf.repo_id} @ {hf.revision})" if hf else "")))
     if keep_seeding:

@@ -12,7 +12,8 @@ from seedvault.bundle import is_bundle, read_bundle_keys
 from seedvault.cli._common import emit, json_option, note, terminal
 from seedvault.client import Client
 from seedvault.signing import ROLES, PublicKey, TrustedKey, TrustPolicy
-from seedvault.signing.policy import check_scope
+from seedvault.signing.policy import LogKey, check_scope
+from seedvault.tlog.note import COSIGNATURE_V1, ED25519, Verifier
 
 
 @click.group()
@@ -112,7 +113,13 @@ def trust_list(client: Client, as_json: bool) -> None:
                      f"yanked releases: {policy.yanked}")
         lines.append("licenses: " + (", ".join(policy.allowed_licenses) if policy.allowed_licenses is not None
                                      else "any"))
+        lines.append(f"lineage denied: {', '.join(policy.lineage_deny) or 'none'}; verified lineage required: "
+                     f"{'yes' if policy.verified_lineage else 'no'}")
         lines += [f"revoked: {r}" for r in sorted(policy.revoked)]
+        lines += [f"log: {k.label}  {k.vkey}" for k in policy.logs]
+        lines += [f"witness: {k.label}  {k.vkey}" for k in policy.witnesses]
+        if policy.require_logged:
+            lines.append(f"transparency-log proofs required, cosigned by {policy.required_witnesses} witness(es)")
         return "\n".join(lines)
 
     data = policy.to_dict()
@@ -189,26 +196,84 @@ def trust_unrevoke(client: Client, key_id: str, yes: bool, as_json: bool) -> Non
 @trust.command("require")
 @click.option("--approvals", type=click.IntRange(min=0),
               help="Approver signatures (distinct keys) every model needs.")
+@click.option("--logged/--not-logged", default=None,
+              help="Every release must carry a proof that a trusted transparency log holds it.")
+@click.option("--witnesses", type=click.IntRange(min=0),
+              help="With --logged: trusted witnesses that must have cosigned the log's checkpoint.")
 @click.option("--fresh-heads/--stale-heads-ok", default=None,
               help="Refuse a model's head past its expiry (freeze defence), or only warn (the default).")
 @click.option("--yanked", type=click.Choice(["refuse", "warn"]),
               help="What load, snapshot_path and pull do with a yanked release (default: refuse).")
+@click.option("--verified-lineage/--unverified-lineage-ok", default=None,
+              help="Refuse a model unless every ancestor is held (or in its bundle) and verifies here.")
 @json_option
 @click.pass_obj
 def trust_require(client: Client, approvals: int | None, fresh_heads: bool | None, yanked: str | None,
+                  verified_lineage: bool | None, logged: bool | None, witnesses: int | None,
                   as_json: bool) -> None:
-    """Require approvals, fresh heads, and what a yank means here."""
-    if approvals is None and fresh_heads is None and yanked is None:
+    """Require approvals, fresh heads, a verified lineage, transparency-log proofs, and what a
+    yank means here."""
+    if (approvals is None and fresh_heads is None and yanked is None and verified_lineage is None
+            and logged is None and witnesses is None):
         raise click.UsageError("expected at least one of --approvals N, --fresh-heads/--stale-heads-ok, "
-                               "--yanked refuse|warn")
+                               "--yanked refuse|warn, --verified-lineage/--unverified-lineage-ok, "
+                               "--logged/--not-logged, --witnesses K")
     policy = client.policy
+    if logged is not None or witnesses is not None:
+        _require_logged(client, logged, witnesses, as_json)
+        if approvals is None and fresh_heads is None and yanked is None and verified_lineage is None:
+            return
+        policy = client.policy
     policy = replace(policy, required_approvals=policy.required_approvals if approvals is None else approvals,
                      fresh_heads=policy.fresh_heads if fresh_heads is None else fresh_heads,
                      yanked=policy.yanked if yanked is None else yanked)  # type: ignore[arg-type]
+    policy = _with_verified_lineage(policy, verified_lineage)
     client.save_policy(policy)
-    emit({"approvals": policy.required_approvals, "fresh_heads": policy.fresh_heads, "yanked": policy.yanked},
+    emit({"approvals": policy.required_approvals, "fresh_heads": policy.fresh_heads, "yanked": policy.yanked,
+          "verified_lineage": policy.verified_lineage},
          as_json, f"approvals required: {policy.required_approvals}; fresh heads required: "
-         f"{'yes' if policy.fresh_heads else 'no (stale heads warn)'}; yanked releases: {policy.yanked}")
+         f"{'yes' if policy.fresh_heads else 'no (stale heads warn)'}; yanked releases: {policy.yanked}; "
+         f"verified lineage required: {'yes' if policy.verified_lineage else 'no'}")
+
+
+def _with_verified_lineage(policy: TrustPolicy, verified: bool | None) -> TrustPolicy:
+    return policy if verified is None else replace(policy, verified_lineage=verified)
+
+
+@trust.group("lineage")
+def lineage_rules() -> None:
+    """Which ancestries are acceptable: refuse models derived (at any distance) from some namespaces."""
+
+
+@lineage_rules.command("deny")
+@click.argument("scopes", nargs=-1, required=True)
+@json_option
+@click.pass_obj
+def lineage_deny(client: Client, scopes: tuple[str, ...], as_json: bool) -> None:
+    """Refuse any model with an ancestor in SCOPES ('ns/*', 'ns/name'), however far back."""
+    policy = client.policy
+    added = tuple(s for s in (check_scope(x) for x in scopes) if s not in policy.lineage_deny)
+    policy = replace(policy, lineage_deny=(*policy.lineage_deny, *added))
+    client.save_policy(policy)
+    emit({"lineage_deny": list(policy.lineage_deny)}, as_json,
+         f"models with an ancestor in {', '.join(policy.lineage_deny)} are refused")
+
+
+@lineage_rules.command("allow")
+@click.argument("scopes", nargs=-1, required=True)
+@json_option
+@click.pass_obj
+def lineage_allow(client: Client, scopes: tuple[str, ...], as_json: bool) -> None:
+    """Lift a `trust lineage deny` for SCOPES."""
+    policy = client.policy
+    unknown = [s for s in scopes if s not in policy.lineage_deny]
+    if unknown:
+        raise click.UsageError(f"expected scopes your policy denies ({listing(list(policy.lineage_deny))}), found "
+                               f"{listing(unknown)}")
+    policy = replace(policy, lineage_deny=tuple(s for s in policy.lineage_deny if s not in scopes))
+    client.save_policy(policy)
+    emit({"lineage_deny": list(policy.lineage_deny)}, as_json,
+         "lineage denied: " + (", ".join(policy.lineage_deny) or "none"))
 
 
 @trust.group("licenses")
@@ -301,3 +366,69 @@ def trust_import(client: Client, file: Path, merge: bool, yes: bool, as_json: bo
     emit(data, as_json, f"{'merged' if merge else 'replaced your policy with'} {file}: "
          f"{count(len(new.keys), 'trusted key')}; added or changed {listing(added)}; no longer trusted "
          f"{listing(dropped)}; newly revoked {listing(newly)}; revocations lifted {listing(lifted)}")
+
+
+# ---- transparency logs ----------------------------------------------------------------------
+
+
+def _add_log_key(client: Client, vkey: str, name: str, kind: int, as_json: bool) -> None:
+    verifier = Verifier.from_vkey(vkey, "VKEY")
+    noun = "log" if kind == ED25519 else "witness"
+    if verifier.kind != kind:
+        other = "witness" if noun == "log" else "log"
+        raise click.UsageError(f"VKEY is a {other} key (type {verifier.kind:02x}); expected a {noun} key "
+                               f"(type {kind:02x}): use seedvault trust {other} add")
+    policy = client.policy
+    current: tuple[LogKey, ...] = policy.logs if kind == ED25519 else policy.witnesses
+    kept = (*(k for k in current if k.verifier.name != verifier.name), LogKey(verifier.vkey, name))
+    client.save_policy(replace(policy, logs=kept) if kind == ED25519 else replace(policy, witnesses=kept))
+    emit({"trusted": verifier.vkey, "kind": noun, "name": name or verifier.name, "key_id": verifier.key_id.hex()},
+         as_json, f"trusted {noun} {verifier.name} (key id {verifier.key_id.hex()})"
+         + (f" as {quote(name)}" if name else ""))
+    if any(k.verifier.name == verifier.name and k.vkey != verifier.vkey for k in current):
+        note(f"this replaces the key you trusted before for {verifier.name}", as_json)
+
+
+@trust.group("log")
+def trust_log() -> None:
+    """Transparency logs whose checkpoints you trust (signed-note verifier keys)."""
+
+
+@trust_log.command("add")
+@click.argument("vkey")
+@click.option("--name", default="", help="A label for people.")
+@json_option
+@click.pass_obj
+def trust_log_add(client: Client, vkey: str, name: str, as_json: bool) -> None:
+    """Trust a log's key, written NAME+KEYID+KEY (GET /log/keys of the node; check it out of band)."""
+    _add_log_key(client, vkey, name, ED25519, as_json)
+
+
+@trust.group("witness")
+def trust_witness() -> None:
+    """Witnesses whose cosignatures on logs' checkpoints count."""
+
+
+@trust_witness.command("add")
+@click.argument("vkey")
+@click.option("--name", default="", help="A label for people.")
+@json_option
+@click.pass_obj
+def trust_witness_add(client: Client, vkey: str, name: str, as_json: bool) -> None:
+    """Trust a witness's cosigning key (a vkey of type 04)."""
+    _add_log_key(client, vkey, name, COSIGNATURE_V1, as_json)
+
+
+def _require_logged(client: Client, logged: bool | None, witnesses: int | None, as_json: bool) -> None:
+    policy = client.policy
+    logged = policy.require_logged if logged is None else logged
+    witnesses = policy.required_witnesses if witnesses is None else witnesses
+    if logged and not policy.logs:
+        raise click.UsageError("--logged needs a trusted log first (seedvault trust log add VKEY), or nothing "
+                               "would verify")
+    if witnesses > len(policy.witnesses):
+        raise click.UsageError(f"--witnesses {witnesses}: your policy trusts {len(policy.witnesses)} witness(es); "
+                               "trust them first (seedvault trust witness add VKEY)")
+    client.save_policy(replace(policy, require_logged=logged, required_witnesses=witnesses))
+    emit({"logged": logged, "witnesses": witnesses}, as_json,
+         f"transparency-log proofs required: {'yes' if logged else 'no'}; witnesses required: {witnesses}")

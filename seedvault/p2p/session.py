@@ -55,6 +55,7 @@ class SwarmConfig:
         categories = (
             lt.alert_category.error | lt.alert_category.status | lt.alert_category.storage
             | lt.alert_category.peer | lt.alert_category.tracker | lt.alert_category.block_progress
+            | lt.alert_category.piece_progress  # piece_finished_alert: hashing follows the download
         )  # fmt: skip
         if self.dht_nodes:
             categories |= lt.alert_category.dht
@@ -81,6 +82,13 @@ class SwarmConfig:
             "dht_block_ratelimit": 100000,
             "dht_block_timeout": 1,
             "dht_upload_rate_limit": 100000,
+            # LAN rates (bench/pull.py, measured side by side): a seeder keeps up to 16 MiB queued
+            # per peer instead of 500 kB (the default starves a fast link between two requests),
+            # and a downloader keeps more requests in flight.
+            "send_buffer_watermark": 16 * 1024 * 1024,
+            "send_buffer_low_watermark": 1024 * 1024,
+            "send_buffer_watermark_factor": 150,
+            "max_out_request_queue": 1500,
             # Metadata comes from peers only for cards (model torrents are derived from the
             # signed manifest): a hostile peer cannot make it large.
             "max_metadata_size": 1024 * 1024,

@@ -9,6 +9,7 @@ itself at the end, because libtorrent trusts its resume data without reading the
 from __future__ import annotations
 
 import time
+from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,11 +19,14 @@ import libtorrent as lt
 
 from seedvault.errors import TransferError
 from seedvault.p2p.session import Endpoint, Swarm, format_endpoint, write_atomic
+from seedvault.p2p.torrent import file_map
 from seedvault.settings import MERKLE_BLOCK_SIZE
 
 RESUME_EVERY = 2.0  # seconds between resume-data saves: what a kill -9 can cost
 STATUS_EVERY = 0.5
 LOOKUP_EVERY = 2.0  # seconds between DHT lookups while no peer is connected
+FLUSH_EVERY = 0.1  # seconds between write fences that hand finished pieces to the hashing behind
+FLUSH_LOST = 2.0  # a fence not answered by then is asked for again
 
 
 @dataclass
@@ -40,6 +44,7 @@ class TransferStats:
     uploaded: int = 0
     downloaded: int = 0  # payload received in this run (includes rejected pieces)
     resumed: int = 0  # already on disk when this run started (checked before any connection)
+    reused: int = 0  # files the vault held already, verified (a delta pull): not fetched at all
     hash_failures: int = 0
     banned: list[str] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
@@ -63,6 +68,8 @@ class Download:
         peers: Iterable[Endpoint] = (),
         web_seeds: Iterable[str] = (),
         trackers: Iterable[str] = (),
+        skip: Iterable[str] = (),
+        sequential: bool = True,
     ) -> None:
         self.swarm = swarm
         self.resume_path = resume_path
@@ -72,6 +79,31 @@ class Download:
         self.handle = swarm.add(
             ti, staging, resume_data=resume, web_seeds=web_seeds, trackers=trackers, stop_when_ready=True
         )
+        layout, plen = ti.layout(), ti.piece_length()
+        self._index = file_map(ti)  # manifest path -> libtorrent file index (pad files have their own)
+        # path -> first piece, piece count, size (v2: every file starts on a piece boundary)
+        self._pieces_of: dict[str, tuple[int, int, int]] = {
+            path: (layout.file_offset(i) // plen, -(-layout.file_size(i) // plen), layout.file_size(i))
+            for path, i in self._index.items()}
+        self._piece_length = plen
+        # Pieces libtorrent checked against the roots whose bytes are in the file: a piece is
+        # reported finished when it hashes, while its write may still be queued; it moves from
+        # `_finished` to `_have` once a cache flush requested after it completes (a fence).
+        self._have: set[int] = set()
+        self._finished: set[int] = set()
+        self._flushing: deque[set[int]] = deque()  # one set per flush requested, in order
+        self._last_flush = 0.0
+        self._prefix: dict[str, int] = {}
+        skipped = set(skip)
+        if skipped:
+            # Files this vault holds already (same pieces root, still verified): not fetched.
+            priorities = [4] * layout.num_files()
+            for path in skipped:
+                priorities[self._index[path]] = 0
+            self.handle.prioritize_files(priorities)
+        if sequential:
+            # In order, so the hashing that follows the download (behind.py) keeps up with it.
+            self.handle.set_flags(lt.torrent_flags.sequential_download)
         self.stats = TransferStats()
         self._blocks: dict[tuple[int, int], str] = {}
         self._kinds: dict[str, str] = {}  # endpoint -> "seed", "peer" or "web", fixed at its first block
@@ -100,6 +132,15 @@ class Download:
                     return
             if now - self._last_resume >= RESUME_EVERY:
                 self._request_resume()
+            if self._finished and not self._flushing and now - self._last_flush >= FLUSH_EVERY:
+                self._flush()
+            elif self._flushing and now - self._last_flush >= FLUSH_LOST:
+                # Never answered: fold everything waiting into one new fence. (Should the old
+                # answer come late, pieces may reach the hashing early; a digest then disagrees
+                # and admission reads that file again from disk.)
+                self._finished = self._finished.union(*self._flushing)
+                self._flushing.clear()
+                self._flush()
             if self.swarm.discovers and self.stats.peers == 0 and now - self._last_lookup >= LOOKUP_EVERY:
                 # A seeder may have announced after our first lookup: ask the DHT (and LAN) again.
                 self.handle.force_dht_announce()
@@ -123,6 +164,8 @@ class Download:
             stopped = st.state not in checking and self.handle.flags() & lt.torrent_flags.paused
             if stopped:
                 self.stats.resumed = st.total_wanted_done
+                pieces = self.handle.status(lt.torrent_handle.query_pieces).pieces
+                self._have.update(i for i, had in enumerate(pieces) if had)
                 self.handle.unset_flags(lt.torrent_flags.stop_when_ready)  # a later recheck must not stop
                 self.handle.resume()
                 for peer in self.peers:
@@ -144,6 +187,10 @@ class Download:
             # (libtorrent 2.1's Python bindings never post block_finished_alert.)
             kind = self._kind(format_endpoint(_endpoint(alert.endpoint)))
             self._blocks[(alert.piece_index, alert.block_index)] = kind
+        elif isinstance(alert, lt.piece_finished_alert):
+            self._finished.add(int(alert.piece_index))
+        elif isinstance(alert, lt.cache_flushed_alert):
+            self._on_flushed(alert)
         elif isinstance(alert, lt.hash_failed_alert):
             self.stats.hash_failures += 1
         elif isinstance(alert, lt.peer_ban_alert):
@@ -202,6 +249,20 @@ class Download:
                 return kind
         return "peer"  # already gone; not remembered, so a later connection is judged afresh
 
+    def files(self) -> list[str]:
+        """The torrent's files in download order (relative paths)."""
+        return sorted(self._index, key=self._index.__getitem__)
+
+    def prefix_bytes(self, path: str) -> int:
+        """Bytes of PATH's complete prefix: its pieces libtorrent holds, counted from the first
+        until one is missing. Read from another thread (a set lookup is atomic in CPython)."""
+        first, count, size = self._pieces_of[path]
+        done = self._prefix.get(path, 0)  # pieces are only added while the hashing follows
+        while done < count and first + done in self._have:
+            done += 1
+        self._prefix[path] = done
+        return min(size, done * self._piece_length)
+
     # ---- resume data ---------------------------------------------------------------------
     def _request_resume(self) -> None:
         self._last_resume = time.monotonic()
@@ -230,23 +291,45 @@ class Download:
         deadline = time.monotonic() + timeout
         while self._saves_pending and time.monotonic() < deadline:
             for alert in self.swarm.pop_alerts(wait=0.1):
-                if isinstance(alert, lt.save_resume_data_alert | lt.save_resume_data_failed_alert):
-                    self._on_saved(alert)
+                self._bookkeeping(alert)
 
     # ---- after completion ---------------------------------------------------------------
+    def _flush(self) -> None:
+        self._flushing.append(self._finished)
+        self._finished = set()
+        self._last_flush = time.monotonic()
+        self.handle.flush_cache()
+
     def pause(self, timeout: float = 10.0) -> None:
-        """Stop transfers and flush files, so the caller can read them safely."""
+        """Stop transfers and flush files, so the caller can read them safely (and the
+        hashing behind the download gets the last pieces)."""
         self.handle.unset_flags(lt.torrent_flags.auto_managed)
         self.handle.pause()
-        self.handle.flush_cache()
+        self._flush()
         deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if any(isinstance(a, lt.cache_flushed_alert | lt.torrent_paused_alert) for a in self.swarm.pop_alerts(0.1)):
-                return
+        while self._flushing and time.monotonic() < deadline:
+            for alert in self.swarm.pop_alerts(0.1):
+                self._bookkeeping(alert)
+
+    def _bookkeeping(self, alert: Any) -> None:
+        """What must never be lost while another loop pops alerts: saved resume data, and
+        flushes that hand pieces to the hashing behind the download."""
+        if isinstance(alert, lt.save_resume_data_alert | lt.save_resume_data_failed_alert):
+            self._on_saved(alert)
+        elif isinstance(alert, lt.cache_flushed_alert):
+            self._on_flushed(alert)
+
+    def _on_flushed(self, alert: Any) -> None:
+        if self._flushing and alert.handle == self.handle:
+            self._have |= self._flushing.popleft()
 
     def recheck(self) -> None:
         """Re-hash what is on disk (our final check failed) and fetch what is bad."""
         self.resume_path.unlink(missing_ok=True)
+        self._have.clear()
+        self._finished.clear()
+        self._flushing.clear()
+        self._prefix.clear()
         self.handle.force_recheck()
         self.handle.resume()
 

@@ -47,6 +47,11 @@ class NodeConfig:
     max_uploads: int = MAX_UPLOADS
     max_staging_bytes: int | None = None  # bytes of unfinished uploads at once; None: only free disk bounds it
     removal_grace: float = REMOVAL_GRACE  # seconds before a removed model's bytes are freed; 0: at the next pass
+    # The transparency log (seedvault.tlog): its origin (default: the name in config/log.key,
+    # else this node's URL without scheme), the logs it witnesses, the witnesses it asks.
+    log_origin: str | None = None
+    witness_for: tuple[str, ...] = ()  # verifier keys (vkeys) of logs this node cosigns
+    witnesses: tuple[str, ...] = ()  # "URL VKEY" of each witness asked to cosign this node's log
 
     @property
     def base_url(self) -> str:
@@ -70,6 +75,11 @@ class NodeConfig:
                                                     for u in ups):
                 raise UsageError(f"{source}: upstreams must be a list of http(s) URLs, found {_shown(ups)}")
             values["upstreams"] = tuple(u.rstrip("/") for u in ups)
+        for key in ("witness_for", "witnesses"):
+            if key in values:
+                if not isinstance(values[key], list) or not all(isinstance(v, str) for v in values[key]):
+                    raise UsageError(f"{source}: {key} must be a list of strings, found {_shown(values[key])}")
+                values[key] = tuple(values[key])
         port = values.get("port", cls.port)
         if not isinstance(port, int) or not 0 <= port <= 65535:
             raise UsageError(f"{source}: port must be an integer 0-65535, found {_shown(port)}")

@@ -38,9 +38,10 @@ from seedvault.manifest import Manifest, check_model_name, check_relative_path, 
 from seedvault.p2p import Swarm, SwarmConfig, torrent_bytes
 from seedvault.registry.config import NodeConfig
 from seedvault.registry.index import Index, Release, index_yanks
-from seedvault.registry.tracker import Tracker
+from seedvault.registry.tracker import Tracker, tracker_hash
 from seedvault.signing import Envelope, TrustPolicy, Verdict, evaluate
 from seedvault.swarming import start_seeding, stored_layers
+from seedvault.tlog.service import LogSettings, NodeLog, entry_for
 
 # Seconds without a request before an unfinished upload is dropped, and the suffix of upload
 # staging under the vault's incoming/ (pulls use other names there): `gc` keeps the same rules.
@@ -88,7 +89,10 @@ class Node:
         self._seeding: dict[str, Any] = {}  # ref -> libtorrent handle of the node's own seed
         self._unseedable: dict[str, float] = {}  # ref -> when seeding it was refused (damaged)
         self._info_hashes: dict[str, bytes] = {}  # digest -> tracker info-hash of each indexed release
+        self.log = NodeLog(self.client.paths.config_dir, self.client.paths.data_dir, LogSettings(
+            config.log_origin, config.base_url.split("://", 1)[-1], config.witness_for, config.witnesses))
         self._reindex()
+        self._log_unlogged()
         self._sweep_staging()
         self._sync_tracker()
 
@@ -143,13 +147,30 @@ class Node:
         self._sweep_staging()
         self._sync_tracker()
         self.free_removed()
+        self._log_unlogged()
+
+    def _log_unlogged(self) -> None:
+        """Log releases indexed but not yet logged (a mirror run on this home, a crash between
+        admission and logging): everything the node serves is in its log."""
+        missing = []
+        for release in self.index.search(limit=100_000, include_yanked=True):
+            if not self.log.has(release.digest):
+                try:
+                    envelope = self.client.vault.get(release.digest).envelope
+                except Error:
+                    continue
+                missing.append(entry_for("release", envelope, release.name, release.version))
+        self.log.record_entries(missing)
+
+    def log_proof(self, digest: str) -> str:
+        return self.log.store.proof(digest).to_bytes().decode()
 
     def _sync_tracker(self) -> None:
         """The tracker keeps swarms for exactly the releases indexed (yanked ones still serve)."""
         digests = self.index.digests()
         for digest in digests - self._info_hashes.keys():
             try:
-                self._info_hashes[digest] = _tracker_hash(self.client.vault.get(digest).manifest)
+                self._info_hashes[digest] = tracker_hash(self.client.vault.get(digest).manifest)
             except Error:  # a damaged stored release: not served, so not tracked
                 continue
         for digest in self._info_hashes.keys() - digests:
@@ -163,6 +184,7 @@ class Node:
         for upload in list(self._uploads):
             self._drop(upload)
         self.index.close()
+        self.log.close()
         self.client.close()
 
     def _announce_self(self, ref: str) -> None:
@@ -170,7 +192,7 @@ class Node:
             return
         entry = self.client.vault.resolve(ref)
         host, port = self.swarm.endpoint
-        self.tracker.add_static(_tracker_hash(entry.manifest), host, port)
+        self.tracker.add_static(tracker_hash(entry.manifest), host, port)
 
     def seed_ref(self, ref: str) -> None:
         if self.swarm is not None and ref not in self._seeding:
@@ -341,10 +363,12 @@ class Node:
         finally:
             self._drop(upload)
         self.index.put(manifest, admitted.verdict)
+        self.log.record("release", admitted.envelope, manifest.name, manifest.version)
         self._index_yanks(manifest.name)
-        self.tracker.add_hash(_tracker_hash(manifest))
+        self.tracker.add_hash(tracker_hash(manifest))
         self.seed_ref(manifest.ref)
-        return {"digest": digest, "status": "published", "ref": manifest.ref, "verdict": admitted.verdict.to_dict()}
+        return {"digest": digest, "status": "published", "ref": manifest.ref, "verdict": admitted.verdict.to_dict(),
+                "tlog_proof": self.log_proof(digest)}
 
     def abort_upload(self, digest: str, token: str | None) -> dict[str, Any]:
         """The pusher gives up its own session (nobody else can)."""
@@ -381,6 +405,8 @@ class Node:
             return 0
         self.index.put(manifest, evaluate(merged, self.client.policy))
         self._envelopes.pop((manifest.name, manifest.version), None)
+        self.log.record("approval", merged, manifest.name, manifest.version,
+                        {s.keyid for s in merged.signatures} - stored)
         return len(merged.signatures) - len(stored)
 
     # ---- heads ------------------------------------------------------------------------------
@@ -405,6 +431,8 @@ class Node:
                 raise refusals[0]
             raise PolicyError(f"{head.ref}: not accepted by this registry's policy")
         self._index_yanks(head.name)
+        self.log.record("head", envelope, head.name, str(head.sequence),
+                        {s.key_id for s in current.signers if s.status == "valid"})
         return {"name": head.name, "sequence": head.sequence, "head": current.to_dict()}
 
     def _index_yanks(self, name: str) -> None:
@@ -420,10 +448,12 @@ class Node:
                 f"approval for {name}@{version}: expected a signature over the stored payload "
                 f"(digest {release.digest}), found one over digest {offered.digest}"
             )
+        before = {s.keyid for s in self.client.vault.get(release.digest).envelope.signatures}
         merged = self.client.merge_signatures(offered)
         verdict = evaluate(merged, self.client.policy)
         self.index.put(verdict.manifest, verdict)
         self._envelopes.pop((name, version), None)
+        self.log.record("approval", merged, name, version, {s.keyid for s in merged.signatures} - before)
         return {"ref": verdict.manifest.ref, "verdict": verdict.to_dict()}
 
     # ---- admin ------------------------------------------------------------------------------
@@ -495,10 +525,6 @@ class Node:
         if not releases:
             raise NotFoundError(f"{name} is not on this registry")
         return [r.to_dict() for r in releases]
-
-
-def _tracker_hash(manifest: Manifest) -> bytes:
-    return bytes.fromhex(manifest.torrent.info_hash_v2)[:20]  # BEP 52: truncated for trackers
 
 
 def bearer_token(authorization: str | None) -> str | None:

@@ -77,6 +77,31 @@ def _op(summary: str, params: list[dict[str, Any]] | None = None, responses: dic
     return op
 
 
+def _log_paths() -> dict[str, Any]:
+    """The transparency log's routes (registry/log_routes.py), C2SP tlog-tiles and tlog-witness."""
+    def path(name: str) -> dict[str, Any]:
+        return {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
+
+    text, octets = "text/plain", "application/octet-stream"
+    return {
+        "/log/checkpoint": {"get": _op("the log's latest checkpoint (C2SP signed note) with cosignatures", [],
+                                       {"200": _ok("a signed checkpoint", text)})},
+        "/log/tile/{level}/{tail}": {"get": _op("a hash tile (C2SP tlog-tiles): tail N or N.p/W", [
+            path("level"), path("tail")], {"200": _ok("32-byte hashes", octets)})},
+        "/log/tile/entries/{tail}": {"get": _op("an entry bundle (C2SP tlog-tiles)", [path("tail")],
+                                                {"200": _ok("uint16-length-prefixed entries", octets)})},
+        "/log/proof/{digest}": {"get": _op("the .tlog-proof (C2SP tlog-proof) of a release on this node",
+                                           [{**path("digest"), "schema": _DIGEST}],
+                                           {"200": _ok("a .tlog-proof", text)})},
+        "/log/keys": {"get": _op("the log's and this node's witness verifier keys (signed-note vkeys)")},
+        "/add-checkpoint": {"post": _op("cosign another log's checkpoint (C2SP tlog-witness)", [],
+                                        {"200": _ok("a cosignature line", text),
+                                         "409": _ok("the witness's size for the log", "text/x.tlog.size")},
+                                        requestBody={"required": True, "content": {text: {"schema": {
+                                            "type": "string"}}}})},
+    }
+
+
 def _admin(summary: str, params: list[dict[str, Any]], done: str) -> dict[str, Any]:
     return _op(summary, params, {"200": _ok(done), "401": _UNAUTHORIZED,
                                  "403": _error("admin operations are disabled on this node")}, security=_ADMIN)
@@ -177,6 +202,7 @@ OPENAPI: dict[str, Any] = {
             [{"name": n, "in": "query", "schema": {"type": "string"}}
              for n in ("info_hash", "peer_id", "port", "left", "event", "numwant")],
             {"200": _ok("a bencoded announce answer or failure reason", "text/plain")})},
+        **_log_paths(),
     },
     "components": {
         "schemas": {

@@ -20,12 +20,27 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from seedvault._bencode import bencode
+from seedvault.manifest import Manifest
 
 ANNOUNCE_INTERVAL = 30
 PEER_TTL = 3 * ANNOUNCE_INTERVAL
 MAX_PEERS_RETURNED = 50
 MAX_PEERS_PER_SWARM = 1000
 MAX_PEERS_PER_IP = 8  # one machine runs a few clients; more from one address is flooding
+
+
+def tracker_hash(manifest: Manifest) -> bytes:
+    """The info-hash a client announces for a release (BEP 52: the v2 hash, truncated)."""
+    return bytes.fromhex(manifest.torrent.info_hash_v2)[:20]
+
+
+@dataclass(frozen=True)
+class SwarmHealth:
+    """What the tracker knows of one release's swarm now: seeds (the node's own seed among
+    them) and peers still downloading."""
+
+    seeds: int
+    peers: int
 
 
 class AnnounceError(ValueError):
@@ -131,6 +146,16 @@ class Tracker:
             "incomplete": len(swarm.peers) - swarm.complete,
             "peers": b"".join(_compact(ip, p) for ip, p in peers),
         })
+
+    def health(self, info_hash: bytes) -> SwarmHealth | None:
+        """The swarm's counts, peers that stopped announcing left out; None when the tracker
+        keeps no swarm for this info-hash (a release it does not serve)."""
+        swarm = self._swarms.get(info_hash)
+        if swarm is None:
+            return None
+        swarm.expire(time.monotonic())
+        seeds = swarm.complete + (info_hash in self._static)
+        return SwarmHealth(seeds, len(swarm.peers) - swarm.complete)
 
     def add_static(self, info_hash: bytes, ip: str, port: int) -> None:
         """Register the node's own seed, which never announces to itself."""

@@ -23,6 +23,7 @@ from seedvault import licenses as _licenses
 from seedvault._text import listing, quote, toml_error
 from seedvault.errors import NotFoundError, UsageError
 from seedvault.signing.keys import PublicKey
+from seedvault.tlog.note import COSIGNATURE_V1, ED25519, Verifier
 
 Role = Literal["publisher", "approver", "timestamp"]
 # A timestamp key signs heads only: it refreshes a head's sequence and expiry (so release
@@ -34,7 +35,8 @@ _SCOPE = re.compile(r"^(\*|[A-Za-z0-9._*-]+/[A-Za-z0-9._*-]+)$")
 
 
 _POLICY_FIELDS = ("version", "publisher_threshold", "required_approvals", "allowed_licenses", "yanked",
-                  "fresh_heads", "revoked", "keys")
+                  "fresh_heads", "revoked", "keys", "lineage_deny", "verified_lineage", "logs", "witnesses", "logged",
+                  "witnesses_required")
 _KEY_FIELDS = ("id", "name", "role", "scopes", "public_key")
 _KEY_ID = re.compile(r"[0-9a-f]{64}")
 
@@ -74,6 +76,36 @@ class TrustedKey:
 
 
 @dataclass(frozen=True)
+class LogKey:
+    """A transparency log's key (type 01) or a witness's (type 04), as a signed-note vkey."""
+
+    vkey: str
+    name: str = ""
+
+    @property
+    def verifier(self) -> Verifier:
+        return Verifier.from_vkey(self.vkey)
+
+    @property
+    def label(self) -> str:
+        return self.name or self.verifier.name
+
+
+def _log_keys(data: Any, field: str, kind: int, source: str) -> tuple[LogKey, ...]:
+    if not isinstance(data, list) or not all(isinstance(e, dict) for e in data):
+        raise UsageError(f"{source}: expected {field} to be a list of tables with a vkey, found {quote(data)}")
+    out = []
+    for i, entry in enumerate(data):
+        where = f"{source}: {field}[{i}]"
+        _known_fields(entry, ("vkey", "name"), where)
+        verifier = Verifier.from_vkey(str(entry.get("vkey", "")), where)
+        if verifier.kind != kind:
+            raise UsageError(f"{where}: expected a {'log' if kind == ED25519 else 'witness'} key, found another kind")
+        out.append(LogKey(verifier.vkey, str(entry.get("name", ""))))
+    return tuple(out)
+
+
+@dataclass(frozen=True)
 class TrustPolicy:
     keys: tuple[TrustedKey, ...] = ()
     revoked: frozenset[str] = frozenset()
@@ -82,6 +114,14 @@ class TrustPolicy:
     allowed_licenses: tuple[str, ...] | None = None  # None: any license
     yanked: YankedRule = "refuse"  # what load, snapshot_path and pull do with a yanked release
     fresh_heads: bool = False  # refuse a head past its expiry (freeze defence), not only warn
+    lineage_deny: tuple[str, ...] = ()  # scopes ('ns/*'): refuse a model with any such ancestor
+    verified_lineage: bool = False  # every ancestor must be held (or bundled) and verify here
+    # Transparency logs (seedvault.tlog): the logs and witnesses trusted, and whether every
+    # release must carry a proof of inclusion in one of those logs, cosigned by K witnesses.
+    logs: tuple[LogKey, ...] = ()
+    witnesses: tuple[LogKey, ...] = ()
+    require_logged: bool = False
+    required_witnesses: int = 0
 
     def keys_by_id(self, key_id: str) -> list[TrustedKey]:
         return [k for k in self.keys if k.key_id == key_id]
@@ -118,7 +158,13 @@ class TrustPolicy:
             out["allowed_licenses"] = list(self.allowed_licenses)
         out["yanked"] = self.yanked
         out["fresh_heads"] = self.fresh_heads
+        out.update(_lineage_to_dict(self))
         out["revoked"] = sorted(self.revoked)
+        if self.logs or self.witnesses or self.require_logged or self.required_witnesses:
+            out["logged"] = self.require_logged
+            out["witnesses_required"] = self.required_witnesses
+            out["logs"] = [{"vkey": k.vkey, "name": k.name} for k in self.logs]
+            out["witnesses"] = [{"vkey": k.vkey, "name": k.name} for k in self.witnesses]
         out["keys"] = [
             {
                 "id": k.key_id,
@@ -181,7 +227,20 @@ class TrustPolicy:
         fresh_heads = data.get("fresh_heads", False)
         if not isinstance(fresh_heads, bool):
             raise UsageError(f"{source}: expected fresh_heads to be true or false, found {quote(fresh_heads)}")
+        lineage_deny, verified_lineage = _lineage_from_dict(data, source)
+        logged, witnesses_required = data.get("logged", False), data.get("witnesses_required", 0)
+        if not isinstance(logged, bool):
+            raise UsageError(f"{source}: expected logged to be true or false, found {quote(logged)}")
+        if not isinstance(witnesses_required, int) or isinstance(witnesses_required, bool) or witnesses_required < 0:
+            raise UsageError(f"{source}: expected witnesses_required to be an integer >= 0, "
+                             f"found {quote(witnesses_required)}")
         return cls(
+            logs=_log_keys(data.get("logs", []), "logs", ED25519, source),
+            witnesses=_log_keys(data.get("witnesses", []), "witnesses", COSIGNATURE_V1, source),
+            require_logged=logged,
+            required_witnesses=witnesses_required,
+            lineage_deny=lineage_deny,
+            verified_lineage=verified_lineage,
             yanked=yanked,
             fresh_heads=fresh_heads,
             keys=tuple(keys),
@@ -220,3 +279,31 @@ class TrustPolicy:
             raise NotFoundError(f"no trusted key with id starting {quote(key_id_prefix)}")
         return matches
 
+
+
+# ---- lineage requirements (judged in signing.trusted.check_lineage) ---------------------------
+
+
+def _lineage_to_dict(policy: TrustPolicy) -> dict[str, Any]:
+    """Written only when set, so a policy that never used them reads as before."""
+    out: dict[str, Any] = {}
+    if policy.lineage_deny:
+        out["lineage_deny"] = list(policy.lineage_deny)
+    if policy.verified_lineage:
+        out["verified_lineage"] = True
+    return out
+
+
+def _lineage_from_dict(data: dict[str, Any], source: str) -> tuple[tuple[str, ...], bool]:
+    deny = data.get("lineage_deny", [])
+    if not (isinstance(deny, list) and all(isinstance(v, str) for v in deny)):
+        raise UsageError(f"{source}: expected lineage_deny to be a list of scopes such as 'ns/*', found {quote(deny)}")
+    verified = data.get("verified_lineage", False)
+    if not isinstance(verified, bool):
+        raise UsageError(f"{source}: expected verified_lineage to be true or false, found {quote(verified)}")
+    return tuple(check_scope(d) for d in deny), verified
+
+
+def denied_by(policy: TrustPolicy, model_name: str) -> str | None:
+    """The lineage_deny scope matching model `model_name`, if any."""
+    return next((s for s in policy.lineage_deny if fnmatch.fnmatchcase(model_name, s)), None)

@@ -17,18 +17,33 @@ what the local store remembers, and decides; fetching and storing live elsewhere
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Generic, Literal, Protocol, TypeVar
 
 from packaging.version import InvalidVersion, Version
 
-from seedvault.errors import ExpiredError, PolicyError, RollbackError, SignatureError, UsageError
+from seedvault.errors import (
+    ExpiredError,
+    IntegrityError,
+    PolicyError,
+    ProofError,
+    RollbackError,
+    SignatureError,
+    SplitViewError,
+    UsageError,
+    VerificationError,
+)
 from seedvault.head import Head
 from seedvault.manifest import Manifest, format_time
 from seedvault.signing.dsse import Envelope, Signature
-from seedvault.signing.policy import Role, TrustPolicy
+from seedvault.signing.policy import Role, TrustPolicy, denied_by
+from seedvault.tlog.checkpoint import SignedCheckpoint, open_checkpoint
+from seedvault.tlog.entry import LogEntry
+from seedvault.tlog.merkle import leaf_hash, verify_consistency, verify_inclusion
+from seedvault.tlog.note import Note
+from seedvault.tlog.proof import TlogProof
 
 Purpose = Literal["use", "approve"]
 
@@ -396,3 +411,190 @@ def is_newer(candidate: Manifest, current: Manifest) -> bool:
     if candidate.created != current.created:
         return candidate.created > current.created
     return candidate.version > current.version
+
+
+# ---- lineage -----------------------------------------------------------------------------------
+
+AncestorStatus = Literal["verified", "refused", "missing", "unpinned", "mismatch"]
+_STATUS_TEXT = {
+    "refused": "does not verify under your policy",
+    "missing": "is neither in the vault nor in the bundle",
+    "unpinned": "is not pinned by manifest digest, so which release is meant is not signed",
+    "mismatch": "is not the release its link names",
+}
+
+
+@dataclass(frozen=True)
+class AncestorVerdict:
+    """One ancestor of a release, as its descendant's signed lineage pins it, and how it
+    stands under the local policy."""
+
+    relation: str  # how the descendant derives from it (quantized-from, distilled-from ...)
+    ref: str  # as the descendant's lineage link names it
+    digest: str | None  # the manifest digest the link pins
+    status: AncestorStatus
+    reason: str | None = None  # why it is not verified
+    manifest: Manifest | None = None  # the pinned release, when its envelope is at hand
+    verdict: Verdict | None = None  # when verified
+    chain: str = ""  # the way from the model to it: "acme/q@1 quantized-from acme/base@1 ..."
+
+    @property
+    def names(self) -> set[str]:
+        """The model names it goes by: the link's, and the pinned release's own."""
+        return {self.ref.partition("@")[0]} | ({self.manifest.name} if self.manifest is not None else set())
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"relation": self.relation, "ref": self.ref, "digest": self.digest,
+                               "status": self.status, "reason": self.reason}
+        if self.verdict is not None:
+            out["signers"] = [s.to_dict() for s in self.verdict.signers if s.status == "valid"]
+        return out
+
+
+def judge_ancestor(relation: str, ref: str, digest: str | None, envelope: Envelope | None, policy: TrustPolicy,
+                   chain: str = "") -> AncestorVerdict:
+    """The verdict on one ancestor: its envelope (found by the pinned digest, from anywhere)
+    judged like any release, and checked to be the release the link names.
+
+    The pinned payload is authenticated by its descendant's signature whatever its own
+    signatures say, so an ancestor that does not verify is still read, to follow its
+    lineage further."""
+    def made(status: AncestorStatus, reason: str | None = None, manifest: Manifest | None = None,
+             verdict: Verdict | None = None) -> AncestorVerdict:
+        text = _STATUS_TEXT.get(status)
+        why = f"{text} ({reason})" if text and reason else (text or reason)
+        return AncestorVerdict(relation, ref, digest, status, why, manifest, verdict, chain)
+
+    if digest is None:
+        return made("unpinned")
+    if envelope is None:
+        return made("missing")
+    if envelope.digest != digest:
+        return made("mismatch", f"expected manifest digest {digest}, found {envelope.digest}")
+    try:
+        manifest = Manifest.from_payload(envelope.payload)
+    except VerificationError as exc:
+        return made("refused", str(exc))
+    name, _, version = ref.partition("@")
+    if manifest.name != name or (version and manifest.version != version):
+        return made("mismatch", f"the link names {ref}, the pinned release is {manifest.ref}", manifest)
+    try:
+        verdict = evaluate(envelope, policy)
+    except VerificationError as exc:
+        return made("refused", str(exc), manifest)
+    return made("verified", None, manifest, verdict)
+
+
+def check_lineage(ref: str, ancestors: Sequence[AncestorVerdict], policy: TrustPolicy) -> None:
+    """The policy's lineage rules over a release's whole ancestry (every ancestor, however
+    far): `lineage_deny` refuses any ancestor named by a denied scope (by its link or its
+    own manifest); `verified_lineage` refuses any ancestor that is not verified here."""
+    for a in ancestors:
+        scope = next((s for n in sorted(a.names) if (s := denied_by(policy, n))), None)
+        if scope is not None:
+            raise PolicyError(
+                f"{ref}: ancestor {a.ref} ({a.relation}; {a.chain}) is denied by your policy (lineage deny "
+                f"'{scope}')", hint=f"to allow it: seedvault trust lineage allow '{scope}'")
+    if policy.verified_lineage:
+        for a in ancestors:
+            if a.status != "verified":
+                raise PolicyError(
+                    f"{ref}: expected every ancestor held and verified (verified_lineage), found {a.relation} "
+                    f"{a.ref} ({a.chain}), which {a.reason}",
+                    hint="import the ancestor (or a bundle that carries it) and trust its publisher, or lift the "
+                         "requirement: seedvault trust require --unverified-lineage-ok")
+
+
+# ---- transparency logs (seedvault.tlog) -----------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LogVerdict:
+    """A release's .tlog-proof, accepted: in which trusted log, where, seen by which witnesses."""
+
+    origin: str
+    log: str  # the trusted log's label
+    index: int
+    size: int
+    root: bytes
+    witnesses: tuple[str, ...]  # labels of the trusted witnesses that cosigned the checkpoint
+    entry: LogEntry
+    note: bytes  # the checkpoint as signed, for the client's memory of the log
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"origin": self.origin, "log": self.log, "index": self.index, "tree_size": self.size,
+                "root_hash": self.root.hex(), "witnesses": list(self.witnesses), "entry": self.entry.to_dict()}
+
+
+def judge_checkpoint(raw: bytes, policy: TrustPolicy, where: str) -> tuple[SignedCheckpoint, str, tuple[str, ...]]:
+    """A checkpoint signed by a log the policy trusts; its label and its trusted cosigners."""
+    note = Note.parse(raw, where)
+    origin = note.text.partition("\n")[0]
+    logs = [k for k in policy.logs if k.verifier.name == origin]
+    if not logs:
+        raise PolicyError(f"{where}: the checkpoint is from the log {origin[:100]!s}, which your policy does not "
+                          "trust", hint="trust its key: seedvault trust log add VKEY (from the node operator, "
+                                        "or GET /log/keys of the node, checked out of band)")
+    signed = open_checkpoint(raw, logs[0].verifier, [w.verifier for w in policy.witnesses], where)
+    labels = {w.verifier.vkey: w.label for w in policy.witnesses}
+    witnesses = tuple(sorted(labels[v] for v in signed.cosigned if v in labels))
+    return signed, logs[0].label, witnesses
+
+
+def check_logged(
+    manifest: Manifest, digest: str, proof: bytes | None, policy: TrustPolicy,
+    held_for: Callable[[str], tuple[int, bytes] | None], *, where: str = "",
+) -> LogVerdict:
+    """Whether a release is proven to be in a trusted log, with the witnesses the policy asks for.
+
+    - the proof's checkpoint is signed by a log key of the policy (its origin the key's name),
+      and cosigned by at least `required_witnesses` distinct witnesses of the policy;
+    - the entry it carries is this release (kind, digest, name and version), and the
+      inclusion path leads from that entry to the checkpoint's root;
+    - `held_for(origin)` is the largest checkpoint of that log this client has seen: one of the same size
+      with another root is a fork (SplitViewError). Sizes that differ need a consistency
+      proof from the log (`check_consistent`), which the online commands fetch.
+    """
+    label = where or manifest.ref
+    if proof is None:
+        raise PolicyError(f"{label}: your policy requires releases to be in a transparency log; expected a "
+                          ".tlog-proof for this release, found none",
+                          hint="pull or push it through a registry node (its log proves it), or import a bundle "
+                               "that carries release.tlog-proof")
+    parsed = TlogProof.parse(proof, f"{label}: .tlog-proof")
+    signed, log_label, witnesses = judge_checkpoint(parsed.checkpoint, policy, f"{label}: .tlog-proof checkpoint")
+    if len(witnesses) < policy.required_witnesses:
+        raise PolicyError(f"{label}: expected the log's checkpoint cosigned by {policy.required_witnesses} trusted "
+                          f"witness(es), found {len(witnesses)}" + (f" ({', '.join(witnesses)})" if witnesses else ""),
+                          hint="the node may not have reached its witnesses; fetch a newer proof, or trust more "
+                               "witnesses: seedvault trust witness add VKEY")
+    entry = LogEntry.parse(parsed.extra, f"{label}: logged entry")
+    found = (entry.kind, entry.digest, entry.name, entry.label)
+    if found != ("release", digest, manifest.name, manifest.version):
+        raise IntegrityError(f"{label}: expected the proof's entry to be release {manifest.ref} with digest "
+                             f"{digest}, found {entry.kind} {entry.ref} with digest {entry.digest}",
+                             hint="the proof belongs to another release")
+    cp = signed.checkpoint
+    verify_inclusion(leaf_hash(parsed.extra), parsed.index, cp.size, parsed.path, cp.root)
+    held = held_for(cp.origin)
+    if held is not None and held[0] == cp.size and held[1] != cp.root:
+        raise SplitViewError(f"{label}: the log {cp.origin} signed two different trees of {cp.size} entries (root "
+                             f"{held[1].hex()[:16]}... seen before, {cp.root.hex()[:16]}... now): it shows "
+                             "different histories to different clients",
+                             hint="report it to the log's operator and the witnesses; do not use this release")
+    return LogVerdict(cp.origin, log_label, parsed.index, cp.size, cp.root, witnesses, entry, parsed.checkpoint)
+
+
+def check_consistent(origin: str, held: tuple[int, bytes], size: int, root: bytes, proof: list[bytes]) -> None:
+    """The log's tree of `size` extends the one held, or SplitViewError (a fork, or a log
+    that lost entries it had signed)."""
+    old, old_root = held
+    if size < old:
+        raise SplitViewError(f"the log {origin} now shows {size} entries, fewer than the {old} it signed before",
+                             hint="a log never shrinks: it lost entries or shows this client another history")
+    try:
+        verify_consistency(old, size, proof, old_root, root)
+    except ProofError as exc:
+        raise SplitViewError(f"the log {origin}: its tree of {size} entries does not extend the tree of {old} "
+                             f"seen before ({exc})",
+                             hint="the log rewrote its history, or shows this client a fork; report it") from None

@@ -21,8 +21,9 @@ import numpy as np
 from seedvault import _json
 from seedvault._json import describe, quote
 from seedvault.errors import UnsafeWeightsError, UsageError
-from seedvault.manifest import SafetensorsSummary
 from seedvault.settings import MAX_SAFETENSORS_HEADER
+from seedvault.summaries import SafetensorsSummary
+from seedvault.weights._format import WeightFormat
 
 # numpy (1.x) refuses arrays of more than 32 dimensions; so would a loader.
 MAX_TENSOR_RANK = 32
@@ -248,3 +249,20 @@ def _torch_tensors(buf: np.ndarray, header: SafetensorsHeader, name: str) -> dic
         raw = buf[header.data_start + t.begin : header.data_start + t.end]
         out[t.name] = torch.frombuffer(raw, dtype=torch.uint8).view(dtype).reshape(t.shape)
     return out
+
+
+def _validate(path: Path, name: str) -> None:
+    read_header(path, name)
+
+
+def _summary(path: Path, name: str) -> SafetensorsSummary:
+    return read_header(path, name).summary()
+
+
+FORMAT = WeightFormat(
+    name="safetensors",
+    suffixes=(".safetensors",),
+    validate=_validate,
+    summary=_summary,
+    tensors=tensors_from_buffer,
+)
