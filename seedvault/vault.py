@@ -7,6 +7,7 @@ Layout under the vault directory:
     snapshots/<ns>/<name>/<ver>/ hard links to blobs, exactly the manifest's files
     layers/<pieces root>         verified BitTorrent v2 piece layers, for seeding without re-reading
     incoming/<digest>/           staging for bytes not yet verified (never a snapshot)
+    housekeeping.lock            shared by admissions, exclusive for gc and rm (see seedvault/housekeeping.py)
 
 The vault stores what it is given after the caller verified it; it enforces the rules
 that need its memory: a name@version keeps the first digest ever seen (rollback and
@@ -22,6 +23,7 @@ import os
 import shutil
 import sqlite3
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -31,12 +33,14 @@ from typing import Literal
 
 from seedvault import hashing
 from seedvault._sqlite import open_database
-from seedvault.errors import Error, IntegrityError, NotFoundError, UsageError
+from seedvault.errors import BusyError, Error, IntegrityError, NotFoundError, UsageError
 from seedvault.manifest import FileEntry, Manifest, Ref, format_time
 from seedvault.signing.dsse import Envelope
 from seedvault.signing.trusted import check_not_substituted, is_newer
 
 MAX_PULL_MARKER = 16 * 1024 * 1024  # an envelope, as any the vault accepts
+HOUSEKEEPING_LOCK = "housekeeping.lock"  # under the vault root; see `Vault.housekeeping_lock`
+HOUSEKEEPING_WAIT_S = 120.0  # an admission or a gc waits this long for the other, then says the vault is busy
 BLOB_RECORD = "blob"  # the digest column of a blob's own record (snapshot files record their release)
 EMPTY_SHA256 = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
 
@@ -160,11 +164,15 @@ class Vault:
     def staging(self, digest: str) -> Iterator[Path]:
         """A private directory for unverified bytes; removed whatever happens."""
         path = self.incoming / f"{digest}.{uuid.uuid4().hex[:8]}"
-        path.mkdir(parents=True)
+        with self.housekeeping_lock(exclusive=False):  # gc sees it locked from its first moment
+            path.mkdir(parents=True)
+            fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+            fcntl.flock(fd, fcntl.LOCK_EX)  # in use while held: `gc` leaves a locked staging alone
         try:
             yield path
         finally:
             shutil.rmtree(path, ignore_errors=True)
+            os.close(fd)
 
     @contextlib.contextmanager
     def pull_in_progress(self, envelope: Envelope) -> Iterator[Path]:
@@ -173,20 +181,24 @@ class Vault:
         locked pull's staging, resume data and every blob its manifest names; two pulls of one
         release at once are refused. Yields the staging directory (kept for a later resume)."""
         marker = self.incoming / f"{envelope.digest}.pull"
-        fd = os.open(marker, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
+        with contextlib.ExitStack() as claim:
+            # Claimed under the shared housekeeping lock: gc never sees a marker made but not locked.
+            claim.enter_context(self.housekeeping_lock(exclusive=False))
+            fd = os.open(marker, os.O_RDWR | os.O_CREAT, 0o644)
             try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                raise UsageError(f"another pull of {Manifest.from_payload(envelope.payload).ref} is running in "
-                                 "this vault", hint="wait for it to finish, or stop it first") from None
-            os.ftruncate(fd, 0)
-            os.write(fd, envelope.to_json())
-            staging = self.incoming / envelope.digest
-            staging.mkdir(parents=True, exist_ok=True)
-            yield staging
-        finally:
-            os.close(fd)  # releases the lock; the marker stays beside resume data until gc or success
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    raise UsageError(f"another pull of {Manifest.from_payload(envelope.payload).ref} is running "
+                                     "in this vault", hint="wait for it to finish, or stop it first") from None
+                os.ftruncate(fd, 0)
+                os.write(fd, envelope.to_json())
+                staging = self.incoming / envelope.digest
+                staging.mkdir(parents=True, exist_ok=True)
+                claim.close()  # the pull's own lock marks it from here on
+                yield staging
+            finally:
+                os.close(fd)  # releases the lock; the marker stays beside resume data until gc or success
 
     def pulls_in_progress(self) -> list[Envelope]:
         """The envelopes of pulls running now (their marker locked by a live process)."""
@@ -241,11 +253,16 @@ class Vault:
         """Move verified staged files into blobs and publish the snapshot atomically.
 
         The caller has verified `staged` against `manifest` and the envelope under policy.
+        Runs under the shared housekeeping lock: `gc` cannot delete a blob this links.
         A file whose blob is already here and still verifies (its record unchanged since it
         was hashed) is stored once: the staged copy is dropped and the snapshot links to
         the blob. Files in `held` were not staged at all (a delta pull left them out because
         this vault holds them); their blobs must still verify, or IntegrityError.
         """
+        with self.housekeeping_lock(exclusive=False):
+            return self._add(envelope, manifest, staged, held)
+
+    def _add(self, envelope: Envelope, manifest: Manifest, staged: Path, held: frozenset[str]) -> Path:
         digest = envelope.digest
         self._claim(manifest, digest)
         final = self.snapshot_dir(manifest)
@@ -465,7 +482,12 @@ class Vault:
 
     # ---- piece layers -------------------------------------------------------------------
     def save_layers(self, manifest: Manifest, layers: dict[str, bytes]) -> None:
-        """Keep verified piece layers, named by the pieces root they hash up to."""
+        """Keep verified piece layers, named by the pieces root they hash up to (under the
+        shared housekeeping lock, so `gc` sees a layer's temporary file only when it is stale)."""
+        with self.housekeeping_lock(exclusive=False):
+            self._save_layers(manifest, layers)
+
+    def _save_layers(self, manifest: Manifest, layers: dict[str, bytes]) -> None:
         for f in manifest.files:
             layer = layers.get(f.path)
             if not layer or f.pieces_root is None:  # files within one piece have no layer
@@ -511,6 +533,67 @@ class Vault:
         except FileNotFoundError:
             return False
         return (row[0], row[5]) == (digest, pieces_root) and FileRecord(*row[1:5]) == current
+
+    # ---- housekeeping: the lock `gc` and admission share, and removing a release ---------
+    # `gc` (seedvault/housekeeping.py) deletes blobs no manifest or running pull names, and
+    # staging nothing holds. It takes HOUSEKEEPING_LOCK exclusively while it decides and
+    # deletes; whatever makes a blob or a staging entry used holds it shared: an admission
+    # (`add`, `save_layers`) for its whole run, a pull or a staging directory while it is
+    # claimed (their own locks mark them in use afterwards). flock locks belong to one open
+    # file, so threads of one process exclude each other as processes do.
+
+    @contextlib.contextmanager
+    def housekeeping_lock(self, *, exclusive: bool, timeout: float = HOUSEKEEPING_WAIT_S) -> Iterator[None]:
+        """Hold the vault's housekeeping lock, shared or exclusive, waiting at most `timeout`."""
+        fd = os.open(self.root / HOUSEKEEPING_LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            mode = fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH
+            deadline = time.monotonic() + timeout
+            while True:
+                try:
+                    fcntl.flock(fd, mode | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if time.monotonic() >= deadline:
+                        raise BusyError(
+                            f"the vault at {self.root} is busy: expected "
+                            + ("adding and cleaning to pause" if exclusive else "its cleanup (gc, rm) to finish")
+                            + f" within {timeout:g} s, found it still running",
+                            hint="try again when the other seedvault command has finished") from None
+                    time.sleep(0.05)
+            yield
+        finally:
+            os.close(fd)
+
+    def drop_release(self, digest: str) -> None:
+        """Forget one stored release: its manifests row, its verification records, and `latest`
+        moved to the newest release of its name that remains (or dropped). `first_seen` stays:
+        it is the memory that refuses another digest under this name@version later.
+
+        The caller holds the housekeeping lock exclusively and removes the snapshot."""
+        with self._tx() as db:
+            row = db.execute("SELECT name, version FROM manifests WHERE digest=?", (digest,)).fetchone()
+            if row is None:
+                raise NotFoundError(f"no manifest with digest {digest} in the vault")
+            name, version = row
+            snapshot = self.snapshots.joinpath(*name.split("/"), version)
+            prefix = f"{snapshot}{os.sep}"
+            db.execute("DELETE FROM records WHERE substr(path, 1, ?) = ?", (len(prefix), prefix))
+            db.execute("DELETE FROM manifests WHERE digest=?", (digest,))
+            current = db.execute("SELECT digest FROM latest WHERE name=?", (name,)).fetchone()
+            if current is None or current[0] != digest:
+                return
+            newest: Entry | None = None
+            for (other,) in db.execute("SELECT digest FROM manifests WHERE name=?", (name,)).fetchall():
+                with contextlib.suppress(Error):  # a release that no longer reads is never `latest`
+                    entry = self._entry(other)
+                    if newest is None or is_newer(entry.manifest, newest.manifest):
+                        newest = entry
+            if newest is None:
+                db.execute("DELETE FROM latest WHERE name=?", (name,))
+            else:
+                db.execute("UPDATE latest SET version=?, digest=? WHERE name=?",
+                           (newest.manifest.version, newest.digest, name))
 
 
 REFLINK, HARD_LINK, COPY = "reflink", "hard link", "copy"

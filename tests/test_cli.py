@@ -352,7 +352,7 @@ def test_list_and_show_for_people(world: World) -> None:
     ok(world.pub_home, "publish", world.model, "--name", "acme/tiny-q4", "--version", "1", "--license", "MIT",
        "--key", world.key, "--base", "acme/tiny@1.0", "--relation", "quantized-from")
     listed = ok(world.pub_home, "list").out.splitlines()
-    assert listed[0].split() == ["REF", "LICENSE", "SIZE", "DIGEST"]
+    assert listed[0].split() == ["REF", "STATUS", "SIZE", "LICENSE", "DIGEST", "NOTE"]
     assert " kB " in listed[1] or " MB " in listed[1]  # human sizes, not raw byte counts
     assert len({line.index("Apache-2.0" if "Apache" in line else "MIT") for line in listed[1:]}) == 1  # aligned
     shown = ok(world.pub_home, "show", "acme/tiny-q4@1").out

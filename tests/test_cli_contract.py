@@ -136,7 +136,15 @@ def test_every_command_reports_json_lines(world: World, nodes: list[NodeServer],
         (pub, ["yank", "acme/tiny@1.0", "--registry", node_a.url, "--admin-token-file", token],
          lambda o: isinstance(o[0], dict)),
         (pub, ["remove", "acme/tiny", "--registry", node_a.url, "--admin-token-file", token],
-         lambda o: o[0]["removed_versions"] == 1),
+         lambda o: o[0]["removed_versions"] == 1 and o[0]["frees_after_seconds"] > 0),
+        (pub, ["remove", "acme/tiny", "--registry", node_a.url, "--admin-token-file", token, "--purge"],
+         lambda o: o[0]["purged_versions"] == 1 and o[0]["freed_bytes"] > 0),
+        (w.recv_home, ["list", "acme/*"], lambda o: o[0][0]["status"] == "trusted"),
+        (w.recv_home, ["du"], lambda o: o[0]["releases"][0]["unique"] == o[0]["vault"]["blob_bytes"] > 0),
+        (w.recv_home, ["rm", "acme/tiny@1.0"], lambda o: o[0]["removed"][0]["ref"] == "acme/tiny@1.0"
+         and o[0]["gc_would_free"] > 0),
+        (w.recv_home, ["gc", "--dry-run"], lambda o: o[0]["dry_run"] is True and o[0]["counts"]["blob"] == 4),
+        (w.recv_home, ["gc"], lambda o: o[0]["dry_run"] is False and o[0]["freed"] > 0),
     ]
     trust_publisher(w, w.tmp / "puller")
     for home, args, check in table:
@@ -285,6 +293,10 @@ FAILURES: list[tuple[str, Callable[[World], list[str | Path]], int, str, str]] =
     ("head-missing", _args("head", "acme/none"), 4, "NotFoundError", "no head of acme/none"),
     ("remove-one-version", _args("remove", "acme/tiny@1.0", "--registry", "http://127.0.0.1:9",
                                  "--admin-token-file", "KEY"), 2, "UsageError", "a node removes a whole model"),
+    ("rm-missing", _args("rm", "acme/none@1"), 4, "NotFoundError", "acme/none@1 is not in the vault"),
+    ("rm-all-versions-of-one-version", _args("rm", "acme/tiny@1.0", "--all-versions"), 2, "UsageError",
+     "--all-versions: expected NS/NAME"),
+    ("du-missing", _args("du", "acme/none"), 4, "NotFoundError", "acme/none is not in the vault"),
     ("pull-no-source", _args("pull", "acme/tiny@1.0"), 2, "UsageError",
      "pull without --envelope or --dht-node needs a registry"),
     ("push-missing", _args("push", "acme/none@1", "--registry", "http://127.0.0.1:9"), 4, "NotFoundError",

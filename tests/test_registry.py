@@ -530,7 +530,8 @@ def test_admin_operations_need_the_token(setup: Setup, tmp_path: Path, start_nod
     assert setup.registry.search() == []  # not listed any more ...
     assert setup.registry.envelope(NAME, "1.0").digest == setup.release.envelope.digest  # ... still fetchable
     removed = request(node.url, "DELETE", f"/v1/models/{NAME}", headers=auth)
-    assert removed.status == 200 and removed.json() == {"name": NAME, "removed_versions": 1}
+    assert removed.status == 200 and removed.json() == {"name": NAME, "removed_versions": 1,
+                                                        "frees_after_seconds": 86400.0}  # the default grace
     assert_refused(request(node.url, "GET", f"/v1/models/{NAME}"), 404)
     assert_refused(request(node.url, "GET", f"/v1/models/{NAME}/1.0/envelope"), 404)
     assert_refused(request(node.url, "DELETE", f"/v1/models/{NAME}", headers=auth), 404)

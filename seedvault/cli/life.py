@@ -255,13 +255,27 @@ def sign(client: Client, ref: str, key_paths: tuple[Path, ...], passphrase_file:
               "registry = \"URL\" in config/seedvault.toml).")
 @click.option("--admin-token-file", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="The node's admin token.")
+@click.option("--purge", is_flag=True, help="Free the model's disk on the node now, not after its grace period.")
 @json_option
 @click.pass_obj
-def remove(client: Client, ref: str, registry: str | None, admin_token_file: Path, as_json: bool) -> None:
-    """Remove a model (every version) from a registry node, as its admin."""
+def remove(client: Client, ref: str, registry: str | None, admin_token_file: Path, purge: bool,
+           as_json: bool) -> None:
+    """Remove a model (every version) from a registry node, as its admin: no longer served at
+    once, its bytes freed after the node's removal_grace (or now, with --purge)."""
     registry = registry_url(client, registry, "remove")
     wanted = Ref.parse(ref)
     if wanted.version is not None:
         raise click.UsageError("a node removes a whole model: give NS/NAME (to hide one version, yank it)")
-    result = RegistryClient(registry).remove(wanted.name, _admin_token(admin_token_file))
-    emit(result, as_json, f"removed {wanted.name} from {registry} ({result.get('removed_versions')} versions)")
+    result = RegistryClient(registry).remove(wanted.name, _admin_token(admin_token_file), purge=purge)
+    emit(result, as_json, lambda: _removed_text(wanted.name, registry, result))
+
+
+def _removed_text(name: str, registry: str, result: dict[str, Any]) -> str:
+    from seedvault._text import human_size
+
+    text = f"removed {name} from {registry} ({result.get('removed_versions')} versions)"
+    if "freed_bytes" in result:
+        return text + (f"; purged {result.get('purged_versions')} from its disk, freeing "
+                       f"{human_size(int(result['freed_bytes']))}")
+    grace = float(result.get("frees_after_seconds") or 0)
+    return text + f"; the node frees its disk in {grace:g} s (or now with --purge)"

@@ -1,4 +1,4 @@
-"""Model commands: publish, approve, verify, show, list, export, import."""
+"""Model commands: publish, approve, verify, show, export, import (list is in cli/housekeeping.py)."""
 
 from __future__ import annotations
 
@@ -234,32 +234,6 @@ def show(client: Client, ref: str, as_json: bool) -> None:
     emit(data, as_json, text)
     if not ok:
         raise click.exceptions.Exit(3)
-
-
-@click.command("list")
-@json_option
-@click.pass_obj
-def list_(client: Client, as_json: bool) -> None:
-    """List the models in the vault (and any stored release that no longer reads)."""
-    entries = client.vault.entries()
-    data: list[dict[str, Any]] = [
-        {**_manifest_summary(e.manifest), "digest": e.digest,
-         "latest": client.vault.latest_version(e.manifest.name) == e.manifest.version} for e in entries]
-    damaged = [{"ref": f"{d.name}@{d.version}", "digest": d.digest, "damaged": d.reason}
-               for d in client.vault.damaged()]
-
-    def text() -> str:
-        width = max([len(d["ref"]) for d in data + damaged] + [3])
-        lic = max([len(d["license"]) for d in data] + [7])
-        lines = [f"{'REF':<{width}}  {'LICENSE':<{lic}}  {'SIZE':>9}  DIGEST"] if data else []
-        lines += [f"{d['ref']:<{width}}  {d['license']:<{lic}}  {human_size(d['size']):>9}  {d['digest'][:16]}"
-                  + ("  (latest)" if d["latest"] else "") for d in data]
-        lines += [f"{d['ref']:<{width}}  DAMAGED: {d['damaged']}" for d in damaged]
-        if damaged:
-            lines.append("damaged releases are never loaded; import or pull them again to repair")
-        return "\n".join(lines) or "the vault is empty"
-
-    emit(data + damaged, as_json, text)
 
 
 @click.command("export")

@@ -313,7 +313,15 @@ async def remove(request: web.Request) -> web.Response:
     name, _ = _model(request)
     node = request.app[NODE]
     node.check_admin(request.headers.get("Authorization"))
-    return web.json_response(await on_worker(request, node.remove, name))
+    return web.json_response(await on_worker(request, node.remove, name, _purge_param(request)))
+
+
+def _purge_param(request: web.Request) -> bool:
+    """`?purge=true` frees a removed model's bytes now rather than after the grace period."""
+    raw = request.query.get("purge", "false").lower()
+    if raw not in ("true", "false", "1", "0"):
+        raise UsageError(f"purge: expected true or false, found {_shown(raw)}")
+    return raw in ("true", "1")
 
 
 async def lift_removal(request: web.Request) -> web.Response:

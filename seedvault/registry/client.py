@@ -220,9 +220,11 @@ class RegistryClient:
         return dict(self._json("DELETE", f"/v1/models/{_q(name)}/{quote(version, safe='')}",
                                headers={"Authorization": f"Bearer {token}"}))
 
-    def remove(self, name: str, token: str) -> dict[str, Any]:
-        """The node's admin removes a model from this node (every version)."""
-        return dict(self._json("DELETE", f"/v1/models/{_q(name)}", headers={"Authorization": f"Bearer {token}"}))
+    def remove(self, name: str, token: str, *, purge: bool = False) -> dict[str, Any]:
+        """The node's admin removes a model from this node (every version); `purge` frees its
+        bytes now rather than after the node's grace period."""
+        return dict(self._json("DELETE", f"/v1/models/{_q(name)}" + ("?purge=true" if purge else ""),
+                               headers={"Authorization": f"Bearer {token}"}))
 
 
 class _Chunks:

@@ -18,6 +18,7 @@ HEADER_TIMEOUT = 20.0  # seconds to send a request's headers (and to idle betwee
 BODY_TIMEOUT = 60.0  # seconds without a byte of a request body before the request is dropped
 MAX_BODY_MEMORY = 64 * 1024 * 1024  # request bodies held in memory at once, all requests together
 MAX_UPLOADS = 64  # upload sessions open at once
+REMOVAL_GRACE = 86400.0  # seconds an admin-removed model's bytes stay on disk (its removal can be lifted meanwhile)
 _POSITIVE = {"max_connections": int, "header_timeout": float, "body_timeout": float, "max_body_memory": int,
              "max_uploads": int, "max_staging_bytes": int}
 
@@ -45,6 +46,7 @@ class NodeConfig:
     max_body_memory: int = MAX_BODY_MEMORY
     max_uploads: int = MAX_UPLOADS
     max_staging_bytes: int | None = None  # bytes of unfinished uploads at once; None: only free disk bounds it
+    removal_grace: float = REMOVAL_GRACE  # seconds before a removed model's bytes are freed; 0: at the next pass
     # The transparency log (seedvault.tlog): its origin (default: the name in config/log.key,
     # else this node's URL without scheme), the logs it witnesses, the witnesses it asks.
     log_origin: str | None = None
@@ -88,6 +90,7 @@ class NodeConfig:
             number = isinstance(value, int | float) if kind is float else isinstance(value, int)
             if not number or isinstance(value, bool) or value <= 0:
                 raise UsageError(f"{source}: {key} must be a positive number, found {_shown(value)}")
+        _check_removal_grace(values, source)
         return cls(**values)
 
     @classmethod
@@ -102,6 +105,13 @@ class NodeConfig:
         return cls.from_dict(data, str(path))
 
 
+
+def _check_removal_grace(values: dict[str, Any], source: str) -> None:
+    """`removal_grace` may be 0 (free a removed model's bytes at the node's next pass)."""
+    value = values.get("removal_grace", REMOVAL_GRACE)
+    if not isinstance(value, int | float) or isinstance(value, bool) or value < 0:
+        raise UsageError(f"{source}: removal_grace must be a number of seconds, 0 or more, found {_shown(value)}")
+    values["removal_grace"] = float(value)
 
 
 def _shown(value: Any) -> str:

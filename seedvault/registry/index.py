@@ -10,6 +10,7 @@ back. Only the node's admin lifts a removal (`lift`).
 from __future__ import annotations
 
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -78,6 +79,9 @@ class Index:
         if "publisher_yank" not in columns:  # an index made before signed heads
             self._db.execute("ALTER TABLE releases ADD COLUMN publisher_yank TEXT")
             self._db.execute("ALTER TABLE releases ADD COLUMN head_sequence INTEGER")
+        if "removed_at" not in {row[1] for row in self._db.execute("PRAGMA table_info(removed)")}:
+            # An index made before removal freed the disk: its old removals (NULL) are due at once.
+            self._db.execute("ALTER TABLE removed ADD COLUMN removed_at REAL")
         self._lock = threading.Lock()
 
     def close(self) -> None:
@@ -164,8 +168,8 @@ class Index:
         with self._lock:
             self._db.execute("BEGIN IMMEDIATE")
             try:
-                self._db.execute("INSERT OR IGNORE INTO removed (digest, name, version) "
-                                 "SELECT digest, name, version FROM releases WHERE name=?", (name,))
+                self._db.execute("INSERT OR IGNORE INTO removed (digest, name, version, removed_at) "
+                                 "SELECT digest, name, version, ? FROM releases WHERE name=?", (time.time(), name))
                 cur = self._db.execute("DELETE FROM releases WHERE name=?", (name,))
             except BaseException:
                 self._db.execute("ROLLBACK")
@@ -194,6 +198,16 @@ class Index:
         row = self._db.execute("SELECT 1 FROM removed WHERE digest=? OR (name=? AND version=?)",
                                (digest, name, version)).fetchone()
         return row is not None
+
+    def removed_since(self, name: str | None = None, *, before: float | None = None) -> set[str]:
+        """Digests an admin removed (of NAME; removed before the time BEFORE, or at any time),
+        whose bytes the node frees (see Node.free_removed)."""
+        sql, args = "SELECT digest FROM removed WHERE 1", list[object]()
+        if name is not None:
+            sql, args = sql + " AND name=?", [name]
+        if before is not None:
+            sql, args = sql + " AND (removed_at IS NULL OR removed_at <= ?)", [*args, before]
+        return {d for (d,) in self._db.execute(sql, args)}
 
     def lift(self, name: str) -> int:
         """The admin's undo of `remove`: the model's releases may be published (or mirrored) again."""

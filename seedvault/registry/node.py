@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from seedvault import housekeeping
 from seedvault._text import quote
 from seedvault.client import Client
 from seedvault.errors import (
@@ -42,8 +43,10 @@ from seedvault.signing import Envelope, TrustPolicy, Verdict, evaluate
 from seedvault.swarming import start_seeding, stored_layers
 from seedvault.tlog.service import LogSettings, NodeLog, entry_for
 
-UPLOAD_TTL = 900.0  # seconds without a request before an unfinished upload is dropped
-STAGING_SUFFIX = ".upload"  # upload staging under the vault's incoming/ (pulls use other names there)
+# Seconds without a request before an unfinished upload is dropped, and the suffix of upload
+# staging under the vault's incoming/ (pulls use other names there): `gc` keeps the same rules.
+UPLOAD_TTL = housekeeping.UPLOAD_TTL
+STAGING_SUFFIX = housekeeping.UPLOAD_STAGING_SUFFIX
 # What a full disk or a file-size limit looks like: the client is told, nothing half-written is kept.
 _STORAGE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
 UNSEEDABLE_RETRY = 600.0  # seconds before a release that failed verification is checked again
@@ -143,6 +146,7 @@ class Node:
         self._drop_idle_uploads()
         self._sweep_staging()
         self._sync_tracker()
+        self.free_removed()
         self._log_unlogged()
 
     def _log_unlogged(self) -> None:
@@ -470,10 +474,12 @@ class Node:
         self.index.yank(name, version)
         return {"ref": f"{name}@{version}", "yanked": True}
 
-    def remove(self, name: str) -> dict[str, Any]:
+    def remove(self, name: str, purge: bool = False) -> dict[str, Any]:
+        """Remove a model: no longer served at once; its bytes freed after `removal_grace`, or
+        now with `purge` (which also purges an earlier removal of it still on disk)."""
         check_model_name(name)
         removed = self.index.remove(name)
-        if not removed:
+        if not removed and not (purge and self._removed_on_disk(name)):
             raise NotFoundError(f"{name} is not on this registry")
         for key in [k for k in self._envelopes if k[0] == name]:
             del self._envelopes[key]
@@ -482,7 +488,28 @@ class Node:
             if self.swarm is not None:
                 self.swarm.remove(handle)  # a removed model is no longer served by any route
         self._sync_tracker()
-        return {"name": name, "removed_versions": removed}
+        if purge:
+            return {"name": name, "removed_versions": removed, **self.free_removed(name)}
+        return {"name": name, "removed_versions": removed, "frees_after_seconds": self.config.removal_grace}
+
+    # ---- freeing what an admin removed ------------------------------------------------------
+    def free_removed(self, name: str | None = None) -> dict[str, Any]:
+        """Delete from the vault the releases an admin removed (of NAME whatever their age, else
+        those removed `removal_grace` ago or more), then what nothing uses any more: the same
+        `rm` and `gc` a client runs. The vault still remembers their digests (first seen)."""
+        before = None if name is not None else time.time() - self.config.removal_grace
+        due = {d for d in self.index.removed_since(name, before=before) if self.client.vault.has(d)}
+        if not due:
+            return {"purged_versions": 0, "freed_bytes": 0}
+        vault = self.client.vault
+        gone = housekeeping.remove(vault, [r for r in housekeeping.rows(vault) if r.digest in due])
+        live = {u.staging for u in self._uploads} | {u.parts for u in self._uploads}
+        collected = housekeeping.collect(vault, keep=live)
+        log.info("freed %d bytes of %d removed releases", collected.freed, len(gone))
+        return {"purged_versions": len(gone), "freed_bytes": collected.freed}
+
+    def _removed_on_disk(self, name: str) -> bool:
+        return any(self.client.vault.has(d) for d in self.index.removed_since(name))
 
     def lift_removal(self, name: str) -> dict[str, Any]:
         """The admin lifts a removal: the model's releases may be pushed or mirrored again."""

@@ -130,8 +130,11 @@ OPENAPI: dict[str, Any] = {
         ])},
         "/v1/models/{ns}/{name}": {
             "get": _op("versions of a model", _MODEL_PARAMS),
-            "delete": _admin("remove a model (admin); re-pushing it is refused until the removal is lifted",
-                             _MODEL_PARAMS, "the model was removed"),
+            "delete": _admin("remove a model (admin): no longer served; its bytes are freed after the node's "
+                             "removal_grace, or now with purge=true; re-pushing it is refused until the removal is "
+                             "lifted", [*_MODEL_PARAMS, {"name": "purge", "in": "query", "schema": {"type": "boolean"},
+                                                        "description": "free the model's disk now"}],
+                             "the model was removed"),
         },
         "/v1/models/{ns}/{name}/head": {
             "get": _op("the model's signed heads: its head, and the publisher-signed head it refreshes when that "
