@@ -103,6 +103,19 @@ def pull(
         check_binding(ti, manifest, f"torrent for {manifest.ref}")
     else:
         ti = bound_torrent(manifest)
+    held = held_files(client, manifest)
+    if all(f.path in held or not f.size for f in manifest.files):
+        # Every byte is here already (a release that changed only its statement): nothing to fetch.
+        with client.vault.pull_in_progress(envelope) as staging:
+            for f in manifest.files:
+                if not f.size:
+                    (staging / f.path).parent.mkdir(parents=True, exist_ok=True)
+                    (staging / f.path).touch()
+            admitted = client.admit_staged(envelope, verdict, staging, held=held)
+            shutil.rmtree(staging, ignore_errors=True)
+            (client.vault.incoming / f"{envelope.digest}.pull").unlink(missing_ok=True)
+        stats = TransferStats(state="finished", reused=sum(f.size for f in manifest.files if f.path in held))
+        return PullReport(manifest.ref, envelope.digest, str(admitted.snapshot), False, stats)
     sources = peers or web_seeds or trackers or (torrent is not None and _lists_sources(torrent))
     if not (sources or (config and (config.lan or config.dht_nodes)) or (swarm and swarm.discovers)):
         raise UsageError(
@@ -114,18 +127,6 @@ def pull(
         own_swarm = swarm is None
         active = swarm or Swarm(config)
         deadline = time.monotonic() + timeout
-        held = held_files(client, manifest)
-        if all(f.path in held or not f.size for f in manifest.files):
-            # Every byte is here already (a release that changed only its statement): nothing to fetch.
-            for f in manifest.files:
-                if not f.size:
-                    (staging / f.path).parent.mkdir(parents=True, exist_ok=True)
-                    (staging / f.path).touch()
-            admitted = client.admit_staged(envelope, verdict, staging, held=held)
-            shutil.rmtree(staging, ignore_errors=True)
-            (client.vault.incoming / f"{envelope.digest}.pull").unlink(missing_ok=True)
-            stats = TransferStats(state="finished", reused=sum(f.size for f in manifest.files if f.path in held))
-            return PullReport(manifest.ref, envelope.digest, str(admitted.snapshot), False, stats)
         download = Download(active, ti, staging, resume_path, peers=peers, web_seeds=web_seeds, trackers=trackers,
                             skip=held)
         download.stats.reused = sum(f.size for f in manifest.files if f.path in held)

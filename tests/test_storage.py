@@ -231,3 +231,20 @@ def test_publish_says_how_the_files_were_stored(tmp_path: Path, model: Any) -> N
     if "hard link" in stored:
         assert f"by hard link; no second copy: the hard-linked files in {w.model} are now read-only" in out, out
     assert ok(w.pub_home, *args, "--version", "1.3", "--copy", "--json").json()["stored"] == {"copy": files}
+
+
+@pytest.mark.timeout(120)
+def test_a_release_whose_files_are_all_held_needs_no_source_at_all(tmp_path: Path, pub_key: PrivateKey) -> None:
+    published = publish_generated(tmp_path, pub_key, 4)
+    same_files = publish(published.home, tmp_path / "model", pub_key, published.manifest.name, "1.0.1",
+                         published.manifest.torrent.piece_length, tmp_path / "release-1.0.1.json")
+    home = new_peer(tmp_path / "peer", pub_key)
+    with Client(published.home) as seeder, Swarm(SwarmConfig()) as swarm:
+        start_seeding(seeder, swarm, [published.ref])
+        with Client(home) as client:
+            pull(client, published.ref, published.envelope, peers=[swarm.endpoint], timeout=60)
+    with Client(home) as client:  # no peer, no web seed, no registry: every byte is here already
+        report = pull(client, same_files.ref, same_files.envelope, timeout=10)
+        assert report.stats.downloaded == 0 and report.stats.reused == same_files.manifest.total_size
+        client.verify(same_files.ref, fast=False)
+        assert not list(client.vault.incoming.glob("*.pull"))
