@@ -46,13 +46,18 @@ class GrowingFile(io.RawIOBase):
     def readable(self) -> bool:
         return True
 
+    def wait_for_bytes(self) -> None:
+        """Until the first bytes past `pos` are there (or the file is empty)."""
+        while self.pos < self.size and min(self.size, self.ready()) <= self.pos:
+            if self.stop.wait(POLL):
+                raise _Stopped
+
     def readinto(self, buffer: memoryview) -> int:  # type: ignore[override]  # RawIOBase's buffer type
         view = memoryview(buffer).cast("B")
         if self.pos >= self.size or not len(view):
             return 0
-        while (limit := min(self.size, self.ready())) <= self.pos:
-            if self.stop.wait(POLL):
-                raise _Stopped
+        self.wait_for_bytes()
+        limit = min(self.size, self.ready())
         if self._fd is None:
             self._fd = hashing.open_regular(self.path, self.path.name, self.size)
         n = os.preadv(self._fd, [view[: limit - self.pos]], self.pos)
@@ -70,10 +75,15 @@ class GrowingFile(io.RawIOBase):
 
 @dataclass(frozen=True)
 class Prehashed:
-    """A file's digests as hashed behind the download, and the file as it was then."""
+    """A file's digests as hashed behind the download, and the file as it was then.
+
+    With `root_by_swarm`, only the SHA-256 was computed here: libtorrent hashed every piece
+    against the signed pieces root as it arrived, and admission accepts that only for a
+    file all of whose pieces it checked in this run (none from resume data)."""
 
     digest: hashing.FileDigest
     stat: os.stat_result
+    root_by_swarm: bool = False
 
     def still_current(self, path: Path) -> bool:
         """Whether PATH is the same file, unchanged since it was hashed."""
@@ -90,6 +100,9 @@ class GrowingEntry:
     path: str  # relative to the staging directory
     size: int
     ready: Callable[[], int]  # bytes of its complete prefix so far
+    # Asked once its first bytes are there: whether some of them came from resume data, so
+    # that the pieces root must be computed here too (else the SHA-256 alone).
+    resumed: Callable[[], bool] = lambda: True
 
 
 class HashBehind:
@@ -117,9 +130,12 @@ class HashBehind:
             path = self.staging / entry.path
             reader = self._reader = GrowingFile(path, entry.size, entry.ready, self._stop)
             try:
-                digest = hashing.hash_stream(reader, self.piece_length)
+                reader.wait_for_bytes()
+                sha_only = not entry.resumed()
+                digest = (hashing.sha256_stream(reader) if sha_only else
+                          hashing.hash_stream(reader, self.piece_length))
                 if reader.pos == entry.size:
-                    self.results[entry.path] = Prehashed(digest, os.lstat(path))
+                    self.results[entry.path] = Prehashed(digest, os.lstat(path), root_by_swarm=sha_only)
             except (_Stopped, Error, OSError):
                 continue  # not hashed here: admission reads this file itself
             finally:

@@ -546,14 +546,18 @@ class Client:
     def admit_staged(
         self, envelope: Envelope, verdict: Verdict, staged: Path, progress: Progress | None = None, *,
         held: frozenset[str] = frozenset(), prehashed: Mapping[str, Prehashed] | None = None,
+        checked_by_swarm: frozenset[str] = frozenset(), layers_given: Mapping[str, bytes] | None = None,
     ) -> Admitted:
         """Verify files already in a staging directory and move them into the vault.
 
         The caller judged `envelope` (see `judge`) before putting bytes in `staged`. Files in
         `held` are not staged: the vault holds them verified (a delta pull), and `vault.add`
         checks that again as it links them. A file in `prehashed` (hashed while it arrived)
-        is not read again when it is unchanged since; its digests must match the signed ones
-        all the same, or IntegrityError.
+        is not read again when it is unchanged since and its digests match the signed ones;
+        one whose SHA-256 alone was hashed (`root_by_swarm`) only when it is in
+        `checked_by_swarm`: libtorrent hashed every one of its pieces against the signed
+        pieces root in this run. Any other file is read and checked against both digests.
+        `layers_given`: piece layers the caller verified against the signed roots (for seeding).
         """
         manifest = verdict.manifest
         where = str(staged)
@@ -565,12 +569,19 @@ class Client:
             done = (prehashed or {}).get(item.path)
             # Read again from disk: a file not hashed behind the download, changed since, or whose
             # digests disagree with the signed ones (the disk, read now, has the last word).
-            if (done is None or not done.still_current(staged / item.path)
-                    or hashing.digest_mismatch(item, done.digest) is not None):
+            if done is not None and done.root_by_swarm:
+                # The pieces root was checked by libtorrent piece by piece as the bytes came; the
+                # SHA-256 here, from the file as it is on disk.
+                usable = (item.path in checked_by_swarm and item.sha256 is not None
+                          and done.digest.sha256 == item.sha256 and done.digest.size == item.size)
+            else:
+                usable = done is not None and hashing.digest_mismatch(item, done.digest) is None
+            if done is None or not usable or not done.still_current(staged / item.path):
                 todo.append(item)
                 continue
             if done.digest.piece_layer:
                 layers[item.path] = done.digest.piece_layer
+        layers = {**(layers_given or {}), **layers}
         layers.update(hashing.verify_files(staged, todo, manifest.torrent.piece_length, progress))
         check_weights(staged, manifest, skip=held)  # held files were checked when first admitted
         envelope = self.trusted_signatures(envelope)

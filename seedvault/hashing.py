@@ -311,6 +311,17 @@ def _hash_stream(
     return FileDigest(size, sha.hexdigest(), root.hex() if root else None, layer)
 
 
+def sha256_stream(f: io.RawIOBase) -> FileDigest:
+    """The SHA-256 alone of what F yields until it ends (no pieces root, no layer)."""
+    sha = hashlib.sha256()
+    buf = np.empty(READ_CHUNK, dtype=np.uint8)
+    size = 0
+    while n := _read_full(f, buf.data):
+        sha.update(buf.data[:n])
+        size += n
+    return FileDigest(size, sha.hexdigest(), None, b"")
+
+
 def hash_stream(f: io.RawIOBase, piece_length: int) -> FileDigest:
     """SHA-256, pieces root and piece layer of what F yields until it ends (one read)."""
     return _hash_stream(f, piece_length, None, None)

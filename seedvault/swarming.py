@@ -24,10 +24,12 @@ from seedvault import bundle
 from seedvault.behind import GrowingEntry, HashBehind, Prehashed
 from seedvault.client import Admitted, Client
 from seedvault.errors import Error, IntegrityError, ManifestError, NotFoundError, PolicyError, UsageError
+from seedvault.hashing import merkle_root
 from seedvault.manifest import Manifest, Ref
 from seedvault.p2p.session import Endpoint, Swarm, SwarmConfig
 from seedvault.p2p.torrent import bound_torrent, check_binding, checked_layers, load_torrent
 from seedvault.p2p.transfer import Download, TransferStats
+from seedvault.settings import MERKLE_BLOCK_SIZE
 from seedvault.signing import Envelope, Verdict
 
 FINAL_CHECK_ATTEMPTS = 3
@@ -158,6 +160,18 @@ def held_files(client: Client, manifest: Manifest) -> frozenset[str]:
     return frozenset(f.path for f in manifest.files if f.size and client.vault.blob_verified(f))
 
 
+def _swarm_layers(manifest: Manifest, download: Download) -> dict[str, bytes]:
+    """Piece layers built from the leaf hashes libtorrent verified, kept only where they hash
+    up to the signed pieces root (seeding needs them; nothing has to read the files again)."""
+    per_piece = manifest.torrent.piece_length // MERKLE_BLOCK_SIZE
+    layers = {}
+    for path, leaves in download.verified_leaves().items():
+        if len(leaves) > per_piece:  # a file within one piece has no layer
+            layers[path] = b"".join(merkle_root(leaves[i : i + per_piece], per_piece)
+                                    for i in range(0, len(leaves), per_piece))
+    return checked_layers(manifest, layers)
+
+
 def _finish(
     client: Client,
     envelope: Envelope,
@@ -172,7 +186,8 @@ def _finish(
     re-fetch and verify from disk."""
     failure: IntegrityError | None = None
     sizes = {f.path: f.size for f in verdict.manifest.files}
-    entries = [GrowingEntry(p, sizes[p], functools.partial(download.prefix_bytes, p))
+    entries = [GrowingEntry(p, sizes[p], functools.partial(download.prefix_bytes, p),
+                            functools.partial(download.has_resumed, p))
                for p in download.files() if p not in held]
     for attempt in range(FINAL_CHECK_ATTEMPTS):
         prehashed: dict[str, Prehashed] = {}
@@ -185,8 +200,11 @@ def _finish(
         else:
             download.wait_finished(deadline, on_status)
             download.pause()
+        checked = frozenset(p for p in prehashed if download.checked_here(p))
         try:
-            return client.admit_staged(envelope, verdict, staging, held=held, prehashed=prehashed)
+            return client.admit_staged(envelope, verdict, staging, held=held, prehashed=prehashed,
+                                       checked_by_swarm=checked,
+                                       layers_given=_swarm_layers(verdict.manifest, download))
         except IntegrityError as exc:
             failure = exc  # e.g. a file damaged on disk behind libtorrent's resume data
             download.recheck()

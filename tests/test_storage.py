@@ -36,7 +36,7 @@ from seedvault.manifest import Manifest
 from seedvault.p2p import Swarm, SwarmConfig, format_endpoint
 from seedvault.p2p.torrent import bound_torrent
 from seedvault.signing import PrivateKey
-from seedvault.swarming import pull, start_seeding
+from seedvault.swarming import pull, start_seeding, stored_layers
 
 Spawn = Callable[..., Child]
 MB = 1_000_000
@@ -154,6 +154,10 @@ def test_delta_pull_moves_only_the_changed_file(tmp_path: Path, pub_key: Private
         with Client(home) as client:
             first = pull(client, published.ref, published.envelope, peers=[swarm.endpoint], timeout=60)
             assert first.stats.downloaded >= published.manifest.total_size
+            # Seeding needs each large file's piece layer: built from the leaf hashes libtorrent
+            # verified, checked against the signed roots, stored: nothing reads the files again.
+            large = [f.path for f in published.manifest.files if f.size > published.manifest.torrent.piece_length]
+            assert large and sorted(stored_layers(client, published.manifest)) == sorted(large)
             second = pull(client, v11.ref, v11.envelope, peers=[swarm.endpoint], timeout=60)
             s = second.stats
             # Only the changed file crossed the network; the rest came from the vault.

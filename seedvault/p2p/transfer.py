@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import libtorrent as lt
+import numpy as np
 
 from seedvault.errors import TransferError
 from seedvault.p2p.session import Endpoint, Swarm, format_endpoint, write_atomic
@@ -91,6 +92,11 @@ class Download:
         # `_finished` to `_have` once a cache flush requested after it completes (a fence).
         self._have: set[int] = set()
         self._finished: set[int] = set()
+        # Pieces libtorrent hashed against the signed roots in this run (piece_finished_alert),
+        # and those it took from resume data at the start (which it trusts without reading).
+        self._checked_here: set[int] = set()
+        self._resumed_pieces: set[int] = set()
+        self._resume_bytes: bytes | None = None  # the latest resume data: its merkle trees
         self._flushing: deque[set[int]] = deque()  # one set per flush requested, in order
         self._last_flush = 0.0
         self._prefix: dict[str, int] = {}
@@ -165,7 +171,8 @@ class Download:
             if stopped:
                 self.stats.resumed = st.total_wanted_done
                 pieces = self.handle.status(lt.torrent_handle.query_pieces).pieces
-                self._have.update(i for i, had in enumerate(pieces) if had)
+                self._resumed_pieces = {i for i, had in enumerate(pieces) if had}
+                self._have.update(self._resumed_pieces)
                 self.handle.unset_flags(lt.torrent_flags.stop_when_ready)  # a later recheck must not stop
                 self.handle.resume()
                 for peer in self.peers:
@@ -189,6 +196,7 @@ class Download:
             self._blocks[(alert.piece_index, alert.block_index)] = kind
         elif isinstance(alert, lt.piece_finished_alert):
             self._finished.add(int(alert.piece_index))
+            self._checked_here.add(int(alert.piece_index))
         elif isinstance(alert, lt.cache_flushed_alert):
             self._on_flushed(alert)
         elif isinstance(alert, lt.hash_failed_alert):
@@ -276,7 +284,42 @@ class Download:
     def _on_saved(self, alert: Any) -> None:
         self._saves_pending = max(0, self._saves_pending - 1)
         if isinstance(alert, lt.save_resume_data_alert):
-            write_atomic(self.resume_path, lt.write_resume_data_buf(alert.params))
+            # The bytes, not alert.params: an alert (and what it holds) is freed by the next pop.
+            self._resume_bytes = bytes(lt.write_resume_data_buf(alert.params))
+            write_atomic(self.resume_path, self._resume_bytes)
+
+    def has_resumed(self, path: str) -> bool:
+        """Whether any piece of PATH came from resume data (the hashing behind must then
+        check its pieces root itself)."""
+        first, count, _size = self._pieces_of[path]
+        return any(p in self._resumed_pieces for p in range(first, first + count))
+
+    def checked_here(self, path: str) -> bool:
+        """Whether libtorrent hashed every piece of PATH against its signed pieces root in this
+        run: none taken from resume data (trusted unread), none lost to a recheck since."""
+        first, count, _size = self._pieces_of[path]
+        pieces = range(first, first + count)
+        return all(p in self._checked_here and p not in self._resumed_pieces for p in pieces)
+
+    def verified_leaves(self) -> dict[str, list[bytes]]:
+        """The 16 KiB leaf hashes libtorrent verified, per file, from the latest resume data
+        (its merkle trees: tree nodes in breadth-first order, a mask of those present). A file
+        whose leaves are not all there is left out. The caller checks what it builds from
+        them against the signed roots."""
+        if self._resume_bytes is None:
+            return {}
+        decoded: Any = lt.bdecode(self._resume_bytes)
+        trees = decoded.get(b"trees") if isinstance(decoded, dict) else None
+        if not isinstance(trees, list):
+            return {}
+        out: dict[str, list[bytes]] = {}
+        for path, index in self._index.items():
+            _first, _count, size = self._pieces_of[path]
+            tree = trees[index] if index < len(trees) and isinstance(trees[index], dict) else {}
+            leaves = _leaves(tree, size)
+            if leaves is not None:
+                out[path] = leaves
+        return out
 
     def save_resume(self, timeout: float = 5.0) -> None:
         """Write resume data now and wait for it (bounded).
@@ -326,6 +369,7 @@ class Download:
     def recheck(self) -> None:
         """Re-hash what is on disk (our final check failed) and fetch what is bad."""
         self.resume_path.unlink(missing_ok=True)
+        self._checked_here.clear()
         self._have.clear()
         self._finished.clear()
         self._flushing.clear()
@@ -336,6 +380,22 @@ class Download:
     def remove(self) -> None:
         if self.handle.is_valid():
             self.swarm.remove(self.handle)
+
+
+def _leaves(tree: dict[bytes, Any], size: int) -> list[bytes] | None:
+    """A file's leaf hashes from one libtorrent resume-data tree, or None if not all present."""
+    count = -(-size // MERKLE_BLOCK_SIZE)
+    hashes, mask = tree.get(b"hashes"), tree.get(b"mask")
+    if not count or not isinstance(hashes, bytes) or not isinstance(mask, bytes) or len(hashes) % 32:
+        return None
+    first = (1 << max(0, (count - 1).bit_length())) - 1  # index of the first leaf, breadth-first
+    present = np.flatnonzero(np.unpackbits(np.frombuffer(mask, dtype=np.uint8)))
+    if len(present) * 32 != len(hashes):
+        return None
+    start = int(np.searchsorted(present, first))  # the stored position of the first leaf
+    if start + count > len(present) or present[start] != first or present[start + count - 1] != first + count - 1:
+        return None  # not every leaf present (node indices are increasing)
+    return [hashes[(start + j) * 32 : (start + j) * 32 + 32] for j in range(count)]
 
 
 def _endpoint(value: Any) -> Endpoint:
