@@ -393,7 +393,8 @@ def test_oms_export_accepted_by_model_signing(publisher: Client, oms_key: KeyFil
     bundle = json.loads(sig.read_bytes())
     assert bundle["verificationMaterial"]["publicKey"]["hint"] == sha256(oms_key.public.read_bytes())
     statement = json.loads(base64.b64decode(bundle["dsseEnvelope"]["payload"]))
-    assert statement["predicate"]["seedvault"]["manifest_digest"] == result.digest
+    assert statement["subject"][0]["annotations"]["seedvault"]["manifest_digest"] == result.digest
+    assert "seedvault" not in statement["predicate"]  # OMS v1.0: the predicate holds serialization and resources only
 
 
 def test_oms_tampered_file_refused_by_both_tools(publisher: Client, oms_key: KeyFiles, p256_key: PrivateKey,

@@ -6,7 +6,7 @@ import json
 import os
 import sqlite3
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -21,7 +21,8 @@ from seedvault.client import Client
 from seedvault.errors import Error, ManifestError, UsageError
 from seedvault.manifest import Ref, parse_time
 from seedvault.settings import default_registry, paths
-from seedvault.signing import PrivateKey
+from seedvault.signing import KEY_TYPES, PrivateKey
+from seedvault.signing import KeyType as KeyAlgorithmName
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -150,8 +151,10 @@ def terminal() -> bool:
     return sys.stdin.isatty()
 
 
-def load_private_key(path: Path, passphrase_file: Path | None) -> PrivateKey:
-    """The key at PATH; its passphrase from the file, SEEDVAULT_KEY_PASSPHRASE, or asked at a terminal."""
+def load_private_key(path: Path, passphrase_file: Path | None,
+                     accept: Sequence[KeyAlgorithmName] = KEY_TYPES) -> PrivateKey:
+    """The key at PATH (of a type in ACCEPT); its passphrase from the file,
+    SEEDVAULT_KEY_PASSPHRASE, or asked at a terminal."""
     passphrase = None
     if passphrase_file is not None:
         passphrase = passphrase_file.read_bytes().rstrip(b"\r\n")
@@ -159,7 +162,7 @@ def load_private_key(path: Path, passphrase_file: Path | None) -> PrivateKey:
         passphrase = os.environ["SEEDVAULT_KEY_PASSPHRASE"].encode()
     elif keyring.is_encrypted(path) and terminal():
         passphrase = click.prompt(f"Passphrase for {path}", hide_input=True, err=True).encode()
-    key = PrivateKey.load(path, passphrase)
+    key = PrivateKey.load(path, passphrase, accept)
     keyring.check_pair(path, key)
     return key
 

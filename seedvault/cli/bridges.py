@@ -1,4 +1,4 @@
-"""Bridge commands: import-hf, export-hf, oms export, oms verify, import-oms."""
+"""Bridge commands: import-hf, export-hf, oms export/verify/sign-model/verify-model, import-oms."""
 
 from __future__ import annotations
 
@@ -9,9 +9,12 @@ import click
 
 from seedvault.bridges.hf import export_hf, find_snapshot, import_hf
 from seedvault.bridges.oms import export_oms, import_oms, verify_oms
+from seedvault.bridges.oms_files import relative_ignores
 from seedvault.cli._common import DATE, REF, byte_progress, emit, json_option, key_options, load_private_key
+from seedvault.cli.oms_model import METHODS, sign_model_command, trust_from, verify_model_command
 from seedvault.client import Client
 from seedvault.signing import PublicKey
+from seedvault.signing.keys import OMS_KEY_TYPES
 
 _existing_file = click.Path(exists=True, dir_okay=False, path_type=Path)
 _model_dir = click.Path(exists=True, file_okay=False, path_type=Path)
@@ -90,6 +93,10 @@ def oms() -> None:
     """OpenSSF model signing (OMS) bundles, as the `model_signing` tool reads and writes them."""
 
 
+oms.add_command(sign_model_command)
+oms.add_command(verify_model_command)
+
+
 @oms.command("export")
 @click.argument("ref", type=REF)
 @key_options
@@ -99,8 +106,8 @@ def oms() -> None:
 @click.pass_obj
 def oms_export(client: Client, ref: str, key_path: Path, passphrase_file: Path | None, out: Path,
                as_json: bool) -> None:
-    """Sign a verified model as an OMS bundle, with an ECDSA P-256 key."""
-    key = load_private_key(key_path, passphrase_file)
+    """Sign a verified model as an OMS bundle, with an ECDSA P-256, P-384 or P-521 key."""
+    key = load_private_key(key_path, passphrase_file, accept=OMS_KEY_TYPES)
     result = export_oms(client, ref, key, out)
     emit(result.to_dict(), as_json, lambda: (
         f"wrote OMS bundle {result.signature} for {result.ref}\n"
@@ -118,7 +125,7 @@ def oms_export(client: Client, ref: str, key_path: Path, passphrase_file: Path |
 @json_option
 def oms_verify(directory: Path, signature: Path, public_key: Path, as_json: bool) -> None:
     """Verify DIRECTORY against an OMS bundle made by `model_signing sign key`."""
-    verdict = verify_oms(directory, signature, PublicKey.load(public_key))
+    verdict = verify_oms(directory, signature, PublicKey.load(public_key, accept=OMS_KEY_TYPES))
     emit(verdict.to_dict(), as_json, lambda: (
         f"verified {directory} against {signature}\n"
         f"  files     {len(verdict.files)}, root {verdict.root}\n"
@@ -126,10 +133,17 @@ def oms_verify(directory: Path, signature: Path, public_key: Path, as_json: bool
 
 
 @click.command("import-oms")
-@click.argument("directory", type=_model_dir)
+@click.argument("directory", type=click.Path(exists=True, path_type=Path))
 @click.option("--signature", required=True, type=_existing_file, help="The OMS bundle (e.g. model.sig).")
-@click.option("--public-key", "public_key", required=True, type=_existing_file,
-              help="The OMS signer's public key (PEM); you decide to trust it by passing it.")
+@click.option("--method", type=click.Choice(METHODS), default="key", show_default=True,
+              help="How the bundle was signed: with a key, or a certificate chain.")
+@click.option("--public-key", "public_key", type=_existing_file,
+              help="key method: the OMS signer's public key (PEM); you decide to trust it by passing it.")
+@click.option("--cert-chain", multiple=True, type=_existing_file,
+              help="certificate method: a root certificate you trust; repeat.")
+@click.option("--ignore-paths", multiple=True, type=click.Path(path_type=Path),
+              help="A file or directory of the model to leave out; repeat.")
+@click.option("--ignore-unsigned-files", is_flag=True, help="Accept (and leave out) files the bundle does not list.")
 @click.option("--name", required=True, help="Model name in the vault, NAMESPACE/NAME.")
 @click.option("--version", required=True, help="Release label: 1.2.0, 2024-05-01 ...")
 @key_options
@@ -142,16 +156,19 @@ def oms_verify(directory: Path, signature: Path, public_key: Path, as_json: bool
 @json_option
 @click.pass_obj
 def import_oms_command(
-    client: Client, directory: Path, signature: Path, public_key: Path, name: str, version: str, key_path: Path,
-    passphrase_file: Path | None, license_: str, publisher: str, origin_url: str | None, notes: str | None,
-    expires: datetime | None, allow_pickle: bool, as_json: bool,
+    client: Client, directory: Path, signature: Path, method: str, public_key: Path | None,
+    cert_chain: tuple[Path, ...], ignore_paths: tuple[Path, ...], ignore_unsigned_files: bool, name: str,
+    version: str, key_path: Path, passphrase_file: Path | None, license_: str, publisher: str,
+    origin_url: str | None, notes: str | None, expires: datetime | None, allow_pickle: bool, as_json: bool,
 ) -> None:
-    """Verify DIRECTORY against an OMS bundle, then publish it into the vault."""
+    """Verify DIRECTORY (or a single-file model) against an OMS bundle, as `oms verify-model`
+    does, then publish it into the vault."""
     key = load_private_key(key_path, passphrase_file)
     admitted, verdict = import_oms(
-        client, directory, signature, PublicKey.load(public_key), name=name, version=version, key=key,
-        license=license_, publisher=publisher, source_url=origin_url, notes=notes, expires=expires,
-        allow_pickle=allow_pickle,
+        client, directory, signature, trust_from(method, public_key, cert_chain), name=name, version=version,
+        key=key, license=license_, ignore=relative_ignores(directory, ignore_paths),
+        ignore_unsigned=ignore_unsigned_files, publisher=publisher, source_url=origin_url, notes=notes,
+        expires=expires, allow_pickle=allow_pickle,
     )
     m = admitted.verdict.manifest
     emit({"ref": m.ref, "digest": admitted.envelope.digest, "snapshot": str(admitted.snapshot),

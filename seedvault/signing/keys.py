@@ -1,4 +1,9 @@
-"""Signing keys: Ed25519 (default) and ECDSA P-256, as PEM files.
+"""Signing keys as PEM files, one table entry per algorithm (generate, load, sign, verify).
+
+Ed25519 (the default) and ECDSA P-256 sign seedvault's own manifests and heads; ECDSA
+P-384 and P-521 are here for OpenSSF model signing (OMS) bundles, whose spec requires all
+three NIST curves. Which use accepts which type is each caller's `accept` argument, never
+an `else` branch: a key whose algorithm is not in the table is refused by name.
 
 The key id is the hex SHA-256 of the public key's DER SubjectPublicKeyInfo, so anyone
 holding the public key computes the same id without trusting whoever sent it.
@@ -9,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -20,11 +26,95 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 from seedvault._text import quote
 from seedvault.errors import NotFoundError, UsageError
 
-KeyType = Literal["ed25519", "p256"]
-KEY_TYPES: tuple[KeyType, ...] = ("ed25519", "p256")
+KeyType = Literal["ed25519", "p256", "p384", "p521"]
 
 _PrivateKey = ed25519.Ed25519PrivateKey | ec.EllipticCurvePrivateKey
 _PublicKey = ed25519.Ed25519PublicKey | ec.EllipticCurvePublicKey
+
+
+@dataclass(frozen=True)
+class KeyAlgorithm:
+    """One row of the table: how to make, recognize, sign and verify with one key type."""
+
+    name: KeyType
+    label: str  # in people's words: "ECDSA P-384"
+    generate: Callable[[], _PrivateKey]
+    matches: Callable[[object], bool]  # a loaded public key of this type?
+    sign: Callable[[_PrivateKey, bytes], bytes]
+    verify: Callable[[_PublicKey, bytes, bytes], None]  # raises InvalidSignature
+
+
+def _ed25519_sign(key: _PrivateKey, data: bytes) -> bytes:
+    assert isinstance(key, ed25519.Ed25519PrivateKey)  # the table pairs each key with its own row
+    return key.sign(data)
+
+
+def _ed25519_verify(key: _PublicKey, signature: bytes, data: bytes) -> None:
+    assert isinstance(key, ed25519.Ed25519PublicKey)
+    key.verify(signature, data)
+
+
+def _ecdsa(name: KeyType, label: str, curve: type[ec.EllipticCurve], digest: type[hashes.HashAlgorithm]
+           ) -> KeyAlgorithm:
+    """An ECDSA row: DER signatures over the curve's own hash (SHA-256/384/512), as
+    Sigstore's key details PKIX_ECDSA_P256_SHA_256 ... P521_SHA_512 and OMS verifiers use."""
+
+    def sign(key: _PrivateKey, data: bytes) -> bytes:
+        assert isinstance(key, ec.EllipticCurvePrivateKey)
+        return key.sign(data, ec.ECDSA(digest()))  # DER, as OMS and DSSE tooling expect
+
+    def verify(key: _PublicKey, signature: bytes, data: bytes) -> None:
+        assert isinstance(key, ec.EllipticCurvePublicKey)
+        key.verify(signature, data, ec.ECDSA(digest()))
+
+    return KeyAlgorithm(
+        name, label, lambda: ec.generate_private_key(curve()),
+        lambda k: isinstance(k, ec.EllipticCurvePublicKey) and isinstance(k.curve, curve), sign, verify,
+    )
+
+
+ALGORITHMS: Mapping[KeyType, KeyAlgorithm] = {
+    a.name: a for a in (
+        KeyAlgorithm("ed25519", "Ed25519", ed25519.Ed25519PrivateKey.generate,
+                     lambda k: isinstance(k, ed25519.Ed25519PublicKey), _ed25519_sign, _ed25519_verify),
+        _ecdsa("p256", "ECDSA P-256", ec.SECP256R1, hashes.SHA256),
+        _ecdsa("p384", "ECDSA P-384", ec.SECP384R1, hashes.SHA384),
+        _ecdsa("p521", "ECDSA P-521", ec.SECP521R1, hashes.SHA512),
+    )
+}
+
+# What seedvault's manifests, heads and trust policies accept (manifests/README.md, 2.1):
+# P-384 and P-521 are for OMS bundles only. `keygen` offers these.
+KEY_TYPES: tuple[KeyType, ...] = ("ed25519", "p256")
+# What OpenSSF model signing accepts (OMS v1.0 4.2; Ed25519 is not among them).
+OMS_KEY_TYPES: tuple[KeyType, ...] = ("p256", "p384", "p521")
+
+
+def algorithm_of(key: object) -> KeyAlgorithm | None:
+    """The table row of a loaded public key, or None for an algorithm not in the table."""
+    return next((a for a in ALGORITHMS.values() if a.matches(key)), None)
+
+
+def _labels(accept: Sequence[KeyType]) -> str:
+    names = [ALGORITHMS[t].label for t in accept]
+    return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " or " + names[-1]
+
+
+def _accept_hint(accept: Sequence[KeyType]) -> str:
+    if set(accept) <= set(KEY_TYPES):
+        return "make a key seedvault uses: seedvault keygen (Ed25519) or seedvault keygen --type p256"
+    return f"use an {_labels(accept)} key"
+
+
+def _refuse_type(key: object, source: str, accept: Sequence[KeyType], *, public: bool) -> UsageError:
+    """The error for a key of the wrong type: what was expected, and this key's algorithm by name."""
+    pub = key.public_key() if isinstance(key, ed25519.Ed25519PrivateKey | ec.EllipticCurvePrivateKey) else key
+    found = algorithm_of(pub)
+    detail = _kind_of_key(key)
+    if found is not None and found.name in OMS_KEY_TYPES and not set(accept) & {"p384", "p521"}:
+        detail += " (seedvault signs OMS bundles with it, but its own manifests only with Ed25519 or P-256)"
+    expected = f"an {_labels(accept)} public key" if public else _labels(accept)
+    return UsageError(f"{source}: expected {expected}, found {detail}", hint=_accept_hint(accept))
 
 
 @dataclass(frozen=True)
@@ -32,6 +122,13 @@ class PublicKey:
     """A public key that can check signatures; compares equal by key id."""
 
     key: _PublicKey
+
+    @property
+    def algorithm(self) -> KeyAlgorithm:
+        found = algorithm_of(self.key)
+        if found is None:  # only a key built around the loaders could get here
+            raise UsageError(f"public key: expected a key type seedvault knows, found {_kind_of_key(self.key)}")
+        return found
 
     @property
     def spki_der(self) -> bytes:
@@ -45,7 +142,7 @@ class PublicKey:
 
     @property
     def key_type(self) -> KeyType:
-        return "ed25519" if isinstance(self.key, ed25519.Ed25519PublicKey) else "p256"
+        return self.algorithm.name
 
     def pem(self) -> str:
         return self.key.public_bytes(
@@ -54,29 +151,32 @@ class PublicKey:
 
     def verify(self, signature: bytes, data: bytes) -> bool:
         try:
-            if isinstance(self.key, ed25519.Ed25519PublicKey):
-                self.key.verify(signature, data)
-            else:
-                self.key.verify(signature, data, ec.ECDSA(hashes.SHA256()))
+            self.algorithm.verify(self.key, signature, data)
         except InvalidSignature:
             return False
         return True
 
     @classmethod
-    def from_pem(cls, pem: bytes | str, source: str = "public key") -> PublicKey:
+    def from_pem(cls, pem: bytes | str, source: str = "public key",
+                 accept: Sequence[KeyType] = KEY_TYPES) -> PublicKey:
         raw = pem.encode() if isinstance(pem, str) else pem
         try:
             key = serialization.load_pem_public_key(raw)
         except (ValueError, UnsupportedAlgorithm):
             found = _pem_found(raw)
-            raise UsageError(f"{source}: expected a PEM public key (Ed25519 or ECDSA P-256), found "
+            raise UsageError(f"{source}: expected a PEM public key ({_labels(accept)}), found "
                              + ("a public key block that does not parse (damaged?)" if found == "a public key"
                                 else found), hint=_pem_hint(raw, public=True)) from None
-        return cls(_check_public(key, source))
+        return cls.from_key(key, source, accept)
 
     @classmethod
-    def load(cls, path: str | os.PathLike[str]) -> PublicKey:
-        return cls.from_pem(_read(path), str(path))
+    def from_key(cls, key: object, source: str = "public key", accept: Sequence[KeyType] = KEY_TYPES) -> PublicKey:
+        """A loaded `cryptography` public key (from PEM, DER or a certificate), checked against `accept`."""
+        return cls(_check_public(key, source, accept))
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str], accept: Sequence[KeyType] = KEY_TYPES) -> PublicKey:
+        return cls.from_pem(_read(path), str(path), accept)
 
 
 @dataclass(frozen=True)
@@ -92,9 +192,7 @@ class PrivateKey:
         return self.public.key_id
 
     def sign(self, data: bytes) -> bytes:
-        if isinstance(self.key, ed25519.Ed25519PrivateKey):
-            return self.key.sign(data)
-        return self.key.sign(data, ec.ECDSA(hashes.SHA256()))  # DER, as OMS and DSSE tooling expect
+        return self.public.algorithm.sign(self.key, data)
 
     def pem(self, passphrase: bytes | None = None) -> bytes:
         encryption: serialization.KeySerializationEncryption = (
@@ -108,14 +206,14 @@ class PrivateKey:
 
     @classmethod
     def generate(cls, key_type: KeyType = "ed25519") -> PrivateKey:
-        if key_type == "ed25519":
-            return cls(ed25519.Ed25519PrivateKey.generate())
-        if key_type == "p256":
-            return cls(ec.generate_private_key(ec.SECP256R1()))
-        raise UsageError(f"key type: expected one of {', '.join(KEY_TYPES)}, found {quote(str(key_type))}")
+        algorithm = ALGORITHMS.get(key_type)
+        if algorithm is None:
+            raise UsageError(f"key type: expected one of {', '.join(ALGORITHMS)}, found {quote(str(key_type))}")
+        return cls(algorithm.generate())
 
     @classmethod
-    def load(cls, path: str | os.PathLike[str], passphrase: bytes | None = None) -> PrivateKey:
+    def load(cls, path: str | os.PathLike[str], passphrase: bytes | None = None,
+             accept: Sequence[KeyType] = KEY_TYPES) -> PrivateKey:
         raw = _read(path)
         try:
             key = serialization.load_pem_private_key(raw, password=passphrase)
@@ -130,16 +228,16 @@ class PrivateKey:
             found = _pem_found(raw)
             raise UsageError(
                 f"private key {path}: a wrong passphrase, or a damaged key file" if found == "an encrypted private key"
-                else f"private key {path}: expected a PEM private key (Ed25519 or ECDSA P-256), found "
+                else f"private key {path}: expected a PEM private key ({_labels(accept)}), found "
                 + (f"{found} that does not parse (damaged?)" if found == "a private key" else found),
                 hint=_pem_hint(raw, public=False),
             ) from None
-        if isinstance(key, ed25519.Ed25519PrivateKey):
-            return cls(key)
-        if isinstance(key, ec.EllipticCurvePrivateKey) and isinstance(key.curve, ec.SECP256R1):
-            return cls(key)
-        raise UsageError(f"private key {path}: expected Ed25519 or ECDSA P-256, found {_kind_of_key(key)}",
-                         hint="make a key seedvault uses: seedvault keygen (Ed25519) or seedvault keygen --type p256")
+        found_type = algorithm_of(key.public_key())
+        if found_type is None or found_type.name not in accept or not isinstance(
+            key, ed25519.Ed25519PrivateKey | ec.EllipticCurvePrivateKey
+        ):
+            raise _refuse_type(key, f"private key {path}", accept, public=False)
+        return cls(key)
 
     def save(self, path: Path, passphrase: bytes | None = None) -> Path:
         """Write FILE (private, mode 0600) and FILE.pub; refuse to overwrite either."""
@@ -173,7 +271,7 @@ def _kind_of_key(key: object) -> str:
     """A key's algorithm in people's words ("an RSA key", "an ECDSA P-384 key"), not a class name."""
     name = type(key).__name__.lstrip("_").lower()
     if isinstance(key, ec.EllipticCurvePublicKey | ec.EllipticCurvePrivateKey):
-        curves = {"secp384r1": "P-384", "secp521r1": "P-521", "secp256k1": "secp256k1"}
+        curves = {"secp256r1": "P-256", "secp384r1": "P-384", "secp521r1": "P-521", "secp256k1": "secp256k1"}
         return f"an ECDSA {curves.get(key.curve.name, key.curve.name)} key"
     for word, label in (("rsa", "an RSA key"), ("dsa", "a DSA key"), ("ed448", "an Ed448 key"),
                         ("x25519", "an X25519 key (for encryption, not signing)"),
@@ -183,7 +281,12 @@ def _kind_of_key(key: object) -> str:
     return "a key of another algorithm"
 
 
-def _check_public(key: object, source: str) -> _PublicKey:
+def _check_public(key: object, source: str, accept: Sequence[KeyType]) -> _PublicKey:
+    found = algorithm_of(key)
+    if found is None or found.name not in accept or not isinstance(
+        key, ed25519.Ed25519PublicKey | ec.EllipticCurvePublicKey
+    ):
+        raise _refuse_type(key, source, accept, public=True)
     if isinstance(key, ed25519.Ed25519PublicKey):
         raw = key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
         if raw[:31] + bytes([raw[31] & 0x7F]) in _SMALL_ORDER:
@@ -191,11 +294,7 @@ def _check_public(key: object, source: str) -> _PublicKey:
                 f"{source}: expected an Ed25519 public key, found a point of small order, under which "
                 "forged signatures verify; this is not a real key"
             )
-        return key
-    if isinstance(key, ec.EllipticCurvePublicKey) and isinstance(key.curve, ec.SECP256R1):
-        return key
-    raise UsageError(f"{source}: expected an Ed25519 or ECDSA P-256 public key, found {_kind_of_key(key)}",
-                     hint="make a key seedvault uses: seedvault keygen (Ed25519) or seedvault keygen --type p256")
+    return key
 
 
 def _read(path: str | os.PathLike[str]) -> bytes:
