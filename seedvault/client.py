@@ -141,6 +141,22 @@ def scan_model_dir(directory: Path) -> list[str]:
     return found
 
 
+def listed_model_files(directory: Path, listed: Sequence[str]) -> list[str]:
+    """LISTED, checked to be exactly the regular files under DIRECTORY (nothing left out, no
+    links or special files), sorted as `scan_model_dir` sorts."""
+    wanted = [check_relative_path(p, "file") for p in listed]
+    check_path_set(wanted, str(directory))
+    present = scan_files(directory, str(directory))
+    if present != set(wanted):
+        extra, missing = sorted(present - set(wanted)), sorted(set(wanted) - present)
+        raise UsageError(f"{directory}: expected exactly the files listed"
+                         + (f"; missing {listing(missing)}" if missing else "")
+                         + (f"; not listed {listing(extra)}" if extra else ""))
+    if not wanted:
+        raise UsageError(f"{directory}: expected model files, found none")
+    return sorted(wanted, key=lambda p: p.split("/"))
+
+
 def left_out(rel: str) -> bool:
     """Whether publish leaves relative path REL out of a model: anything under a .git/ or
     .cache/ directory, and a top-level .gitattributes or .gitignore (the rule `publish`,
@@ -346,6 +362,7 @@ class Client:
         piece_length: int = DEFAULT_PIECE_LENGTH,
         progress: Progress | None = None,
         store: StoreMode = "auto",
+        files: Sequence[str] | None = None,
     ) -> Admitted:
         """Hash, describe and sign a model directory, and store it in the vault.
 
@@ -359,6 +376,10 @@ class Client:
         The signed digests are of exactly the bytes that enter the vault. Every key in `key`
         signs the release, and the model's new head (see `sign_head`).
 
+        `files` names the files to publish instead of the directory's own rule (which leaves
+        .git/, .cache/ and root .gitignore/.gitattributes out): a bridge publishing exactly what
+        another signature covered. They must be all the regular files under `directory`.
+
         Publishing the identical release again (same name, version, files and statement,
         only the time differing) changes nothing and returns the stored one with
         `already_present`, so a rerun of a release job passes; different content under a
@@ -371,7 +392,7 @@ class Client:
         _check_release_label(name, version, expires)
         license = licenses.normalize(license)  # before any byte is hashed
         directory = Path(directory)
-        files = scan_model_dir(directory)
+        files = scan_model_dir(directory) if files is None else listed_model_files(directory, files)
         check_pickles(list(files), "publish", str(directory), allowed=allow_pickle)
         links = [self._lineage_link(relation, ref) for relation, ref in lineage]
         license_path = license_file or next((n for n in LICENSE_NAMES if n in files), None)

@@ -30,7 +30,7 @@ from model_signing import verifying as ms_verifying
 from seedvault.bridges.oms import CertificateTrust, KeyTrust, import_oms, read_bundle, sign_model, verify_model
 from seedvault.client import Client
 from seedvault.errors import IntegrityError, SignatureError, UnsafePathError, UsageError
-from seedvault.signing import PrivateKey, PublicKey
+from seedvault.signing import PrivateKey, PublicKey, TrustedKey
 from seedvault.signing.keys import OMS_KEY_TYPES, KeyType
 
 BIN = Path(sys.executable).parent
@@ -433,3 +433,21 @@ def test_import_oms_accepts_what_verify_model_accepts(tmp_path: Path, pki: Pki) 
                              version="1", key=publisher, license="MIT", ignore_unsigned=True,
                              allow_pickle=True)  # make_model's .bin files are not safetensors
     assert sorted(f.path for f in admitted.verdict.manifest.files) == SIGNED
+
+
+def test_import_oms_keeps_signed_files_a_plain_publish_leaves_out(tmp_path: Path) -> None:
+    """A file under .cache/ that the OMS signature covers is part of that release here too,
+    and the release verifies (the manifest lists it, so verify keeps it)."""
+    client = Client(tmp_path / "home")
+    publisher = PrivateKey.generate("ed25519")
+    client.save_policy(client.policy.with_key(TrustedKey(publisher.public, "publisher", ("acme/*",))))
+    model, pair = make_model(tmp_path / "model"), key_pair(tmp_path, "p256")
+    shutil.rmtree(model / ".git")
+    (model / ".gitattributes").unlink()
+    (model / ".cache").mkdir()
+    (model / ".cache" / "tokenizer-state.json").write_text("{}")
+    ms_sign_key(model, tmp_path / "m.sig", pair.private)
+    admitted, _ = import_oms(client, model, tmp_path / "m.sig", KeyTrust(pair.key.public), name="acme/cached",
+                             version="1", key=publisher, license="MIT", allow_pickle=True)
+    assert ".cache/tokenizer-state.json" in [f.path for f in admitted.verdict.manifest.files]
+    client.verify("acme/cached@1", fast=False)

@@ -51,7 +51,7 @@ from seedvault.bridges.oms_files import (
     skipped,
 )
 from seedvault.bridges.oms_x509 import chain_material, parse_chain, verify_chain
-from seedvault.client import Admitted, Client, Progress, scan_model_dir
+from seedvault.client import Admitted, Client, Progress
 from seedvault.errors import ManifestError, SignatureError, UnsafePathError, UsageError
 from seedvault.manifest import PAYLOAD_TYPE, STATEMENT_TYPE
 from seedvault.settings import DEFAULT_PIECE_LENGTH, MAX_ENVELOPE_BYTES, MAX_FILES_PER_MANIFEST
@@ -610,18 +610,13 @@ def import_oms(
             found[rel] = copy_hashed(src, dst, rel=rel).sha256
             copied.append(dst.relative_to(staged).as_posix())
         verdict = _verdict(directory, st, found, ignore_unsigned)
-        publishing = set(scan_model_dir(staged))
-        if publishing != set(copied):
-            raise UsageError(
-                f"{directory}: the OMS signature covers {listing(sorted(set(copied) - publishing))}, which seedvault "
-                "does not publish (.git and .cache at any depth, root .gitignore/.gitattributes are left out of "
-                "releases)",
-                hint="re-sign the model without those files (sign-model --ignore-paths)",
-            )
+        # Exactly the files the OMS signature covers (also under .git/ or .cache/, which a plain
+        # publish leaves out), linked from this private copy: no third copy.
         admitted = client.publish(
             staged, name=name, version=version, license=license, key=key, publisher=publisher,
             source_url=source_url, notes=" ".join(filter(None, [verdict.evidence(), notes])),
             origin_extra={"oms": verdict.origin_record()},
             expires=expires, allow_pickle=allow_pickle, piece_length=piece_length, progress=progress,
+            store="link", files=copied,
         )
     return admitted, verdict
