@@ -56,6 +56,8 @@ class GrowingFile(io.RawIOBase):
         view = memoryview(buffer).cast("B")
         if self.pos >= self.size or not len(view):
             return 0
+        if self.stop.is_set():  # stopped mid-file: the bytes on disk are admission's to read now
+            raise _Stopped
         self.wait_for_bytes()
         limit = min(self.size, self.ready())
         if self._fd is None:
@@ -91,8 +93,8 @@ class Prehashed:
             st = os.lstat(path)
         except FileNotFoundError:
             return False
-        return (st.st_ino, st.st_size, st.st_mtime_ns) == (self.stat.st_ino, self.stat.st_size,
-                                                           self.stat.st_mtime_ns)
+        fields = ("st_ino", "st_size", "st_mtime_ns", "st_ctime_ns")
+        return all(getattr(st, k) == getattr(self.stat, k) for k in fields)
 
 
 @dataclass(frozen=True)

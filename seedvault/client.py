@@ -412,6 +412,8 @@ class Client:
             for p, d in zip(files, digests, strict=True):
                 if p in hashed and not _unchanged(hashed[p], os.stat(directory / p), d.size):
                     raise UsageError(f"{directory / p} changed while it was published", hint="publish again")
+            # Each staged file as hashed: `vault.add` refuses one that changed since.
+            as_hashed = {p: os.lstat(t) for p, t in zip(files, targets, strict=True)}
             entries = [_file_entry(path, target, d) for path, target, d in zip(files, targets, digests, strict=True)]
             by_path = {e.path: e for e in entries}
             info_hash = info_hash_v2(torrent_name(name, version), entries, piece_length)
@@ -442,12 +444,17 @@ class Client:
             envelope = Envelope(manifest.to_payload())
             for k in keys:
                 envelope = envelope.sign(k)
-            snapshot = self.vault.add(envelope, manifest, staged)
+            snapshot = self.vault.add(envelope, manifest, staged, hashed=as_hashed)
             for p, before in hashed.items():  # the publisher's own file, linked: unchanged since it was hashed
                 if not _unchanged(before, os.stat(directory / p), before.st_size):
+                    # Changed in the instant after it was stored: nothing may certify it, so the
+                    # next check hashes it again (and refuses it).
                     self.vault.forget_records(snapshot / p)
+                    self.vault.forget_records(self.vault.blob_path(manifest.file(p)))
                     raise IntegrityError(f"{directory / p} changed while it was published (it is the vault's copy "
-                                         "too: a hard link)", hint="publish again, or with --copy")
+                                         "too: a hard link); the release no longer verifies",
+                                         hint="restore the file and import the release from a copy, or publish "
+                                         "with --copy")
         self.vault.save_layers(manifest, {p: d.piece_layer for p, d in zip(files, digests, strict=True)})
         self._record_snapshot(snapshot, manifest, envelope.digest)
         self._head_after_publish(manifest, envelope.digest, keys)
@@ -584,6 +591,7 @@ class Client:
         where = str(staged)
         compare_file_sets(scan_files(staged, where) | held, manifest, where)
         todo, layers = [], {}
+        as_hashed: dict[str, os.stat_result] = {}  # each file as it was when hashed: `vault.add` checks it
         for item in expected_files(manifest):
             if item.path in held:
                 continue
@@ -599,14 +607,16 @@ class Client:
                 usable = done is not None and hashing.digest_mismatch(item, done.digest) is None
             if done is None or not usable or not done.still_current(staged / item.path):
                 todo.append(item)
+                as_hashed[item.path] = os.lstat(staged / item.path)  # before it is hashed below
                 continue
+            as_hashed[item.path] = done.stat
             if done.digest.piece_layer:
                 layers[item.path] = done.digest.piece_layer
         layers = {**(layers_given or {}), **layers}
         layers.update(hashing.verify_files(staged, todo, manifest.torrent.piece_length, progress))
         check_weights(staged, manifest, skip=held)  # held files were checked when first admitted
         envelope = self.trusted_signatures(envelope)
-        snapshot = self.vault.add(envelope, manifest, staged, held=held)
+        snapshot = self.vault.add(envelope, manifest, staged, held=held, hashed=as_hashed)
         self.vault.save_layers(manifest, layers)
         self._record_snapshot(snapshot, manifest, envelope.digest)
         return Admitted(verdict, snapshot, envelope)

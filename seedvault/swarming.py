@@ -105,46 +105,53 @@ def pull(
         check_binding(ti, manifest, f"torrent for {manifest.ref}")
     else:
         ti = bound_torrent(manifest)
-    held = held_files(client, manifest)
-    if all(f.path in held or not f.size for f in manifest.files):
-        # Every byte is here already (a release that changed only its statement): nothing to fetch.
-        with client.vault.pull_in_progress(envelope) as staging:
+    # Under the pull's lock, so `gc` keeps every blob this pull counts on from here on.
+    with client.vault.pull_in_progress(envelope) as staging:
+        held = held_files(client, manifest)
+        if all(f.path in held or not f.size for f in manifest.files):
+            # Every byte is here already (a release that changed only its statement): nothing to fetch.
             for f in manifest.files:
                 if not f.size:
                     (staging / f.path).parent.mkdir(parents=True, exist_ok=True)
                     (staging / f.path).touch()
             admitted = client.admit_staged(envelope, verdict, staging, held=held)
-            shutil.rmtree(staging, ignore_errors=True)
-            (client.vault.incoming / f"{envelope.digest}.pull").unlink(missing_ok=True)
-        stats = TransferStats(state="finished", reused=sum(f.size for f in manifest.files if f.path in held))
-        return PullReport(manifest.ref, envelope.digest, str(admitted.snapshot), False, stats)
-    sources = peers or web_seeds or trackers or (torrent is not None and _lists_sources(torrent))
-    if not (sources or (config and (config.lan or config.dht_nodes)) or (swarm and swarm.discovers)):
-        raise UsageError(
-            f"no source of bytes for {manifest.ref}",
-            hint="give --peer HOST:PORT, --web-seed URL, --registry URL, --lan or --dht-node",
-        )
-    with client.vault.pull_in_progress(envelope) as staging:
+            _done_with(client, envelope, staging)
+            stats = TransferStats(state="finished", reused=sum(f.size for f in manifest.files if f.path in held))
+            return PullReport(manifest.ref, envelope.digest, str(admitted.snapshot), False, stats)
+        sources = peers or web_seeds or trackers or (torrent is not None and _lists_sources(torrent))
+        if not (sources or (config and (config.lan or config.dht_nodes)) or (swarm and swarm.discovers)):
+            raise UsageError(
+                f"no source of bytes for {manifest.ref}",
+                hint="give --peer HOST:PORT, --web-seed URL, --registry URL, --lan or --dht-node",
+            )
         resume_path = client.vault.incoming / f"{envelope.digest}.resume"
         own_swarm = swarm is None
         active = swarm or Swarm(config)
         deadline = time.monotonic() + timeout
-        download = Download(active, ti, staging, resume_path, peers=peers, web_seeds=web_seeds, trackers=trackers,
-                            skip=held)
-        download.stats.reused = sum(f.size for f in manifest.files if f.path in held)
+        download: Download | None = None
         try:
+            download = Download(active, ti, staging, resume_path, peers=peers, web_seeds=web_seeds,
+                                trackers=trackers, skip=held)
+            download.stats.reused = sum(f.size for f in manifest.files if f.path in held)
             admitted = _finish(client, envelope, verdict, download, staging, deadline, on_status, held)
         except BaseException:
-            download.save_resume()  # interrupted or failed: keep what arrived for the next run
+            if download is not None:
+                download.save_resume()  # interrupted or failed: keep what arrived for the next run
             raise
         finally:
-            download.remove()
+            if download is not None:
+                download.remove()
             if own_swarm:
                 active.close()
-        shutil.rmtree(staging, ignore_errors=True)
-        resume_path.unlink(missing_ok=True)
-        (client.vault.incoming / f"{envelope.digest}.pull").unlink(missing_ok=True)
+        _done_with(client, envelope, staging)
     return PullReport(manifest.ref, envelope.digest, str(admitted.snapshot), False, download.stats)
+
+
+def _done_with(client: Client, envelope: Envelope, staging: Path) -> None:
+    """After the admission: the pull's staging, resume data and marker go."""
+    shutil.rmtree(staging, ignore_errors=True)
+    (client.vault.incoming / f"{envelope.digest}.resume").unlink(missing_ok=True)
+    (client.vault.incoming / f"{envelope.digest}.pull").unlink(missing_ok=True)
 
 
 def _lists_sources(torrent: bytes) -> bool:
@@ -195,8 +202,9 @@ def _finish(
             with HashBehind(staging, entries, verdict.manifest.torrent.piece_length) as behind:
                 download.wait_finished(deadline, on_status)
                 download.pause()
-                # The tail is still being hashed: bounded, what is not done is read at admission.
-                prehashed = behind.finish(timeout=max(1.0, min(60.0, deadline - time.monotonic())))
+                # The tail is still being hashed: waited for while it moves on (up to the pull's
+                # deadline); what is not done then is read at admission.
+                prehashed = behind.finish(timeout=max(1.0, deadline - time.monotonic()))
         else:
             download.wait_finished(deadline, on_status)
             download.pause()
@@ -206,8 +214,15 @@ def _finish(
                                        checked_by_swarm=checked,
                                        layers_given=_swarm_layers(verdict.manifest, download))
         except IntegrityError as exc:
-            failure = exc  # e.g. a file damaged on disk behind libtorrent's resume data
-            download.recheck()
+            failure = exc
+            if exc.path in held:
+                # The vault's copy of a file left out of the download changed since: fetch it
+                # now (a recheck could never, the file is not wanted).
+                held = held - {exc.path}
+                download.stats.reused -= sizes[exc.path]
+                download.fetch_file(exc.path)
+            else:
+                download.recheck()  # e.g. a file damaged on disk behind libtorrent's resume data
     assert failure is not None
     raise failure
 

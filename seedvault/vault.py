@@ -25,7 +25,7 @@ import sqlite3
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -184,13 +184,8 @@ class Vault:
         with contextlib.ExitStack() as claim:
             # Claimed under the shared housekeeping lock: gc never sees a marker made but not locked.
             claim.enter_context(self.housekeeping_lock(exclusive=False))
-            fd = os.open(marker, os.O_RDWR | os.O_CREAT, 0o644)
+            fd = _lock_marker(marker, Manifest.from_payload(envelope.payload).ref)
             try:
-                try:
-                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                except BlockingIOError:
-                    raise UsageError(f"another pull of {Manifest.from_payload(envelope.payload).ref} is running "
-                                     "in this vault", hint="wait for it to finish, or stop it first") from None
                 os.ftruncate(fd, 0)
                 os.write(fd, envelope.to_json())
                 staging = self.incoming / envelope.digest
@@ -249,7 +244,8 @@ class Vault:
             )
 
     # ---- adding -------------------------------------------------------------------------
-    def add(self, envelope: Envelope, manifest: Manifest, staged: Path, *, held: frozenset[str] = frozenset()) -> Path:
+    def add(self, envelope: Envelope, manifest: Manifest, staged: Path, *, held: frozenset[str] = frozenset(),
+            hashed: Mapping[str, os.stat_result] | None = None) -> Path:
         """Move verified staged files into blobs and publish the snapshot atomically.
 
         The caller has verified `staged` against `manifest` and the envelope under policy.
@@ -258,20 +254,42 @@ class Vault:
         was hashed) is stored once: the staged copy is dropped and the snapshot links to
         the blob. Files in `held` were not staged at all (a delta pull left them out because
         this vault holds them); their blobs must still verify, or IntegrityError.
+
+        `hashed`: each staged file as it was when the caller hashed it (taken before the
+        hash, or from the reader that hashed it). A file whose inode, size, mtime or ctime
+        differs now changed after it was verified: IntegrityError, and nothing is stored.
         """
         with self.housekeeping_lock(exclusive=False):
-            return self._add(envelope, manifest, staged, held)
+            return self._add(envelope, manifest, staged, held, hashed or {})
 
-    def _add(self, envelope: Envelope, manifest: Manifest, staged: Path, held: frozenset[str]) -> Path:
+    def _add(self, envelope: Envelope, manifest: Manifest, staged: Path, held: frozenset[str],
+             hashed: Mapping[str, os.stat_result]) -> Path:
         digest = envelope.digest
         self._claim(manifest, digest)
         final = self.snapshot_dir(manifest)
         new_blobs: list[Path] = []
         created = False
+        # Everything that can refuse is checked before the first file moves: a refusal half-way
+        # would leave staging without the files already moved (and then removed again).
+        for f in manifest.files:
+            if f.path in held:
+                if not self.blob_verified(f):
+                    raise IntegrityError(
+                        f"{manifest.ref}: file {f.path!r} was taken from this vault's copy, which changed "
+                        "since it was verified", path=f.path,
+                        hint="run the same pull again: the file is then fetched from peers")
+            else:
+                _check_as_hashed(staged / f.path, hashed.get(f.path), manifest.ref, f.path)
         try:
             for f in manifest.files:
                 blob = self.blob_path(f)
                 src = staged / f.path
+                if f.path not in held and _is_same_file(src, blob):
+                    # The staged file is the blob itself (publish linked a file the vault held):
+                    # just hashed, so recorded afresh; nothing to move.
+                    self.record_verified(blob, BLOB_RECORD, f.pieces_root, os.stat(blob))
+                    src.unlink()
+                    continue
                 if self.blob_verified(f):
                     if f.path not in held:
                         src.unlink()  # the same verified bytes are stored already: one copy
@@ -647,8 +665,49 @@ def _link_or_copy(src: Path, dst: Path) -> None:
         os.chmod(dst, 0o444)
 
 
+def _lock_marker(marker: Path, ref: str, attempts: int = 10) -> int:
+    """Open MARKER and hold an exclusive lock on it: the file the path names, not one a
+    finishing pull unlinked between our open and our lock (checked, and opened again)."""
+    for _ in range(attempts):
+        fd = os.open(marker, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise UsageError(f"another pull of {ref} is running in this vault",
+                             hint="wait for it to finish, or stop it first") from None
+        try:
+            if _same_inode(os.fstat(fd), os.stat(marker)):
+                return fd
+        except FileNotFoundError:
+            pass
+        os.close(fd)  # locked a file no longer at that path: try again
+    raise UsageError(f"could not claim the pull of {ref}: its marker kept changing", hint="run the pull again")
+
+
 def _same_inode(a: os.stat_result, b: os.stat_result) -> bool:
     return (a.st_dev, a.st_ino) == (b.st_dev, b.st_ino)
+
+
+def _is_same_file(a: Path, b: Path) -> bool:
+    try:
+        return _same_inode(os.lstat(a), os.lstat(b))
+    except FileNotFoundError:
+        return False
+
+
+def _check_as_hashed(src: Path, then: os.stat_result | None, ref: str, rel: str) -> None:
+    """SRC must be the file that was hashed, unchanged since (inode, size, mtime, ctime)."""
+    if then is None:
+        return
+    try:
+        now = os.lstat(src)
+    except FileNotFoundError:
+        now = None
+    fields = ("st_ino", "st_size", "st_mtime_ns", "st_ctime_ns")
+    if now is None or any(getattr(now, k) != getattr(then, k) for k in fields):
+        raise IntegrityError(f"{ref}: file {rel!r} changed after it was verified, before it was stored; "
+                             "nothing was stored", path=rel, hint="run the command again")
 
 
 def _fsync_dir(path: Path) -> None:

@@ -252,3 +252,76 @@ def test_a_release_whose_files_are_all_held_needs_no_source_at_all(tmp_path: Pat
         assert report.stats.downloaded == 0 and report.stats.reused == same_files.manifest.total_size
         client.verify(same_files.ref, fast=False)
         assert not list(client.vault.incoming.glob("*.pull"))
+
+
+# ---- races and damage found in review ----------------------------------------------------
+
+
+def test_a_file_changed_between_its_hash_and_its_storing_is_refused(tmp_path: Path, pub_key: PrivateKey,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """Another writer changes a staged file after admission hashed it (here: while the weights
+    headers are checked): nothing is stored, and nothing certifies the changed bytes."""
+    import seedvault.client as client_module
+
+    model_dir = tmp_path / "model"
+    make_model(model_dir)
+    with Client(tmp_path / "pub") as pub:
+        pub.save_policy(trusting(pub_key))
+        pub.publish(model_dir, name="acme/tiny", version="1.0", license="Apache-2.0", key=pub_key)
+        bundle = export_bundle(pub, "acme/tiny@1.0", tmp_path / "bundle")
+    real = client_module.check_weights
+
+    def racing(base: Path, manifest: Manifest, skip: frozenset[str] = frozenset()) -> None:
+        with open(Path(base) / SHARD1, "r+b") as f:  # a byte of tensor data, after the hash
+            f.seek(-1, 2)
+            last = f.read(1)
+            f.seek(-1, 2)
+            f.write(bytes([last[0] ^ 0x40]))
+        real(base, manifest, skip)
+
+    with Client(tmp_path / "recv") as client:
+        client.save_policy(trusting(pub_key))
+        monkeypatch.setattr(client_module, "check_weights", racing)
+        with pytest.raises(IntegrityError, match="changed after it was verified"):
+            import_bundle(client, bundle)
+        monkeypatch.setattr(client_module, "check_weights", real)
+        assert client.vault.entries() == [] and not list(client.vault.blobs.iterdir())
+        import_bundle(client, bundle)  # and the real bytes then go in
+        client.verify("acme/tiny@1.0", fast=False)
+
+
+@pytest.mark.timeout(180)
+def test_a_held_file_changed_during_a_delta_pull_is_fetched_instead(tmp_path: Path, pub_key: PrivateKey) -> None:
+    published = publish_generated(tmp_path, pub_key, 8)
+    v11 = second_version(published, pub_key, "LICENSE", os.urandom(300_000))
+    home = new_peer(tmp_path / "peer", pub_key)
+    with Client(published.home) as seeder, Swarm(SwarmConfig()) as swarm:
+        start_seeding(seeder, swarm, [published.ref, v11.ref])
+        with Client(home) as client:
+            pull(client, published.ref, published.envelope, peers=[swarm.endpoint], timeout=60)
+            shard = published.manifest.files[-1]
+            blob = client.vault.blob_path(shard)
+            touched: list[bool] = []
+
+            def touch_once(_stats: object) -> None:
+                if not touched:
+                    touched.append(True)
+                    os.utime(blob)  # a backup tool touches the vault's copy: its record no longer holds
+
+            report = pull(client, v11.ref, v11.envelope, peers=[swarm.endpoint], timeout=60, on_status=touch_once)
+            assert touched and report.stats.reused < v11.manifest.total_size - shard.size + 1
+            client.verify(v11.ref, fast=False)
+            client.verify(published.ref, fast=False)
+
+
+def test_a_resume_file_that_does_not_decode_is_dropped_and_the_pull_completes(tmp_path: Path,
+                                                                              pub_key: PrivateKey) -> None:
+    published = publish_generated(tmp_path, pub_key, 4)
+    home = new_peer(tmp_path / "peer", pub_key)
+    with Client(published.home) as seeder, Swarm(SwarmConfig()) as swarm:
+        start_seeding(seeder, swarm, [published.ref])
+        with Client(home) as client:
+            (client.vault.incoming / f"{published.envelope.digest}.resume").write_bytes(b"d5:hello")  # torn
+            report = pull(client, published.ref, published.envelope, peers=[swarm.endpoint], timeout=60)
+            assert not report.already_present
+            client.verify(published.ref, fast=False)

@@ -24,6 +24,7 @@ from seedvault.p2p.torrent import file_map
 from seedvault.settings import MERKLE_BLOCK_SIZE
 
 RESUME_EVERY = 2.0  # seconds between resume-data saves: what a kill -9 can cost
+RESUME_BYTES_PER_S = 4_000_000  # resume data written per second at most, on average
 STATUS_EVERY = 0.5
 LOOKUP_EVERY = 2.0  # seconds between DHT lookups while no peer is connected
 FLUSH_EVERY = 0.1  # seconds between write fences that hand finished pieces to the hashing behind
@@ -76,6 +77,11 @@ class Download:
         self.resume_path = resume_path
         self.peers = list(peers)
         resume = resume_path.read_bytes() if resume_path.exists() else None
+        if resume is not None and not _readable_resume(resume):
+            # Damaged (a crash mid-write, an edit): what it claims cannot be used; the bytes in
+            # staging are still found by libtorrent's check and hashed by us before admission.
+            resume_path.unlink(missing_ok=True)
+            resume = None
         # Paused once its check is done, so `resumed` counts only what was on disk before.
         self.handle = swarm.add(
             ti, staging, resume_data=resume, web_seeds=web_seeds, trackers=trackers, stop_when_ready=True
@@ -138,7 +144,7 @@ class Download:
                     self.stats.state = "finished"
                     self.save_resume()
                     return
-            if now - self._last_resume >= RESUME_EVERY:
+            if now - self._last_resume >= self._resume_every():
                 self._request_resume()
             if self._finished and not self._flushing and now - self._last_flush >= FLUSH_EVERY:
                 self._flush()
@@ -281,6 +287,13 @@ class Download:
         return min(size, done * self._piece_length)
 
     # ---- resume data ---------------------------------------------------------------------
+    def _resume_every(self) -> float:
+        """Seconds between resume-data saves: RESUME_EVERY, or longer when the resume data is
+        large (it holds every leaf hash: about 2 MB per GiB), so writing it stays under
+        RESUME_BYTES_PER_S."""
+        size = len(self._resume_bytes) if self._resume_bytes is not None else 0
+        return max(RESUME_EVERY, size / RESUME_BYTES_PER_S)
+
     def _request_resume(self) -> None:
         self._last_resume = time.monotonic()
         if self.handle.is_valid() and self.handle.need_save_resume_data():
@@ -375,6 +388,17 @@ class Download:
         if self._flushing and alert.handle == self.handle:
             self._have |= self._flushing.popleft()
 
+    def fetch_file(self, path: str) -> None:
+        """Download PATH after all (it was left out: the vault held it), and go on."""
+        wanted = self.handle.status().total_wanted + self._pieces_of[path][2]
+        self.handle.file_priority(self._index[path], 4)
+        deadline = time.monotonic() + 5.0
+        while self.handle.status().total_wanted < wanted and time.monotonic() < deadline:
+            time.sleep(0.02)  # priorities apply asynchronously: until then it still looks finished
+        self.handle.resume()
+        for peer in self.peers:  # dropped when the download paused
+            self.handle.connect_peer(peer)
+
     def recheck(self) -> None:
         """Re-hash what is on disk (our final check failed) and fetch what is bad."""
         self.resume_path.unlink(missing_ok=True)
@@ -389,6 +413,14 @@ class Download:
     def remove(self) -> None:
         if self.handle.is_valid():
             self.swarm.remove(self.handle)
+
+
+def _readable_resume(data: bytes) -> bool:
+    try:
+        lt.read_resume_data(data)
+    except RuntimeError:
+        return False
+    return True
 
 
 def _leaves(tree: dict[bytes, Any], size: int) -> list[bytes] | None:
