@@ -153,6 +153,12 @@ class InsufficientStorageError(TransferError):
     http_status = 507
 
 
+class DatabaseError(TransferError):
+    """The registry's index database failed or cannot be reached (SQLite, PostgreSQL): retry later."""
+
+    http_status = 503
+
+
 class UsageError(Error):
     """The user asked for something inconsistent, or the configuration is wrong."""
 
