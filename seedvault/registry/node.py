@@ -29,6 +29,7 @@ from seedvault.errors import (
     NotFoundError,
     PolicyError,
     RemovedError,
+    RollbackError,
     TransferError,
     UnauthorizedError,
     UsageError,
@@ -312,6 +313,12 @@ class Node:
             raise RemovedError(f"{manifest.ref} was removed from this registry by its admin; "
                                "expected a release that was not removed, found a removed one",
                                hint="ask the registry's admin to lift the removal first")
+        listed = self.index.get(manifest.name, manifest.version)
+        if listed is not None and listed.digest != envelope.digest:
+            # This vault may never have seen it: another node of the registry admitted it.
+            raise RollbackError(f"{manifest.ref}: this registry lists digest {listed.digest} under that name and "
+                                f"version; found digest {envelope.digest}",
+                                hint="a release never changes: publish a new version instead")
         if self.index.has(envelope.digest):
             # The release is here: what the push can still bring is signatures (an approval,
             # another publisher key's), merged if this node's policy counts them.
