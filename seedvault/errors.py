@@ -159,6 +159,11 @@ class DatabaseError(TransferError):
     http_status = 503
 
 
+class DatabaseConflictError(DatabaseError):
+    """A row the index keeps unique exists already (another node took it first); the index
+    turns it into the error that says why (e.g. RollbackError for a name@version)."""
+
+
 class UsageError(Error):
     """The user asked for something inconsistent, or the configuration is wrong."""
 

@@ -20,17 +20,14 @@ from typing import Any, Protocol
 from urllib.parse import urlsplit, urlunsplit
 
 from seedvault._sqlite import open_database
-from seedvault.errors import DatabaseError, UsageError
+from seedvault.errors import DatabaseConflictError, DatabaseError, UsageError
 
 Row = tuple[Any, ...]
 POOL_SIZE = 4  # the node worker, the replicator, the pages: each rarely holds a connection long
 CONNECT_TIMEOUT = 10.0  # seconds to reach the server, or to get a pooled connection
 
 
-class Conflict(DatabaseError):
-    """A row with this unique key exists already (the caller turns it into its own error)."""
-
-
+Conflict = DatabaseConflictError  # a unique key taken: the caller turns it into its own error
 class Session(Protocol):
     """What a query runs on: the database itself (one statement, autocommit) or a transaction."""
 
