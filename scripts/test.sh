@@ -9,6 +9,14 @@ if [ ! -x /usr/bin/chromium ] && command -v apt-get >/dev/null 2>&1 && [ "$(id -
     { apt-get update -qq && apt-get install -y -qq chromium chromium-driver; } >/dev/null \
         || echo "test.sh: could not install chromium; the browser tests will skip" >&2
 fi
+# Several nodes on one index are tested against a real PostgreSQL (tests/test_postgres.py
+# starts its own server with initdb/pg_ctl, and skips, saying why, where it cannot).
+if ! command -v initdb >/dev/null 2>&1 && ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 \
+        && command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+    export DEBIAN_FRONTEND=noninteractive
+    { apt-get update -qq && apt-get install -y -qq postgresql; } >/dev/null \
+        || echo "test.sh: could not install postgresql; the PostgreSQL tests will skip" >&2
+fi
 python3 -m venv .venv
 .venv/bin/python -m pip install --quiet --upgrade pip
 .venv/bin/python -m pip install --quiet -e '.[test]'

@@ -153,6 +153,17 @@ class InsufficientStorageError(TransferError):
     http_status = 507
 
 
+class DatabaseError(TransferError):
+    """The registry's index database failed or cannot be reached (SQLite, PostgreSQL): retry later."""
+
+    http_status = 503
+
+
+class DatabaseConflictError(DatabaseError):
+    """A row the index keeps unique exists already (another node took it first); the index
+    turns it into the error that says why (e.g. RollbackError for a name@version)."""
+
+
 class UsageError(Error):
     """The user asked for something inconsistent, or the configuration is wrong."""
 

@@ -129,7 +129,7 @@ def mirror(client: Client, upstreams: tuple[str, ...], once: bool, interval: flo
     sources = upstreams or config.upstreams
     if not sources:
         raise click.UsageError("no upstream: give --upstream URL or set upstreams in --config")
-    index = Index(client.paths.data_dir / "registry.db")
+    index = Index(client.paths.data_dir / "registry.db", config.database_url)
     try:
         while True:
             for upstream in sources:

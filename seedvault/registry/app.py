@@ -23,7 +23,7 @@ from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 
 from seedvault.errors import Error, UsageError
-from seedvault.registry import api, log_routes, pages
+from seedvault.registry import api, log_routes, pages, shared
 from seedvault.registry.config import MAX_JSON_BODY, NodeConfig
 from seedvault.registry.mirror import sync
 from seedvault.registry.node import Node
@@ -103,6 +103,7 @@ async def _pump(app: web.Application) -> None:
     node = app[NODE]
     loop = asyncio.get_running_loop()
     syncing: asyncio.Future[None] | None = None
+    fetching: asyncio.Future[None] | None = None
     next_sync = loop.time() + (config.mirror_interval or 0)
     ticks = 0
     while True:
@@ -111,10 +112,26 @@ async def _pump(app: web.Application) -> None:
         ticks += 1
         if ticks % REFRESH_TICKS == 0:
             await loop.run_in_executor(app[WORKER], node.refresh)
+            # Nodes sharing one index: the bytes of releases another node admitted, fetched
+            # on the mirror's thread (never the worker's: a download takes minutes).
+            if node.index.shared and (fetching is None or fetching.done()):
+                fetching = loop.run_in_executor(app[SYNCER], _fetch_missing, app)
         due = config.mirror_interval and config.upstreams and loop.time() >= next_sync
         if due and (syncing is None or syncing.done()):
             syncing = loop.run_in_executor(app[SYNCER], _sync_all, app)
             next_sync = loop.time() + (config.mirror_interval or 0)
+
+
+def _fetch_missing(app: web.Application) -> None:
+    node = app[NODE]
+    try:
+        fetched = shared.fetch_missing(node, app[STOPPING])
+    except Error as exc:  # the shared index unreachable: the next pass retries
+        log.warning("fetching from the other nodes failed: %s", exc)
+        return
+    for ref in fetched:
+        log.info("fetched %s from the other nodes of this registry", ref)
+        app[WORKER].submit(node.seed_ref, ref)
 
 
 def _sync_all(app: web.Application) -> None:

@@ -10,6 +10,7 @@ from typing import Any
 
 from seedvault._text import listing, toml_error
 from seedvault.errors import UsageError
+from seedvault.registry.database import redacted
 
 MAX_JSON_BODY = 16 * 1024 * 1024  # envelopes are small; anything bigger is refused
 # Bounds a node keeps against slow or numerous clients (each configurable, see NodeConfig).
@@ -52,6 +53,9 @@ class NodeConfig:
     log_origin: str | None = None
     witness_for: tuple[str, ...] = ()  # verifier keys (vkeys) of logs this node cosigns
     witnesses: tuple[str, ...] = ()  # "URL VKEY" of each witness asked to cosign this node's log
+    # The index: None, the SQLite file in the node's home; "postgresql://..." one PostgreSQL
+    # database that several nodes of one registry share (each with its own home and vault).
+    database_url: str | None = None
 
     @property
     def base_url(self) -> str:
@@ -91,6 +95,7 @@ class NodeConfig:
             if not number or isinstance(value, bool) or value <= 0:
                 raise UsageError(f"{source}: {key} must be a positive number, found {_shown(value)}")
         _check_removal_grace(values, source)
+        _check_database_url(values, source)
         return cls(**values)
 
     @classmethod
@@ -112,6 +117,16 @@ def _check_removal_grace(values: dict[str, Any], source: str) -> None:
     if not isinstance(value, int | float) or isinstance(value, bool) or value < 0:
         raise UsageError(f"{source}: removal_grace must be a number of seconds, 0 or more, found {_shown(value)}")
     values["removal_grace"] = float(value)
+
+
+def _check_database_url(values: dict[str, Any], source: str) -> None:
+    url = values.get("database_url")
+    if url is None:
+        return
+    if not isinstance(url, str) or not url.startswith(("postgresql://", "postgres://")):
+        shown = _shown(redacted(url) if isinstance(url, str) else url)
+        raise UsageError(f"{source}: database_url must be a PostgreSQL URL (postgresql://user@host:port/db), "
+                         f"found {shown}", hint="leave it out to keep the index in SQLite in the node's home")
 
 
 def _shown(value: Any) -> str:

@@ -88,7 +88,7 @@ def sync(
             continue
         entry = client.vault.get(pulled.digest)
         try:
-            index.put(entry.manifest, evaluate(entry.envelope, client.policy))
+            index.put(entry.manifest, evaluate(entry.envelope, client.policy), entry.envelope)
         except RemovedError:  # removed by the admin while it was being pulled
             report.refused.append((ref, "removed from this registry by its admin; not mirrored again"))
             continue
@@ -130,7 +130,7 @@ def _merge_upstream_signatures(client: Client, index: Index, remote: RegistryCli
             raise VerificationError(f"the upstream lists digest {release['digest']} and serves {offered.digest}")
         merged = client.merge_signatures(offered)
         entry = client.vault.get(merged.digest)
-        index.put(entry.manifest, evaluate(merged, client.policy))
+        index.put(entry.manifest, evaluate(merged, client.policy), merged)
     except PolicyError:
         return  # the new signatures do not count under the local policy: nothing to take
     except Error as exc:

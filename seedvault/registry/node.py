@@ -29,13 +29,15 @@ from seedvault.errors import (
     NotFoundError,
     PolicyError,
     RemovedError,
+    RollbackError,
     TransferError,
     UnauthorizedError,
     UsageError,
 )
 from seedvault.head import Head
 from seedvault.manifest import Manifest, check_model_name, check_relative_path, check_version
-from seedvault.p2p import Swarm, SwarmConfig, torrent_bytes
+from seedvault.p2p import Swarm, SwarmConfig, format_endpoint, torrent_bytes
+from seedvault.registry import shared
 from seedvault.registry.config import NodeConfig
 from seedvault.registry.index import Index, Release, index_yanks
 from seedvault.registry.tracker import Tracker, tracker_hash
@@ -81,7 +83,7 @@ class Node:
     def __init__(self, config: NodeConfig) -> None:
         self.config = config
         self.client = Client(config.home)
-        self.index = Index(self.client.paths.data_dir / "registry.db")
+        self.index = Index(self.client.paths.data_dir / "registry.db", config.database_url)
         self.tracker = Tracker()
         self.swarm: Swarm | None = None
         self._uploads: list[_Upload] = []  # bounded by config.max_uploads
@@ -104,9 +106,14 @@ class Node:
                 continue
             try:
                 verdict = evaluate(entry.envelope, self.client.policy)
-                self.index.put(entry.manifest, verdict)
+                self.index.put(entry.manifest, verdict, entry.envelope)
             except Error:  # not acceptable under the current policy, or removed: not listed
                 continue
+        if self.index.shared:  # tell the other nodes which releases this one can serve the bytes of
+            self._announce()
+            for digest in self.index.digests():
+                if self.client.vault.has(digest):
+                    self.index.hold(digest, self.config.base_url)
 
     # ---- lifecycle ------------------------------------------------------------------------
     def start_swarm(self) -> None:
@@ -145,9 +152,25 @@ class Node:
                 self._start_seeding(new)
         self._drop_idle_uploads()
         self._sweep_staging()
+        if self.index.shared:
+            self._announce()
+            shared.adopt(self)
         self._sync_tracker()
         self.free_removed()
         self._log_unlogged()
+
+    def _announce(self) -> None:
+        """Heartbeat in the shared index: the other nodes fetch from nodes heard from lately."""
+        swarm = format_endpoint(self.swarm.endpoint) if self.swarm is not None else None
+        self.index.announce(self.config.base_url, swarm)
+
+    def seeding_refs(self) -> set[str]:
+        return set(self._seeding)
+
+    def stop_seeding(self, ref: str) -> None:
+        handle = self._seeding.pop(ref, None)
+        if handle is not None and self.swarm is not None:
+            self.swarm.remove(handle)
 
     def _log_unlogged(self) -> None:
         """Log releases indexed but not yet logged (a mirror run on this home, a crash between
@@ -208,10 +231,13 @@ class Node:
         return release
 
     def cached_envelope(self, name: str, version: str) -> bytes | None:
-        """The envelope if already served once; safe from the event loop (a dict lookup)."""
-        return self._envelopes.get((name, version))
+        """The envelope if already served once; safe from the event loop (a dict lookup).
+        Never with a shared index: another node may have merged an approval since."""
+        return None if self.index.shared else self._envelopes.get((name, version))
 
     def envelope_bytes(self, name: str, version: str) -> bytes:
+        if self.index.shared:
+            return self.envelope(self.release(name, version).digest).to_json()
         key = (name, version)
         cached = self._envelopes.get(key)
         if cached is None:
@@ -219,14 +245,22 @@ class Node:
             cached = self._envelopes[key] = self.client.vault.get(release.digest).envelope.to_json()
         return cached
 
+    def envelope(self, digest: str) -> Envelope:
+        """The release's current envelope: the shared index's (a node may not hold the release
+        yet, or may not have merged the latest approval), else the vault's."""
+        if self.index.shared:
+            raw = self.index.envelope(digest)
+            if raw is not None:
+                return Envelope.from_json(raw, "envelope in the registry index")
+        return self.client.vault.get(digest).envelope
+
     def detail(self, name: str, version: str) -> dict[str, Any]:
         release = self.release(name, version)
-        entry = self.client.vault.get(release.digest)
-        verdict = evaluate(entry.envelope, self.client.policy)
+        verdict = evaluate(self.envelope(release.digest), self.client.policy)
         return {
             **release.to_dict(),
             "verdict": verdict.to_dict(),
-            "statement": entry.manifest.to_dict(),
+            "statement": verdict.manifest.to_dict(),
             "links": {
                 "envelope": f"{self.config.base_url}/v1/models/{name}/{version}/envelope",
                 "torrent": f"{self.config.base_url}/v1/models/{name}/{version}/torrent",
@@ -239,6 +273,8 @@ class Node:
 
     def torrent(self, name: str, version: str) -> tuple[str, bytes]:
         release = self.release(name, version)
+        if not self.client.vault.has(release.digest):  # another node of the registry holds it
+            return shared.torrent_from_holders(self, release)
         manifest = self.client.vault.get(release.digest).manifest
         data = torrent_bytes(manifest, stored_layers(self.client, manifest),
                              web_seeds=[self.web_seed_url(release.digest)],
@@ -250,6 +286,9 @@ class Node:
         alone for a single-file torrent (libtorrent names those after the file)."""
         if not self.index.has(digest):
             raise NotFoundError(f"no release with digest {digest} on this registry")
+        if not self.client.vault.has(digest):
+            raise NotFoundError(f"this node does not hold the bytes of {digest} yet; the other nodes of the "
+                                "registry do", hint="use the torrent's other web seeds and peers")
         manifest = self.client.vault.get(digest).manifest
         prefix = manifest.torrent_name + "/"
         path = tail[len(prefix):] if tail.startswith(prefix) else tail
@@ -274,9 +313,18 @@ class Node:
             raise RemovedError(f"{manifest.ref} was removed from this registry by its admin; "
                                "expected a release that was not removed, found a removed one",
                                hint="ask the registry's admin to lift the removal first")
+        listed = self.index.get(manifest.name, manifest.version)
+        if listed is not None and listed.digest != envelope.digest:
+            # This vault may never have seen it: another node of the registry admitted it.
+            raise RollbackError(f"{manifest.ref}: this registry lists digest {listed.digest} under that name and "
+                                f"version; found digest {envelope.digest}",
+                                hint="a release never changes: publish a new version instead")
         if self.index.has(envelope.digest):
             # The release is here: what the push can still bring is signatures (an approval,
             # another publisher key's), merged if this node's policy counts them.
+            if self.index.shared:
+                added = shared.merge_signatures(self, envelope, "approval")
+                return {"digest": envelope.digest, "status": "present", "needed": [], "signatures_added": added}
             added = self._merge_pushed_signatures(envelope, manifest)
             return {"digest": envelope.digest, "status": "present", "needed": [], "signatures_added": added}
         self._check_capacity(manifest)
@@ -362,7 +410,9 @@ class Node:
             raise storage_error(exc, manifest.ref) from None
         finally:
             self._drop(upload)
-        self.index.put(manifest, admitted.verdict)
+        self.index.put(manifest, admitted.verdict, admitted.envelope)
+        if self.index.shared:
+            self.index.hold(digest, self.config.base_url)
         self.log.record("release", admitted.envelope, manifest.name, manifest.version)
         self._index_yanks(manifest.name)
         self.tracker.add_hash(tracker_hash(manifest))
@@ -413,6 +463,8 @@ class Node:
     def heads(self, name: str) -> list[dict[str, Any]]:
         """The model's head, and the publisher-signed head it refreshes when that is another."""
         check_model_name(name)
+        if self.index.shared:
+            shared.adopt_head(self, name)
         envelopes = self.client.head_envelopes(name)
         if not envelopes:
             raise NotFoundError(f"{name} has no signed head on this registry")
@@ -425,11 +477,15 @@ class Node:
             raise UsageError(f"head: expected a head of {name} (the model the URL names), found {head.ref}")
         if not self.index.search(name=head.name, include_yanked=True, limit=1):
             raise NotFoundError(f"{head.name} is not on this registry; push a release before its head")
+        if self.index.shared:
+            shared.adopt_head(self, head.name)  # a higher head another node took first still wins
         current, refusals = self.client.admit_heads([envelope], head.name)
         if current is None or current.digest != envelope.digest:
             if refusals:
                 raise refusals[0]
             raise PolicyError(f"{head.ref}: not accepted by this registry's policy")
+        if self.index.shared:
+            self.index.put_heads(head.name, current.head.sequence, self.client.head_envelopes(head.name))
         self._index_yanks(head.name)
         self.log.record("head", envelope, head.name, str(head.sequence),
                         {s.key_id for s in current.signers if s.status == "valid"})
@@ -448,6 +504,10 @@ class Node:
                 f"approval for {name}@{version}: expected a signature over the stored payload "
                 f"(digest {release.digest}), found one over digest {offered.digest}"
             )
+        if self.index.shared:
+            shared.merge_signatures(self, offered, "approval", strict=True)
+            verdict = evaluate(self.envelope(release.digest), self.client.policy)
+            return {"ref": verdict.manifest.ref, "verdict": verdict.to_dict()}
         before = {s.keyid for s in self.client.vault.get(release.digest).envelope.signatures}
         merged = self.client.merge_signatures(offered)
         verdict = evaluate(merged, self.client.policy)
