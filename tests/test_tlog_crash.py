@@ -62,8 +62,8 @@ def check_log(db: Path, key: Path) -> int:
         cp = open_checkpoint(store.checkpoint(), signer.verifier, [], "checkpoint").checkpoint
         raw = sqlite3.connect(db)
         try:
-            entries = [bytes(r[0]) for r in raw.execute("SELECT data FROM entries ORDER BY idx")]
-            nodes = {(lvl, i): bytes(h) for lvl, i, h in raw.execute("SELECT level, idx, hash FROM nodes")}
+            entries = [bytes(r[0]) for r in raw.execute("SELECT data FROM log_entries ORDER BY idx")]
+            nodes = {(lvl, i): bytes(h) for lvl, i, h in raw.execute("SELECT level, idx, hash FROM log_hashes")}
         finally:
             raw.close()
         assert cp.size == len(entries)

@@ -51,6 +51,9 @@ class NodeConfig:
     # The transparency log (seedvault.tlog): its origin (default: the name in config/log.key,
     # else this node's URL without scheme), the logs it witnesses, the witnesses it asks.
     log_origin: str | None = None
+    # The log key's file (default: config/log.key). Nodes sharing a database share one log,
+    # so each must be given a copy of the same key file; a node with another is refused.
+    log_key: Path | None = None
     witness_for: tuple[str, ...] = ()  # verifier keys (vkeys) of logs this node cosigns
     witnesses: tuple[str, ...] = ()  # "URL VKEY" of each witness asked to cosign this node's log
     # The index: None, the SQLite file in the node's home; "postgresql://..." one PostgreSQL
@@ -73,6 +76,11 @@ class NodeConfig:
         values: dict[str, Any] = dict(data)
         if "home" in values:
             values["home"] = Path(str(values["home"])).expanduser()
+        if "log_key" in values:
+            if not isinstance(values["log_key"], str | Path) or not str(values["log_key"]):
+                raise UsageError(f"{source}: log_key must be the path of the log key file, "
+                                 f"found {_shown(values['log_key'])}")
+            values["log_key"] = Path(str(values["log_key"])).expanduser()
         if "upstreams" in values:
             ups = values["upstreams"]
             if not isinstance(ups, list) or not all(isinstance(u, str) and u.startswith(("http://", "https://"))

@@ -43,6 +43,12 @@ class Database(Session, Protocol):
     @contextmanager
     def transaction(self) -> Iterator[Session]: ...
 
+    @contextmanager
+    def snapshot(self) -> Iterator[Session]:
+        """Several reads that see one committed state, and none of a transaction still open
+        (on SQLite the connection is shared: another thread's open transaction would show)."""
+        ...
+
     def close(self) -> None: ...
 
 
@@ -107,6 +113,18 @@ class SQLiteDatabase(_SQLiteSession):
                 raise
             with _sqlite_errors(self.where):
                 self._db.execute("COMMIT")
+
+    @contextmanager
+    def snapshot(self) -> Iterator[Session]:
+        # The lock keeps out this connection's own writers (their uncommitted rows would be
+        # visible here); a deferred BEGIN is one WAL snapshot against other processes'.
+        with self._lock:
+            with _sqlite_errors(self.where):
+                self._db.execute("BEGIN")
+            try:
+                yield _SQLiteSession(self._db, self.where)
+            finally:
+                self._db.execute("ROLLBACK")
 
     def close(self) -> None:
         self._db.close()
@@ -179,6 +197,13 @@ class PostgresDatabase:
     @contextmanager
     def transaction(self) -> Iterator[Session]:
         with self._connection() as conn, _pg_errors(self.where), conn.transaction():
+            yield _PostgresSession(conn, self.where)
+
+    @contextmanager
+    def snapshot(self) -> Iterator[Session]:
+        # REPEATABLE READ: every statement of it sees the state of its first one.
+        with self._connection() as conn, _pg_errors(self.where), conn.transaction():
+            conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
             yield _PostgresSession(conn, self.where)
 
     @contextmanager

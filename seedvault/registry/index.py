@@ -79,6 +79,12 @@ class Index:
             raise
         self.shared = self._db.dialect == "postgresql"  # other nodes may write to it at any time
 
+    @property
+    def database(self) -> Database:
+        """The index's database: the transparency log keeps its tables there too (one log
+        for the nodes that share an index)."""
+        return self._db
+
     def close(self) -> None:
         self._db.close()
 

@@ -91,8 +91,14 @@ class Node:
         self._seeding: dict[str, Any] = {}  # ref -> libtorrent handle of the node's own seed
         self._unseedable: dict[str, float] = {}  # ref -> when seeding it was refused (damaged)
         self._info_hashes: dict[str, bytes] = {}  # digest -> tracker info-hash of each indexed release
-        self.log = NodeLog(self.client.paths.config_dir, self.client.paths.data_dir, LogSettings(
-            config.log_origin, config.base_url.split("://", 1)[-1], config.witness_for, config.witnesses))
+        try:
+            self.log = NodeLog(self.client.paths.config_dir, self.client.paths.data_dir, LogSettings(
+                config.log_origin, config.base_url.split("://", 1)[-1], config.witness_for, config.witnesses,
+                config.log_key), self.index.database)
+        except BaseException:
+            self.index.close()  # e.g. refused: another log key than the shared log's
+            self.client.close()
+            raise
         self._reindex()
         self._log_unlogged()
         self._sweep_staging()
@@ -206,8 +212,8 @@ class Node:
             self.swarm = None
         for upload in list(self._uploads):
             self._drop(upload)
+        self.log.close()  # before the index: the log's tables are in the index's database
         self.index.close()
-        self.log.close()
         self.client.close()
 
     def _announce_self(self, ref: str) -> None:

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from seedvault.errors import UsageError
 from seedvault.registry.database import Database, Session
 
-LATEST = 2
+LATEST = 3
 _MIGRATION_LOCK = 0x5EEDFA17  # pg_advisory_xact_lock key: one node migrates at a time
 
 _V1 = [
@@ -47,7 +47,23 @@ def _v2(db: Session, dialect: str) -> None:
     db.execute("CREATE TABLE holdings (digest TEXT NOT NULL, url TEXT NOT NULL, PRIMARY KEY (digest, url))")
 
 
-_STEPS: dict[int, Callable[[Session, str], None]] = {1: _v2}  # from version N to N + 1
+def _v3(db: Session, dialect: str) -> None:
+    """The transparency log (seedvault/tlog/store.py) in the index's database, so that the
+    nodes sharing an index share one log: its entries, every full subtree's hash (the
+    tiles' contents), its checkpoints, and the verifier key it was created with (one row),
+    which every node must sign with. Named log_*: the index has a `nodes` table already."""
+    blob = "BYTEA" if dialect == "postgresql" else "BLOB"
+    db.execute(f"CREATE TABLE log_entries (idx BIGINT PRIMARY KEY, kind TEXT NOT NULL, digest TEXT NOT NULL, "
+               f"envelope TEXT NOT NULL, name TEXT NOT NULL, data {blob} NOT NULL)")
+    db.execute("CREATE INDEX log_entries_by_digest ON log_entries (digest, kind)")
+    db.execute("CREATE INDEX log_entries_by_name ON log_entries (name)")
+    db.execute(f"CREATE TABLE log_hashes (level INTEGER NOT NULL, idx BIGINT NOT NULL, hash {blob} NOT NULL, "
+               f"PRIMARY KEY (level, idx))" + (" WITHOUT ROWID" if dialect == "sqlite" else ""))
+    db.execute(f"CREATE TABLE log_checkpoints (size BIGINT PRIMARY KEY, note {blob} NOT NULL)")
+    db.execute("CREATE TABLE log_key (vkey TEXT NOT NULL, created DOUBLE PRECISION NOT NULL)")
+
+
+_STEPS: dict[int, Callable[[Session, str], None]] = {1: _v2, 2: _v3}  # from version N to N + 1
 
 
 def migrate(db: Database) -> int:

@@ -15,6 +15,7 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from seedvault.errors import Error, UsageError
 from seedvault.signing.dsse import Envelope
@@ -22,6 +23,9 @@ from seedvault.tlog.entry import Kind, LogEntry, envelope_sha256
 from seedvault.tlog.note import COSIGNATURE_V1, ED25519, Note, Signer, Verifier, load_or_create_signer
 from seedvault.tlog.store import LogStore
 from seedvault.tlog.witness import Witness, ask_witness
+
+if TYPE_CHECKING:  # a runtime import would cycle: seedvault.registry imports the node, which imports this
+    from seedvault.registry.database import Database
 
 WITNESS_TIMEOUT = 5.0  # seconds per witness, per checkpoint
 log = logging.getLogger("seedvault.registry.log")
@@ -33,6 +37,7 @@ class LogSettings:
     default_origin: str
     witness_for: tuple[str, ...] = ()  # vkeys of the logs this node cosigns
     witnesses: tuple[str, ...] = ()  # "URL VKEY" of each witness this node asks to cosign
+    key_file: Path | None = None  # the log key (relative: to config/ of the home); None: config/log.key
 
 
 def parse_witnesses(entries: Iterable[str], where: str) -> list[tuple[str, Verifier]]:
@@ -75,12 +80,24 @@ def _existing_name(path: Path) -> str | None:
 
 
 class NodeLog:
-    def __init__(self, config_dir: Path, data_dir: Path, settings: LogSettings) -> None:
-        key_file = config_dir / "log.key"
+    """The node's log, kept in `database` (the index's): nodes sharing an index share it, so
+    each must sign with the same log key (settings.key_file, a copy on every node); the
+    store refuses a node whose key is not the one the log was created with."""
+
+    def __init__(self, config_dir: Path, data_dir: Path, settings: LogSettings, database: Database) -> None:
+        key_file = config_dir / (settings.key_file or "log.key")  # relative: to the home's config/
         origin = settings.origin or _existing_name(key_file) or settings.default_origin
         self.signer = load_or_create_signer(key_file, origin, ED25519)
         self.cosigner = load_or_create_signer(config_dir / "witness.key", origin + "/witness", COSIGNATURE_V1)
-        self.store = LogStore(data_dir / "tlog.db", self.signer)
+        legacy = data_dir / "tlog.db"  # where a node kept its log before it moved into the index's database
+        self.store = LogStore(database, self.signer, legacy=legacy)
+        if self.store.imported:
+            # Committed: the old file is kept (renamed) as a backup, and is not imported again.
+            for suffix in ("", "-wal", "-shm"):
+                old = legacy.with_name(legacy.name + suffix)
+                if old.exists():
+                    old.rename(old.with_name(old.name + ".imported"))
+            log.info("transparency log imported from %s into %s", legacy, database.where)
         self.witnesses = parse_witnesses(settings.witnesses, "node config")
         self._witness_sizes: dict[str, int] = {}  # what each witness last cosigned, as it told us
         follows = parse_logs(settings.witness_for, "node config")

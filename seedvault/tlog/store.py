@@ -1,199 +1,274 @@
-"""A registry node's log, in SQLite: entries, every full subtree's hash, and checkpoints.
+"""A registry node's log, in the index's database: entries, every full subtree's hash, and
+checkpoints (tables log_* of schema version 3, seedvault/registry/schema.py).
 
-One writer sequences: `append` takes SQLite's write lock (BEGIN IMMEDIATE), numbers the
-entries, stores them and the hashes of every subtree they complete (the tiles' contents),
-then signs the checkpoint over the new root and stores it, all in that one transaction.
-So the tiles a checkpoint covers are never behind it, and a crash (kill -9, power loss:
-synchronous=FULL) leaves either the log before the append or the log after it, never a
-checkpoint over hashes that are not there. Tiles are served from the `nodes` table.
+Nodes sharing one index (PostgreSQL) share this log: one key, one origin, one sequence.
+One writer sequences: `append` runs in one transaction that first takes the log's lock
+(on PostgreSQL a transaction-level advisory lock, so a second node's append waits for the
+first's commit and then reads the size it left; on SQLite the write lock, BEGIN
+IMMEDIATE), reads the size, numbers the entries, stores them and the hashes of every
+subtree they complete (the tiles' contents), then signs the checkpoint over the new root
+and stores it. So two appends never number one index twice, the tiles a checkpoint
+covers are never behind it, and a crash (kill -9, power loss: synchronous=FULL on SQLite)
+leaves either the log before the append or the log after it, never a checkpoint over
+hashes that are not there.
+
+The verifier key the log was created with is stored beside it: a node whose log key
+differs is refused at start (two keys would sign two histories under one origin).
 """
 
 from __future__ import annotations
 
 import sqlite3
-import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from seedvault._sqlite import open_database
-from seedvault.errors import NotFoundError
-from seedvault.tlog.checkpoint import Checkpoint
+from seedvault.errors import NotFoundError, UsageError
+from seedvault.tlog.checkpoint import Checkpoint, open_checkpoint
 from seedvault.tlog.entry import Kind, LogEntry
 from seedvault.tlog.merkle import consistency_proof, inclusion_proof, leaf_hash, node_hash, root_hash
 from seedvault.tlog.note import Note, NoteSignature, Signer
 from seedvault.tlog.proof import TlogProof
 from seedvault.tlog.tiles import TILE_HEIGHT, TILE_WIDTH, encode_entries
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS entries (idx INTEGER PRIMARY KEY, kind TEXT NOT NULL, digest TEXT NOT NULL,
-                                    envelope TEXT NOT NULL, name TEXT NOT NULL, data BLOB NOT NULL);
-CREATE INDEX IF NOT EXISTS entries_by_digest ON entries (digest, kind);
-CREATE INDEX IF NOT EXISTS entries_by_name ON entries (name);
-CREATE TABLE IF NOT EXISTS nodes (level INTEGER NOT NULL, idx INTEGER NOT NULL, hash BLOB NOT NULL,
-                                  PRIMARY KEY (level, idx)) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS checkpoints (size INTEGER PRIMARY KEY, note BLOB NOT NULL);
-"""
+if TYPE_CHECKING:
+    from seedvault.registry.database import Database, Session
+
+# pg_advisory_xact_lock key of the log's sequencer (the schema's migration lock is another).
+LOG_LOCK = 0x5EED7106
 
 
 class _Reader:
-    def __init__(self, db: sqlite3.Connection) -> None:
-        self.db = db
+    """The hashes `merkle` asks for, read in one session (a snapshot or the append's own)."""
+
+    def __init__(self, session: Session) -> None:
+        self.session = session
 
     def node(self, level: int, index: int) -> bytes:
-        row = self.db.execute("SELECT hash FROM nodes WHERE level = ? AND idx = ?", (level, index)).fetchone()
-        if row is None:
+        rows = self.session.query("SELECT hash FROM log_hashes WHERE level = ? AND idx = ?", (level, index))
+        if not rows:
             raise NotFoundError(f"the log has no hash for level {level}, index {index}")
-        return bytes(row[0])
+        return bytes(rows[0][0])
 
 
 class LogStore:
-    def __init__(self, path: Path, signer: Signer) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self.db = open_database(path, SCHEMA)
-        self.db.execute("PRAGMA synchronous=FULL")  # a checkpoint handed out must survive a power loss
+    """The log in `where`: the index's database, or (standalone: tests, benchmarks) a SQLite
+    file of its own at that path. `legacy`: the SQLite file a node kept its log in before
+    the log moved into the index's database; imported once, when this log is created."""
+
+    def __init__(self, where: Database | Path, signer: Signer, *, legacy: Path | None = None) -> None:
+        if isinstance(where, Path):
+            # Imported here: seedvault.registry imports the node, which imports this module.
+            from seedvault.registry.database import SQLiteDatabase
+            from seedvault.registry.schema import migrate
+
+            where.parent.mkdir(parents=True, exist_ok=True)
+            self.db: Database = SQLiteDatabase(where)
+            self._owned = True
+            try:
+                migrate(self.db)
+            except BaseException:
+                self.db.close()
+                raise
+        else:
+            self.db, self._owned = where, False
         self.signer = signer
         self.origin = signer.name
-        self._lock = threading.Lock()  # one connection, used from the node worker and the log routes
-        self._reader = _Reader(self.db)
-        with self._lock:
-            if self.db.execute("SELECT COUNT(*) FROM checkpoints").fetchone()[0] == 0:
-                self._sign(0)  # an empty log has a checkpoint too, so clients can start from it
+        self.imported = False  # whether `legacy` was copied in (its file may then be moved away)
+        if self.db.dialect == "sqlite":
+            self.db.execute("PRAGMA synchronous=FULL")  # a checkpoint handed out must survive a power loss
+        self._open(legacy)
+
+    def _open(self, legacy: Path | None) -> None:
+        """Create the log (its key row and the checkpoint of size 0), or check this node's key
+        is the one it was created with; under the writer's lock, so two nodes starting at
+        once against a fresh database create one log."""
+        vkey = self.signer.verifier.vkey
+        with self._write() as tx:
+            rows = tx.query("SELECT vkey FROM log_key")
+            if rows:
+                if rows[0][0] != vkey:
+                    raise UsageError(
+                        f"transparency log in {self.db.where}: it was created with the log key {rows[0][0]}, "
+                        f"and this node's log key is {vkey}: one log is signed by one key",
+                        hint="give every node sharing this database a copy of the first node's log key file "
+                             "(log_key in node.toml names it), or point this node at a database of its own")
+                return
+            if tx.query("SELECT 1 FROM log_checkpoints LIMIT 1"):
+                # Made before the key was recorded: impossible with this schema, so refuse to guess.
+                raise UsageError(f"transparency log in {self.db.where}: it has checkpoints but no log key")
+            tx.execute("INSERT INTO log_key VALUES (?, ?)", (vkey, time.time()))
+            if legacy is not None and legacy.exists():
+                self._import(tx, legacy)
+            else:
+                self._sign(tx, 0)  # an empty log has a checkpoint too, so clients can start from it
+
+    def _import(self, tx: Session, legacy: Path) -> None:
+        """Copy a log of an earlier seedvault (its own SQLite file) row for row: the same
+        entries, hashes and signed checkpoints, so its history goes on rather than a second
+        log under the same key starting at 0 (a fork, to every client and witness)."""
+        try:
+            with closing(sqlite3.connect(legacy)) as old:
+                entries = old.execute("SELECT idx, kind, digest, envelope, name, data FROM entries").fetchall()
+                hashes = old.execute("SELECT level, idx, hash FROM nodes").fetchall()
+                checkpoints = old.execute("SELECT size, note FROM checkpoints").fetchall()
+        except sqlite3.Error as exc:
+            raise UsageError(f"the log of an earlier seedvault at {legacy} cannot be read ({exc})",
+                             hint="restore the file, or move it away to start a new log (with a new key)") from None
+        if not checkpoints:
+            self._sign(tx, 0)
+            return
+        last = max(checkpoints)
+        # Refused unless signed by this node's key: the key file and the log must belong together.
+        open_checkpoint(bytes(last[1]), self.signer.verifier, [], f"the latest checkpoint in {legacy}")
+        for row in entries:
+            tx.execute("INSERT INTO log_entries VALUES (?, ?, ?, ?, ?, ?)", (*row[:5], bytes(row[5])))
+        for level, idx, digest in hashes:
+            tx.execute("INSERT INTO log_hashes VALUES (?, ?, ?)", (level, idx, bytes(digest)))
+        for size, note in checkpoints:
+            tx.execute("INSERT INTO log_checkpoints VALUES (?, ?)", (size, bytes(note)))
+        self.imported = True
 
     def close(self) -> None:
-        self.db.close()
+        if self._owned:
+            self.db.close()
 
     @contextmanager
-    def _write(self) -> Iterator[None]:
-        with self._lock:
-            self.db.execute("BEGIN IMMEDIATE")
-            try:
-                yield
-            except BaseException:
-                self.db.execute("ROLLBACK")
-                raise
-            self.db.execute("COMMIT")
+    def _write(self) -> Iterator[Session]:
+        """One transaction under the log's single writer (see the module's docstring)."""
+        with self.db.transaction() as tx:
+            if self.db.dialect == "postgresql":
+                # Released at commit or rollback: a node killed mid-append holds it no longer.
+                tx.query("SELECT pg_advisory_xact_lock(?)", (LOG_LOCK,))
+            yield tx
 
     # ---- writing ------------------------------------------------------------------------
     def append(self, entries: list[LogEntry]) -> int:
         """Log the entries; returns the new tree size. Entries already logged (the same kind,
-        digest and envelope) are skipped, so a replay after a crash logs nothing twice."""
-        with self._write():
-            size = self._size()
+        digest and envelope) are skipped, so a replay after a crash, or the same statement
+        recorded by two nodes, logs nothing twice."""
+        with self._write() as tx:
+            size = _size(tx)  # after the lock: the size the last writer committed
             for entry in entries:
-                if self._has(entry):
+                if _has(tx, entry):
                     continue
                 data = entry.to_bytes()
-                self.db.execute("INSERT INTO entries VALUES (?, ?, ?, ?, ?, ?)",
-                                (size, entry.kind, entry.digest, entry.envelope, entry.name, data))
-                self._add_leaf(size, leaf_hash(data))
+                tx.execute("INSERT INTO log_entries VALUES (?, ?, ?, ?, ?, ?)",
+                           (size, entry.kind, entry.digest, entry.envelope, entry.name, data))
+                self._add_leaf(tx, size, leaf_hash(data))
                 size += 1
-            if size != self._checkpointed():
-                self._sign(size)
+            if size != _checkpointed(tx):
+                self._sign(tx, size)
             return size
 
-    def _add_leaf(self, index: int, leaf: bytes) -> None:
-        self.db.execute("INSERT INTO nodes VALUES (0, ?, ?)", (index, leaf))
-        level, current = 0, leaf
+    def _add_leaf(self, tx: Session, index: int, leaf: bytes) -> None:
+        tx.execute("INSERT INTO log_hashes VALUES (0, ?, ?)", (index, leaf))
+        level, current, reader = 0, leaf, _Reader(tx)
         while index & 1:  # this leaf completes the subtree of its left siblings, level by level
-            left = self._reader.node(level, index - 1)
+            left = reader.node(level, index - 1)
             current = node_hash(left, current)
             level, index = level + 1, index >> 1
-            self.db.execute("INSERT INTO nodes VALUES (?, ?, ?)", (level, index, current))
+            tx.execute("INSERT INTO log_hashes VALUES (?, ?, ?)", (level, index, current))
 
-    def _sign(self, size: int) -> None:
-        root = root_hash(self._reader, size)
+    def _sign(self, tx: Session, size: int) -> None:
+        root = root_hash(_Reader(tx), size)
         note = Checkpoint(self.origin, size, root).sign(self.signer)
-        self.db.execute("INSERT OR REPLACE INTO checkpoints VALUES (?, ?)", (size, note.to_bytes()))
+        tx.execute("INSERT INTO log_checkpoints VALUES (?, ?)", (size, note.to_bytes()))
 
     def add_cosignatures(self, size: int, sigs: tuple[NoteSignature, ...]) -> None:
-        """Witnesses' cosignatures (already verified by the caller) on the checkpoint of `size`."""
-        with self._write():
-            row = self.db.execute("SELECT note FROM checkpoints WHERE size = ?", (size,)).fetchone()
-            if row is None:
+        """Witnesses' cosignatures (already verified by the caller) on the checkpoint of `size`.
+        Under the writer's lock: two nodes adding to one checkpoint at once both keep theirs."""
+        with self._write() as tx:
+            rows = tx.query("SELECT note FROM log_checkpoints WHERE size = ?", (size,))
+            if not rows:
                 return
-            note = Note.parse(bytes(row[0]), "stored checkpoint").with_signatures(sigs)
-            self.db.execute("UPDATE checkpoints SET note = ? WHERE size = ?", (note.to_bytes(), size))
+            note = Note.parse(bytes(rows[0][0]), "stored checkpoint").with_signatures(sigs)
+            tx.execute("UPDATE log_checkpoints SET note = ? WHERE size = ?", (note.to_bytes(), size))
 
     # ---- reading ------------------------------------------------------------------------
-    def _size(self) -> int:
-        return int(self.db.execute("SELECT COALESCE(MAX(idx) + 1, 0) FROM entries").fetchone()[0])
-
-    def _checkpointed(self) -> int:
-        return int(self.db.execute("SELECT COALESCE(MAX(size), -1) FROM checkpoints").fetchone()[0])
-
-    def _has(self, entry: LogEntry) -> bool:
-        return self.db.execute("SELECT 1 FROM entries WHERE digest = ? AND kind = ? AND envelope = ?",
-                               (entry.digest, entry.kind, entry.envelope)).fetchone() is not None
-
     @property
     def size(self) -> int:
-        with self._lock:
-            return self._checkpointed()
+        with self.db.snapshot() as s:
+            return _checkpointed(s)
 
     def checkpoint(self) -> bytes:
-        with self._lock:
-            row = self.db.execute("SELECT note FROM checkpoints ORDER BY size DESC LIMIT 1").fetchone()
-        return bytes(row[0])
+        with self.db.snapshot() as s:
+            return bytes(s.query("SELECT note FROM log_checkpoints ORDER BY size DESC LIMIT 1")[0][0])
 
     def tile(self, level: int, index: int, width: int) -> bytes:
         """The hashes of a tile of the latest checkpoint's tree; NotFoundError beyond it."""
-        with self._lock:
-            size = self._checkpointed()
+        with self.db.snapshot() as s:
+            size = _checkpointed(s)
             first = index * TILE_WIDTH
             if level * TILE_HEIGHT >= 64 or first + width > size >> (level * TILE_HEIGHT):
                 raise NotFoundError(f"no tile {level}/{index} of width {width} in a log of {size} entries")
-            rows = self.db.execute("SELECT hash FROM nodes WHERE level = ? AND idx >= ? AND idx < ? ORDER BY idx",
-                                   (level * TILE_HEIGHT, first, first + width)).fetchall()
+            rows = s.query("SELECT hash FROM log_hashes WHERE level = ? AND idx >= ? AND idx < ? ORDER BY idx",
+                           (level * TILE_HEIGHT, first, first + width))
         return b"".join(bytes(r[0]) for r in rows)
 
     def entry_bundle(self, index: int, width: int) -> bytes:
-        with self._lock:
-            size = self._checkpointed()
+        with self.db.snapshot() as s:
+            size = _checkpointed(s)
             first = index * TILE_WIDTH
             if first + width > size:
                 raise NotFoundError(f"no entry bundle {index} of width {width} in a log of {size} entries")
-            rows = self.db.execute("SELECT data FROM entries WHERE idx >= ? AND idx < ? ORDER BY idx",
-                                   (first, first + width)).fetchall()
+            rows = s.query("SELECT data FROM log_entries WHERE idx >= ? AND idx < ? ORDER BY idx",
+                           (first, first + width))
         return encode_entries([bytes(r[0]) for r in rows])
 
     def entries(self, start: int, stop: int) -> list[bytes]:
-        with self._lock:
-            rows = self.db.execute("SELECT data FROM entries WHERE idx >= ? AND idx < ? ORDER BY idx",
-                                   (start, stop)).fetchall()
+        with self.db.snapshot() as s:
+            rows = s.query("SELECT data FROM log_entries WHERE idx >= ? AND idx < ? ORDER BY idx", (start, stop))
         return [bytes(r[0]) for r in rows]
 
     def has(self, digest: str, kind: Kind = "release") -> bool:
-        with self._lock:
-            return self.db.execute("SELECT 1 FROM entries WHERE digest = ? AND kind = ?",
-                                   (digest, kind)).fetchone() is not None
+        with self.db.snapshot() as s:
+            return bool(s.query("SELECT 1 FROM log_entries WHERE digest = ? AND kind = ? LIMIT 1", (digest, kind)))
 
     def index_of(self, digest: str, kind: Kind = "release") -> int:
-        with self._lock:
-            row = self.db.execute("SELECT MIN(idx) FROM entries WHERE digest = ? AND kind = ?",
-                                  (digest, kind)).fetchone()
-        if row is None or row[0] is None:
-            raise NotFoundError(f"this registry's log has no {kind} with digest {digest}")
-        return int(row[0])
+        with self.db.snapshot() as s:
+            return _index_of(s, digest, kind)
 
     def proof(self, digest: str, kind: Kind = "release") -> TlogProof:
-        """The .tlog-proof of the first entry logged for `digest`, in the latest checkpoint."""
-        index = self.index_of(digest, kind)
-        with self._lock:
-            row = self.db.execute("SELECT size, note FROM checkpoints ORDER BY size DESC LIMIT 1").fetchone()
+        """The .tlog-proof of the first entry logged for `digest`, in the latest checkpoint:
+        read in one snapshot, so the proof and the checkpoint are of one tree."""
+        with self.db.snapshot() as s:
+            index = _index_of(s, digest, kind)
+            row = s.query("SELECT size, note FROM log_checkpoints ORDER BY size DESC LIMIT 1")[0]
             size, note = int(row[0]), bytes(row[1])
-            path = inclusion_proof(self._reader, index, size)
-            data = bytes(self.db.execute("SELECT data FROM entries WHERE idx = ?", (index,)).fetchone()[0])
+            path = inclusion_proof(_Reader(s), index, size)
+            data = bytes(s.query("SELECT data FROM log_entries WHERE idx = ?", (index,))[0][0])
         return TlogProof(index, tuple(path), note, data)
 
     def consistency(self, old: int, new: int) -> list[bytes]:
-        with self._lock:
-            return consistency_proof(self._reader, old, new)
+        with self.db.snapshot() as s:
+            return consistency_proof(_Reader(s), old, new)
 
     def root(self, size: int) -> bytes:
-        with self._lock:
-            return root_hash(self._reader, size)
+        with self.db.snapshot() as s:
+            return root_hash(_Reader(s), size)
+
+
+def _size(s: Session) -> int:
+    return int(s.query("SELECT COALESCE(MAX(idx) + 1, 0) FROM log_entries")[0][0])
+
+
+def _checkpointed(s: Session) -> int:
+    return int(s.query("SELECT COALESCE(MAX(size), -1) FROM log_checkpoints")[0][0])
+
+
+def _has(s: Session, entry: LogEntry) -> bool:
+    return bool(s.query("SELECT 1 FROM log_entries WHERE digest = ? AND kind = ? AND envelope = ? LIMIT 1",
+                        (entry.digest, entry.kind, entry.envelope)))
+
+
+def _index_of(s: Session, digest: str, kind: Kind) -> int:
+    rows = s.query("SELECT MIN(idx) FROM log_entries WHERE digest = ? AND kind = ?", (digest, kind))
+    if not rows or rows[0][0] is None:
+        raise NotFoundError(f"this registry's log has no {kind} with digest {digest}")
+    return int(rows[0][0])
 
 
 def now() -> int:
