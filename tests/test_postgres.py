@@ -14,6 +14,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -32,16 +33,24 @@ from registry_helpers import (
     tree_bytes,
     wait_for,
 )
+from tlog_helpers import log_keys
 
 from seedvault.client import Client
 from seedvault.errors import DatabaseError, RollbackError, UsageError
 from seedvault.p2p import SwarmConfig
 from seedvault.registry import RegistryClient
+from seedvault.registry.database import PostgresDatabase
 from seedvault.registry.index import Index
 from seedvault.registry.resolve import resolve
 from seedvault.registry.schema import _V1, LATEST
 from seedvault.signing import PrivateKey
 from seedvault.swarming import pull
+from seedvault.tlog.checkpoint import SignedCheckpoint, open_checkpoint
+from seedvault.tlog.entry import LogEntry
+from seedvault.tlog.merkle import MemoryTree, leaf_hash, root_hash, verify_consistency, verify_inclusion
+from seedvault.tlog.note import ED25519, Signer, Verifier, load_or_create_signer
+from seedvault.tlog.proof import TlogProof
+from seedvault.tlog.store import LogStore
 
 NAME = "acme/tiny"
 ADMIN = "correct horse battery staple"
@@ -66,6 +75,14 @@ def database_url(postgres: PostgresServer) -> Iterator[str]:
         yield url
     finally:
         postgres.drop_database(url)
+
+
+@pytest.fixture
+def log_key(tmp_path: Path) -> Path:
+    """One log key file for every node on the database: they share one log (log_key in node.toml)."""
+    path = tmp_path / "shared-log.key"
+    load_or_create_signer(path, "registry.test/log", ED25519)
+    return path
 
 
 @pytest.fixture
@@ -99,12 +116,15 @@ def pull_through(node_url: str, home: Path, pub_key: PrivateKey, release: Publis
 
 @pytest.mark.timeout(240)
 def test_push_to_one_node_pull_through_the_other(tmp_path: Path, nodes: list[NodeServer], database_url: str,
-                                                 pub_key: PrivateKey, approver_key: PrivateKey) -> None:
+                                                 pub_key: PrivateKey, approver_key: PrivateKey,
+                                                 log_key: Path) -> None:
     trust = policy((pub_key, "publisher"), (approver_key, "approver"))
     with Client(make_home(tmp_path / "publisher", trust)) as publisher:
         release = publish(publisher, tmp_path, pub_key, NAME)
-        a = start(nodes, make_home(tmp_path / "a", trust), database_url=database_url, admin_token=ADMIN)
-        b = start(nodes, make_home(tmp_path / "b", trust), database_url=database_url, admin_token=ADMIN)
+        a = start(nodes, make_home(tmp_path / "a", trust), database_url=database_url, admin_token=ADMIN,
+                  log_key=log_key)
+        b = start(nodes, make_home(tmp_path / "b", trust), database_url=database_url, admin_token=ADMIN,
+                  log_key=log_key)
         ra, rb = RegistryClient(a.url), RegistryClient(b.url)
         digest = release.envelope.digest
 
@@ -143,12 +163,12 @@ def bdecoded_name(torrent: bytes) -> str:
 
 @pytest.mark.timeout(180)
 def test_substitution_through_another_node_refused(tmp_path: Path, nodes: list[NodeServer], database_url: str,
-                                                   pub_key: PrivateKey) -> None:
+                                                   pub_key: PrivateKey, log_key: Path) -> None:
     """A second build signed as the same name@version, pushed to a node whose vault never saw
     the first: the shared index still knows, and the node refuses it before any byte."""
     trust = policy((pub_key, "publisher"))
-    a = start(nodes, make_home(tmp_path / "a", trust), database_url=database_url)
-    b = start(nodes, make_home(tmp_path / "b", trust), database_url=database_url)
+    a = start(nodes, make_home(tmp_path / "a", trust), database_url=database_url, log_key=log_key)
+    b = start(nodes, make_home(tmp_path / "b", trust), database_url=database_url, log_key=log_key)
     with Client(make_home(tmp_path / "p1", trust)) as one, Client(make_home(tmp_path / "p2", trust)) as two:
         first = publish(one, tmp_path / "1", pub_key, NAME, seed=1)
         other = publish(two, tmp_path / "2", pub_key, NAME, seed=2)
@@ -166,11 +186,12 @@ def test_substitution_through_another_node_refused(tmp_path: Path, nodes: list[N
 class NodeProcess:
     """`seedvault serve` in a process of its own (so it can be SIGKILLed), bounded, reaped."""
 
-    def __init__(self, home: Path, database_url: str) -> None:
+    def __init__(self, home: Path, database_url: str, log_key: Path) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         config = home / "node.toml"
-        config.write_text(f'host = "127.0.0.1"\nport = {self.port}\ndatabase_url = "{database_url}"\n')
+        config.write_text(f'host = "127.0.0.1"\nport = {self.port}\ndatabase_url = "{database_url}"\n'
+                          f'log_key = "{log_key}"\n')
         self.log = (home / "node.log").open("wb")
         env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
         self.proc = subprocess.Popen([sys.executable, "-m", "seedvault", "--home", str(home), "serve", "--config",
@@ -220,11 +241,12 @@ def begin_push(node_url: str, release: Published) -> tuple[str, list[dict[str, A
 
 @pytest.mark.timeout(300)
 def test_node_killed_mid_push_other_keeps_serving(tmp_path: Path, processes: list[NodeProcess], database_url: str,
-                                                  postgres: PostgresServer, pub_key: PrivateKey) -> None:
+                                                  postgres: PostgresServer, pub_key: PrivateKey,
+                                                  log_key: Path) -> None:
     trust = policy((pub_key, "publisher"))
-    a = NodeProcess(make_home(tmp_path / "a", trust), database_url)
+    a = NodeProcess(make_home(tmp_path / "a", trust), database_url, log_key)
     processes.append(a)
-    b = NodeProcess(make_home(tmp_path / "b", trust), database_url)
+    b = NodeProcess(make_home(tmp_path / "b", trust), database_url, log_key)
     processes.append(b)
     with Client(make_home(tmp_path / "publisher", trust)) as publisher:
         kept = publish(publisher, tmp_path, pub_key, NAME, version="1.0")
@@ -291,14 +313,13 @@ def test_empty_database_gets_its_schema_older_one_is_migrated(tmp_path: Path, po
 
 
 def test_fresh_database_two_nodes_at_once(tmp_path: Path, nodes: list[NodeServer], database_url: str,
-                                          postgres: PostgresServer, pub_key: PrivateKey) -> None:
+                                          postgres: PostgresServer, pub_key: PrivateKey, log_key: Path) -> None:
     """Two nodes started together against an empty database: one creates the schema (under
-    the advisory lock), the other finds it; neither fails."""
+    the advisory lock) and the log, the other finds them; neither fails."""
     trust = policy((pub_key, "publisher"))
-    servers = [NodeServer(make_home(tmp_path / n, trust), database_url=database_url) for n in ("a", "b")]
+    servers = [NodeServer(make_home(tmp_path / n, trust), database_url=database_url, log_key=log_key)
+               for n in ("a", "b")]
     nodes.extend(servers)
-    import threading
-
     errors: list[BaseException] = []
 
     def run(server: NodeServer) -> None:
@@ -348,3 +369,157 @@ def test_node_answers_503_when_the_database_is_gone(tmp_path: Path, nodes: list[
     answer = request(node.url, "GET", "/v1/models")
     assert answer.status == 503
     assert answer.error["type"] == "DatabaseError" and "Traceback" not in answer.body.decode()
+
+
+# ---- one transparency log for the nodes sharing the database ------------------------------------------
+
+
+def shared_log_key(path: Path) -> Signer:
+    """The log key every node of the registry is given a copy of (log_key in node.toml)."""
+    return load_or_create_signer(path, "registry.test/log", ED25519)
+
+
+def served_checkpoint(node_url: str, verifier: Verifier) -> SignedCheckpoint:
+    answer = request(node_url, "GET", "/log/checkpoint")
+    assert answer.status == 200, answer.body
+    return open_checkpoint(answer.body, verifier, [], f"{node_url}/log/checkpoint")
+
+
+@pytest.mark.timeout(300)
+def test_two_nodes_one_log(tmp_path: Path, nodes: list[NodeServer], database_url: str, pub_key: PrivateKey) -> None:
+    """Pushes to both nodes at once go into one log: both serve its checkpoint, every
+    release's proof verifies against it, no index is numbered twice, sizes only grow."""
+    trust = policy((pub_key, "publisher"))
+    key = tmp_path / "shared-log.key"
+    signer = shared_log_key(key)
+    a = start(nodes, make_home(tmp_path / "a", trust), database_url=database_url, log_key=key)
+    b = start(nodes, make_home(tmp_path / "b", trust), database_url=database_url, log_key=key)
+    assert log_keys(a.url)["log"] == log_keys(b.url)["log"] == signer.verifier.vkey
+    with Client(make_home(tmp_path / "publisher", trust)) as publisher:
+        releases = [publish(publisher, tmp_path, pub_key, NAME, version=f"{n}.0", seed=n) for n in range(1, 7)]
+
+    seen: dict[str, list[int]] = {a.url: [], b.url: []}
+    done = threading.Event()
+
+    def watch() -> None:  # the checkpoint of each node, over and over while the pushes run
+        while not done.is_set():
+            for url, sizes in seen.items():
+                sizes.append(served_checkpoint(url, signer.verifier).checkpoint.size)
+
+    errors: list[BaseException] = []
+
+    def push(node_url: str, release: Published) -> None:
+        try:
+            assert RegistryClient(node_url).push(release.envelope, release.snapshot)["status"] == "published"
+        except BaseException as exc:
+            errors.append(exc)
+
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    pushers = [threading.Thread(target=push, args=((a, b)[i % 2].url, r)) for i, r in enumerate(releases)]
+    for t in pushers:
+        t.start()
+    for t in pushers:
+        t.join(PULL_TIMEOUT * 2)
+    done.set()
+    watcher.join(30)
+    assert not errors, errors
+
+    # One log: both nodes serve the same checkpoint, of one entry per release.
+    final = served_checkpoint(a.url, signer.verifier)
+    assert request(b.url, "GET", "/log/checkpoint").body == request(a.url, "GET", "/log/checkpoint").body
+    assert final.checkpoint.size == len(releases)
+    for sizes in seen.values():
+        assert sizes == sorted(sizes) and sizes[-1] <= final.checkpoint.size  # only ever grows
+    # Each release's proof, from either node, leads to that one root; no index holds two entries.
+    indexes = set()
+    for release in releases:
+        for node_url in (a.url, b.url):
+            answer = request(node_url, "GET", f"/log/proof/{release.envelope.digest}")
+            assert answer.status == 200, answer.body
+            proof = TlogProof.parse(answer.body, "proof")
+            assert proof.checkpoint == request(node_url, "GET", "/log/checkpoint").body
+            assert LogEntry.parse(proof.extra, "entry").digest == release.envelope.digest
+            verify_inclusion(leaf_hash(proof.extra), proof.index, final.checkpoint.size, proof.path,
+                             final.checkpoint.root)
+            indexes.add((release.envelope.digest, proof.index))
+    assert sorted(i for _, i in indexes) == list(range(len(releases)))
+
+
+@pytest.mark.timeout(240)
+def test_concurrent_appends_from_two_nodes_sequence_once(tmp_path: Path, postgres: PostgresServer,
+                                                         database_url: str) -> None:
+    """Two stores on their own connection pools (as two nodes have) appending at once: every
+    entry at exactly one index, 0..n-1 with no gap, and every checkpoint either signed takes
+    is consistent with the last (the log only grows)."""
+    signer = shared_log_key(tmp_path / "log.key")
+    stores = [LogStore(PostgresDatabase(database_url), signer) for _ in range(2)]
+    batches, per_batch = 30, 3
+    errors: list[BaseException] = []
+
+    def append(n: int, store: LogStore) -> None:
+        try:
+            for i in range(batches):
+                store.append([LogEntry("release", NAME, f"{n}.{i}.{j}", f"{n:02x}{i:030x}{j:032x}", "0" * 64, (), 1)
+                              for j in range(per_batch)])
+        except BaseException as exc:
+            errors.append(exc)
+
+    try:
+        threads = [threading.Thread(target=append, args=(n, s)) for n, s in enumerate(stores)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(180)
+        assert not errors, errors
+        db = database_url.rsplit("/", 1)[1]
+        rows = postgres.sql("SELECT idx, data FROM log_entries ORDER BY idx", db)
+        total = 2 * batches * per_batch
+        assert [r[0] for r in rows] == list(range(total))
+        blobs = [data for _, data in rows if isinstance(data, bytes)]  # BYTEA: bytes
+        assert len(set(blobs)) == len(rows) == total  # each entry once
+        tree = MemoryTree()
+        for data in blobs:
+            tree.append(data)
+        notes = postgres.sql("SELECT size, note FROM log_checkpoints ORDER BY size", db)
+        previous = None
+        for size, note in notes:
+            assert isinstance(note, bytes)
+            cp = open_checkpoint(note, signer.verifier, [], "stored checkpoint").checkpoint
+            assert cp.size == size and cp.root == stores[0].root(cp.size)
+            if previous is not None:
+                verify_consistency(previous.size, cp.size, stores[1].consistency(previous.size, cp.size),
+                                   previous.root, cp.root)
+            previous = cp
+        assert previous is not None and previous.size == total and previous.root == root_hash(tree, total)
+        assert stores[0].checkpoint() == stores[1].checkpoint()
+    finally:
+        for store in stores:
+            store.db.close()
+
+
+@pytest.mark.timeout(180)
+def test_node_with_another_log_key_refused(tmp_path: Path, nodes: list[NodeServer], database_url: str,
+                                           pub_key: PrivateKey) -> None:
+    trust = policy((pub_key, "publisher"))
+    key = tmp_path / "shared-log.key"
+    vkey = shared_log_key(key).verifier.vkey
+    start(nodes, make_home(tmp_path / "a", trust), database_url=database_url, log_key=key)
+    # Its own key (config/log.key, made at its first start): refused, naming both keys.
+    with pytest.raises(UsageError, match="created with the log key") as caught:
+        start(nodes, make_home(tmp_path / "b", trust), database_url=database_url)
+    assert vkey in str(caught.value) and "log_key" in (caught.value.hint or "")
+    # As `seedvault serve` says it: exit code 2, the reason on stderr, no traceback.
+    home = make_home(tmp_path / "c", trust)
+    config = home / "node.toml"
+    config.write_text(f'host = "127.0.0.1"\nport = {free_port()}\ndatabase_url = "{database_url}"\n')
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    done = subprocess.run([sys.executable, "-m", "seedvault", "--home", str(home), "serve", "--config", str(config)],
+                          capture_output=True, text=True, env=env, timeout=NODE_START)
+    assert done.returncode == 2, done.stderr
+    assert "created with the log key" in done.stderr and "Traceback" not in done.stderr
+    # The same key under another file name is the same log key: accepted.
+    copy = tmp_path / "copy.key"
+    copy.write_bytes(key.read_bytes())
+    d = start(nodes, make_home(tmp_path / "d", trust), database_url=database_url, log_key=copy)
+    assert log_keys(d.url)["log"] == vkey

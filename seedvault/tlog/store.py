@@ -59,21 +59,21 @@ class LogStore:
     the log moved into the index's database; imported once, when this log is created."""
 
     def __init__(self, where: Database | Path, signer: Signer, *, legacy: Path | None = None) -> None:
-        if isinstance(where, Path):
-            # Imported here: seedvault.registry imports the node, which imports this module.
-            from seedvault.registry.database import SQLiteDatabase
-            from seedvault.registry.schema import migrate
+        # Imported here: seedvault.registry imports the node, which imports this module.
+        from seedvault.registry.database import SQLiteDatabase
+        from seedvault.registry.schema import migrate
 
+        if isinstance(where, Path):
             where.parent.mkdir(parents=True, exist_ok=True)
             self.db: Database = SQLiteDatabase(where)
             self._owned = True
-            try:
-                migrate(self.db)
-            except BaseException:
-                self.db.close()
-                raise
         else:
             self.db, self._owned = where, False
+        try:
+            migrate(self.db)  # the log's tables are the schema's (a no-op when the index made them)
+        except BaseException:
+            self.close()
+            raise
         self.signer = signer
         self.origin = signer.name
         self.imported = False  # whether `legacy` was copied in (its file may then be moved away)
