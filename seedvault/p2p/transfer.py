@@ -117,7 +117,9 @@ class Download:
         # right up with it; rarest first as soon as there are more, or the swarm loses the
         # pieces peers trade (measured: a seed then sent 3.0x the model to three peers, not 1.7x).
         self._sequential_alone = sequential
-        self._in_order = False
+        self._in_order = sequential  # from the first piece: no peer yet, or the one we were given
+        if sequential:
+            self.handle.set_flags(lt.torrent_flags.sequential_download)
         self.stats = TransferStats()
         self._blocks: dict[tuple[int, int], str] = {}
         self._kinds: dict[str, str] = {}  # endpoint -> "seed", "peer" or "web", fixed at its first block
