@@ -164,42 +164,49 @@ def import_directory(client: Client, directory: Path, envelope_source: Path,
 def stash_bundle_proof(client: Client, source: Path) -> None:
     """Keep the bundle's release.tlog-proof (unjudged, bounded) where the client's judgement
     of the release looks for it; a bundle without one leaves the client's proofs as they are."""
-    where = f"{source}: bundle"
-    if source.is_dir():
-        if not os.path.lexists(source / PROOF_FILE):
-            return
-        raw = _read_small_file(source / PROOF_FILE, PROOF_FILE, MAX_PROOF_BYTES, where)
-    elif _is_tar(source):
-        with _open_tar(source) as tar:
-            member = _members(tar).get(PROOF_FILE)
-            if member is None:
-                return
-            if not member.isfile() or member.size > MAX_PROOF_BYTES:
-                raise OversizeError(f"{where}: {PROOF_FILE}: expected a file of at most {MAX_PROOF_BYTES:,} bytes")
-            raw = _read_member(tar, member)
-    else:
+    raw = _side_file(source, PROOF_FILE, MAX_PROOF_BYTES)
+    if raw is None:
         return
     client.logs.save_proof(read_envelope_source(source).digest, raw)
 
 
 def read_bundle_heads(source: Path) -> list[Envelope]:
     """The heads a bundle carries (`heads.json`), unjudged; none if it has none."""
+    raw = _side_file(source, HEADS_FILE, MAX_HEADS_FILE)
+    return [] if raw is None else parse_heads_file(raw, f"{source}: bundle: {HEADS_FILE}")
+
+
+def _side_file(source: Path, name: str, limit: int) -> bytes | None:
+    """An optional small file a bundle (directory or tar) carries beside its envelope, read
+    with its size bounded; None when the bundle has none (or SOURCE is not a bundle)."""
     where = f"{source}: bundle"
     if source.is_dir():
-        if not os.path.lexists(source / HEADS_FILE):
-            return []
-        raw = _read_small_file(source / HEADS_FILE, HEADS_FILE, MAX_HEADS_FILE, where)
-    elif _is_tar(source):
+        if not os.path.lexists(source / name):
+            return None
+        return _read_small_file(source / name, name, limit, where)
+    if _is_tar(source):
         with _open_tar(source) as tar:
-            member = _members(tar).get(HEADS_FILE)
+            member = _members(tar).get(name)
             if member is None:
-                return []
-            if not member.isfile() or member.size > MAX_HEADS_FILE:
-                raise OversizeError(f"{where}: {HEADS_FILE}: expected a file of at most {MAX_HEADS_FILE:,} bytes")
-            raw = _read_member(tar, member)
-    else:
-        return []
-    return parse_heads_file(raw, f"{where}: {HEADS_FILE}")
+                return None
+            if not member.isfile() or member.size > limit:
+                raise OversizeError(f"{where}: {name}: expected a file of at most {limit:,} bytes")
+            return _read_member(tar, member)
+    return None
+
+
+def _envelope_list(raw: bytes, where: str, key: str, limits: tuple[int, int], label: str) -> list[Envelope]:
+    """The envelopes under KEY of a small JSON file (`heads.json`, `ancestors.json`), unjudged;
+    LIMITS bound its bytes and its count."""
+    max_bytes, max_count = limits
+    if len(raw) > max_bytes:
+        raise OversizeError(f"{where}: expected at most {max_bytes:,} bytes, found {len(raw):,}")
+    doc = _json.load_object(raw, where)
+    items = doc.get(key)
+    if not isinstance(items, list) or len(items) > max_count:
+        raise ManifestError(f"{where}: expected a list \"{key}\" of at most {max_count} envelopes, found "
+                            "something else")
+    return [Envelope.from_dict(item, f"{where}, {label} {i + 1}") for i, item in enumerate(items)]
 
 
 def heads_file(heads: list[Envelope]) -> bytes:
@@ -209,14 +216,7 @@ def heads_file(heads: list[Envelope]) -> bytes:
 
 def parse_heads_file(raw: bytes, where: str) -> list[Envelope]:
     """The head envelopes of a `heads.json` (a bundle's, or a head card's), unjudged."""
-    if len(raw) > MAX_HEADS_FILE:
-        raise OversizeError(f"{where}: expected at most {MAX_HEADS_FILE:,} bytes, found {len(raw):,}")
-    doc = _json.load_object(raw, where)
-    items = doc.get("heads")
-    if not isinstance(items, list) or len(items) > MAX_BUNDLE_HEADS:
-        raise ManifestError(f"{where}: expected a list \"heads\" of at most {MAX_BUNDLE_HEADS} "
-                            "envelopes, found something else")
-    return [Envelope.from_dict(item, f"{where}, head {i + 1}") for i, item in enumerate(items)]
+    return _envelope_list(raw, where, "heads", (MAX_HEADS_FILE, MAX_BUNDLE_HEADS), "head")
 
 
 ANCESTORS_FILE = "ancestors.json"
@@ -231,33 +231,9 @@ def ancestors_file(ancestors: list[Envelope]) -> bytes:
 
 def read_bundle_ancestors(source: Path) -> list[Envelope]:
     """The ancestors' envelopes a bundle carries (`ancestors.json`), unjudged; none if it has none."""
-    where = f"{source}: bundle: {ANCESTORS_FILE}"
-    if source.is_dir():
-        if not os.path.lexists(source / ANCESTORS_FILE):
-            return []
-        raw = _read_small_file(source / ANCESTORS_FILE, ANCESTORS_FILE, MAX_ANCESTORS_FILE, f"{source}: bundle")
-    elif _is_tar(source):
-        with _open_tar(source) as tar:
-            member = _members(tar).get(ANCESTORS_FILE)
-            if member is None:
-                return []
-            if not member.isfile() or member.size > MAX_ANCESTORS_FILE:
-                raise OversizeError(f"{where}: expected a file of at most {MAX_ANCESTORS_FILE:,} bytes")
-            f = tar.extractfile(member)
-            if f is None:
-                raise UnsafePathError(f"{where}: cannot be read as a file")
-            with f:
-                raw = f.read(MAX_ANCESTORS_FILE + 1)
-    else:
-        return []
-    if len(raw) > MAX_ANCESTORS_FILE:
-        raise OversizeError(f"{where}: expected at most {MAX_ANCESTORS_FILE:,} bytes, found more")
-    doc = _json.load_object(raw, where)
-    items = doc.get("ancestors")
-    if not isinstance(items, list) or len(items) > MAX_BUNDLE_ANCESTORS:
-        raise ManifestError(f"{where}: expected a list \"ancestors\" of at most {MAX_BUNDLE_ANCESTORS} envelopes, "
-                            "found something else")
-    return [Envelope.from_dict(item, f"{where}, ancestor {i + 1}") for i, item in enumerate(items)]
+    raw = _side_file(source, ANCESTORS_FILE, MAX_ANCESTORS_FILE)
+    return [] if raw is None else _envelope_list(raw, f"{source}: bundle: {ANCESTORS_FILE}", "ancestors",
+                                                  (MAX_ANCESTORS_FILE, MAX_BUNDLE_ANCESTORS), "ancestor")
 
 
 MAX_BUNDLE_KEYS = 64
