@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
-from seedvault.bundle import is_bundle, read_bundle_heads, read_envelope_source
+from seedvault.bundle import is_bundle, read_bundle_heads, read_envelope_source, stash_bundle_proof
 from seedvault.client import Client
 from seedvault.errors import (
     ExpiredError,
@@ -229,6 +229,8 @@ def release_source(
     sources: list[EnvelopeSource] = []
     if envelope is not None:
         sources.append(FileSource(envelope))
+        if is_bundle(Path(envelope)):
+            stash_bundle_proof(client, Path(envelope))  # its log proof, judged like any (trust require --logged)
     elif registry is not None:
         from seedvault.registry.resolve import RegistrySource
 

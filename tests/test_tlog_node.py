@@ -213,3 +213,27 @@ def test_monitor_sees_a_release_signed_by_a_stolen_key_within_one_poll(
     assert f"{MODEL}@6.6.6" in {e["ref"] for e in seen["entries"] if e["kind"] == "release"}
     assert REF not in {e["ref"] for e in seen["entries"]}
     assert seen["checked"] >= 1
+
+
+def test_pull_with_a_bundle_as_envelope_takes_its_proof_under_logged(
+        nodes: list[Any], publisher: Client, pub_key: PrivateKey, tmp_path: Path) -> None:
+    from seedvault.p2p import Swarm, SwarmConfig, format_endpoint
+    from seedvault.swarming import start_seeding
+
+    node = start(nodes, node_home(tmp_path / "node", pub_key), seed=False)
+    home = publisher.home
+    assert home is not None
+    publisher.close()
+    pushed(home, node.url)
+    keys = log_keys(node.url)
+    ok(home, "export", REF, tmp_path / "tiny.tar", "--tar")  # the bundle carries the proof
+    client_home = tmp_path / "client"
+    with Client(client_home) as client:
+        trust(client, pub_key)
+    ok(client_home, "trust", "log", "add", keys["log"])
+    ok(client_home, "trust", "require", "--logged")
+    with Client(home) as seeder, Swarm(SwarmConfig()) as swarm:
+        assert start_seeding(seeder, swarm, [REF]).seeding == [REF]
+        ok(client_home, "pull", REF, "--envelope", tmp_path / "tiny.tar", "--peer", format_endpoint(swarm.endpoint),
+           "--json", "--timeout", "60")
+    assert ok(client_home, "log", "verify", REF, "--json").json()["entry"]["ref"] == REF
